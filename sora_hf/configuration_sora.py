@@ -1,0 +1,212 @@
+"""Sora model configuration.
+
+One `SoraConfig` describes the three shapes of the family: a bidirectional encoder (`is_decoder=False`, the
+default: masked LM, classification, QA...), a causal decoder (`is_decoder=True`: causal LM, set automatically by
+`SoraForCausalLM`) and an encoder-decoder (`is_encoder_decoder=True`: set by `SoraForSeq2SeqLM`, with
+`num_decoder_layers` decoder blocks that cross-attend to the encoder).
+
+This file imports only transformers so that it travels to the Hub as custom code beside `modeling_sora.py`.
+"""
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers.activations import ACT2FN
+from transformers.configuration_utils import PreTrainedConfig
+from transformers.modeling_rope_utils import RopeParameters
+
+POOLING_MODES = ("cls", "mean")
+
+
+@strict
+class SoraConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Sora model. Defaults describe a small Chinese/English encoder (about 30M parameters).
+
+    Args:
+        vocab_size (`int`): size of the token vocabulary (the tokenizer's `len()` must not exceed it).
+        hidden_size (`int`): width of the residual stream.
+        intermediate_size (`int`): width of the gated MLP (SwiGLU-style: `act(gate(x)) * up(x)`).
+        num_hidden_layers (`int`): number of encoder (or decoder-only) blocks.
+        num_decoder_layers (`int`, *optional*): decoder blocks of an encoder-decoder; defaults to `num_hidden_layers`.
+        num_attention_heads (`int`): query heads.
+        num_key_value_heads (`int`, *optional*): key/value heads; fewer than `num_attention_heads` gives grouped-query
+            attention. Defaults to `num_attention_heads`.
+        head_dim (`int`, *optional*): defaults to `hidden_size // num_attention_heads`.
+        hidden_act (`str`): activation of the gated MLP, any key of `transformers.activations.ACT2FN`.
+        max_position_embeddings (`int`): longest sequence the model is meant for (rotary positions).
+        type_vocab_size (`int`): number of segment (token type) ids; 0 disables segment embeddings.
+        rms_norm_eps (`float`): epsilon of the RMSNorm layers (pre-norm blocks and a final norm).
+        hidden_dropout (`float`): dropout on embeddings and on each block's residual branches.
+        attention_dropout (`float`): dropout on attention probabilities.
+        classifier_dropout (`float`, *optional*): dropout before task heads; defaults to `hidden_dropout`.
+        classifier_pooling (`"cls"` or `"mean"`): how a layer's token states become one vector for pooled heads.
+        multi_level_attention (`bool`): pooled heads (sequence classification, multiple choice, sentence embeddings)
+            attend over the pooled vectors of *all* layers with a learned query instead of using the last layer only.
+        is_decoder (`bool`): causal self-attention (decoder-only model).
+        tie_word_embeddings (`bool`): output projection of LM heads shares the input embedding matrix.
+        generator_hidden_size, generator_intermediate_size, generator_num_hidden_layers,
+        generator_num_attention_heads: size of the ELECTRA-style generator of `SoraForPreTraining`; default to a
+            quarter of the width (at least one head of 32 dims) and the same depth.
+        rtd_loss_weight (`float`): weight of the replaced-token-detection loss against the generator's MLM loss
+            (ELECTRA uses 50).
+
+    Example:
+
+    ```python
+    >>> import sora_hf
+    >>> from sora_hf import SoraConfig, SoraForMaskedLM
+    >>> config = SoraConfig(vocab_size=8000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4)
+    >>> model = SoraForMaskedLM(config)
+    ```
+    """
+
+    model_type = "sora"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    base_model_tp_plan = {
+        "layers.*.self_attn.q_proj": "colwise",
+        "layers.*.self_attn.k_proj": "colwise",
+        "layers.*.self_attn.v_proj": "colwise",
+        "layers.*.self_attn.o_proj": "rowwise",
+        "layers.*.mlp.gate_proj": "colwise",
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+    }
+
+    vocab_size: int = 16000
+    hidden_size: int = 512
+    intermediate_size: int = 1408
+    num_hidden_layers: int = 8
+    num_decoder_layers: int | None = None
+    num_attention_heads: int = 8
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    rms_norm_eps: float = 1e-6
+    hidden_dropout: float | int = 0.0
+    attention_dropout: float | int = 0.0
+    classifier_dropout: float | int | None = None
+    classifier_pooling: Literal["cls", "mean"] = "cls"
+    multi_level_attention: bool = True
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    rope_parameters: RopeParameters | dict | None = None
+    is_decoder: bool = False
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = 0
+    cls_token_id: int | None = 2
+    sep_token_id: int | None = 3
+    mask_token_id: int | None = 4
+    bos_token_id: int | None = 5
+    eos_token_id: int | list[int] | None = 6
+    decoder_start_token_id: int | None = 5
+    generator_hidden_size: int | None = None
+    generator_intermediate_size: int | None = None
+    generator_num_hidden_layers: int | None = None
+    generator_num_attention_heads: int | None = None
+    rtd_loss_weight: float = 50.0
+
+    def __post_init__(self, **kwargs):
+        self._check_fields()
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.num_decoder_layers is None:
+            self.num_decoder_layers = self.num_hidden_layers
+        if self.classifier_dropout is None:
+            self.classifier_dropout = self.hidden_dropout
+        if self.generator_hidden_size is None:
+            self.generator_hidden_size = max(self.hidden_size // 4, 32)
+        if self.generator_num_attention_heads is None:
+            self.generator_num_attention_heads = max(self.generator_hidden_size // 64, 1)
+        if self.generator_intermediate_size is None:
+            self.generator_intermediate_size = max(self.intermediate_size // 4, 64)
+        if self.generator_num_hidden_layers is None:
+            self.generator_num_hidden_layers = self.num_hidden_layers
+        super().__post_init__(**kwargs)
+
+    def _check_fields(self) -> None:
+        """Reject inconsistent sizes with a ValueError naming the field, before any tensor is built."""
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SoraConfig.{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"SoraConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}), or set head_dim explicitly."
+            )
+        if self.num_key_value_heads is not None and (
+            self.num_key_value_heads <= 0 or self.num_attention_heads % self.num_key_value_heads != 0
+        ):
+            raise ValueError(
+                f"SoraConfig.num_key_value_heads ({self.num_key_value_heads}) must divide num_attention_heads "
+                f"({self.num_attention_heads}) for grouped-query attention."
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(
+                f"SoraConfig.hidden_act={self.hidden_act!r} is not a known activation; use one of "
+                f"{sorted(ACT2FN)[:12]}..."
+            )
+        if self.classifier_pooling not in POOLING_MODES:
+            raise ValueError(
+                f"SoraConfig.classifier_pooling={self.classifier_pooling!r} must be one of {POOLING_MODES}."
+            )
+        for name in ("hidden_dropout", "attention_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"SoraConfig.{name} must be in [0, 1), got {value}.")
+        if self.type_vocab_size < 0:
+            raise ValueError(f"SoraConfig.type_vocab_size must be >= 0, got {self.type_vocab_size}.")
+        if self.num_decoder_layers is not None and self.num_decoder_layers <= 0:
+            raise ValueError(f"SoraConfig.num_decoder_layers must be positive, got {self.num_decoder_layers}.")
+        for name in (
+            "pad_token_id",
+            "cls_token_id",
+            "sep_token_id",
+            "mask_token_id",
+            "bos_token_id",
+            "decoder_start_token_id",
+        ):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(
+                    f"SoraConfig.{name}={value} is outside the vocabulary (vocab_size={self.vocab_size})."
+                )
+        gen_hidden, gen_heads = self.generator_hidden_size, self.generator_num_attention_heads
+        if gen_hidden is not None and gen_heads is not None and gen_hidden % gen_heads != 0:
+            raise ValueError(
+                f"SoraConfig.generator_hidden_size ({gen_hidden}) must be divisible by "
+                f"generator_num_attention_heads ({gen_heads})."
+            )
+
+    def generator_config(self) -> "SoraConfig":
+        """The config of the small ELECTRA generator: same vocabulary and positions, narrower blocks."""
+        return SoraConfig(
+            **{
+                **self.to_dict(),
+                "hidden_size": self.generator_hidden_size,
+                "intermediate_size": self.generator_intermediate_size,
+                "num_hidden_layers": self.generator_num_hidden_layers,
+                "num_attention_heads": self.generator_num_attention_heads,
+                "num_key_value_heads": None,
+                "head_dim": None,
+                "is_decoder": False,
+                "multi_level_attention": False,
+                "architectures": None,
+            }
+        )
+
+
+__all__ = ["SoraConfig"]

@@ -1,0 +1,1157 @@
+"""PyTorch Sora model: encoder, causal decoder and encoder-decoder from one `SoraConfig`, with every task head.
+
+The blocks are modern pre-norm transformer blocks (RMSNorm, rotary positions, gated MLP, optional grouped-query
+attention, no biases by default). Attention goes through transformers' attention interface, so `eager`, `sdpa`,
+`flex_attention` and `flash_attention_*` all work. Pooled heads may use *multi-level attention*: a learned attention
+over the pooled vectors of every layer instead of the last layer alone (`config.multi_level_attention`).
+
+This file imports only torch, transformers and `configuration_sora`, so that `save_pretrained` can copy it beside the
+weights and the model loads with `trust_remote_code=True` where sora_hf is not installed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithPast,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_sora import SoraConfig
+
+logger = logging.get_logger(__name__)
+
+
+class SoraRMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+class SoraRotaryEmbedding(nn.Module):
+    def __init__(self, config: SoraConfig):
+        super().__init__()
+        self.max_seq_len_cached = config.max_position_embeddings
+        self.original_max_seq_len = config.max_position_embeddings
+        self.config = config
+        self.rope_type = self.config.rope_parameters["rope_type"]
+        rope_init_fn: Callable = self.compute_default_rope_parameters
+        if self.rope_type != "default":
+            rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
+        inv_freq, self.attention_scaling = rope_init_fn(self.config)
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
+
+    @staticmethod
+    def compute_default_rope_parameters(config: SoraConfig, **kwargs) -> tuple[torch.Tensor, float]:
+        base = config.rope_parameters["rope_theta"]
+        dim = config.head_dim
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+        return inv_freq, 1.0
+
+    @torch.no_grad()
+    @dynamic_rope_update
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * self.attention_scaling
+        sin = emb.sin() * self.attention_scaling
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 1):
+    cos = cos.unsqueeze(unsqueeze_dim)
+    sin = sin.unsqueeze(unsqueeze_dim)
+    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+
+
+def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
+    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].expand(batch, num_key_value_heads, n_rep, slen, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    key_states = repeat_kv(key, module.num_key_value_groups)
+    value_states = repeat_kv(value, module.num_key_value_groups)
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value_states)
+    attn_output = attn_output.transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class SoraMLP(nn.Module):
+    """Gated MLP: `down(act(gate(x)) * up(x))`."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SoraAttention(nn.Module):
+    """Multi-head (optionally grouped-query) attention; self-attention with rotary positions, or cross-attention."""
+
+    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool, is_cross_attention: bool = False):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = is_causal and not is_cross_attention
+        self.is_cross_attention = is_cross_attention
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        key_value_states: torch.Tensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        query_states = self.q_proj(hidden_states).view(*input_shape, -1, self.head_dim).transpose(1, 2)
+
+        cache = past_key_values
+        if isinstance(past_key_values, EncoderDecoderCache):
+            cache = (
+                past_key_values.cross_attention_cache
+                if self.is_cross_attention
+                else past_key_values.self_attention_cache
+            )
+
+        if self.is_cross_attention:
+            is_updated = isinstance(past_key_values, EncoderDecoderCache) and past_key_values.is_updated.get(
+                self.layer_idx, False
+            )
+            if is_updated:
+                # the encoder states do not change while decoding: reuse their projections
+                key_states = cache.layers[self.layer_idx].keys
+                value_states = cache.layers[self.layer_idx].values
+            else:
+                kv_shape = (*key_value_states.shape[:-1], -1, self.head_dim)
+                key_states = self.k_proj(key_value_states).view(kv_shape).transpose(1, 2)
+                value_states = self.v_proj(key_value_states).view(kv_shape).transpose(1, 2)
+                if isinstance(past_key_values, EncoderDecoderCache):
+                    key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
+                    past_key_values.is_updated[self.layer_idx] = True
+        else:
+            kv_shape = (*input_shape, -1, self.head_dim)
+            key_states = self.k_proj(hidden_states).view(kv_shape).transpose(1, 2)
+            value_states = self.v_proj(hidden_states).view(kv_shape).transpose(1, 2)
+            cos, sin = position_embeddings
+            query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+            if cache is not None:
+                key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return self.o_proj(attn_output), attn_weights
+
+
+class SoraLayer(GradientCheckpointingLayer):
+    """Pre-norm block: self-attention, optional cross-attention (encoder-decoder), gated MLP."""
+
+    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool, add_cross_attention: bool = False):
+        super().__init__()
+        self.input_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.self_attn = SoraAttention(config, layer_idx, is_causal=is_causal)
+        if add_cross_attention:
+            self.cross_attn_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+            self.cross_attn = SoraAttention(config, layer_idx, is_causal=False, is_cross_attention=True)
+        self.post_attention_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mlp = SoraMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        hidden_states, _ = self.self_attn(
+            self.input_layernorm(hidden_states),
+            position_embeddings=position_embeddings,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            **kwargs,
+        )
+        hidden_states = residual + self.dropout(hidden_states)
+
+        if encoder_hidden_states is not None:
+            residual = hidden_states
+            hidden_states, _ = self.cross_attn(
+                self.cross_attn_layernorm(hidden_states),
+                attention_mask=encoder_attention_mask,
+                past_key_values=past_key_values,
+                key_value_states=encoder_hidden_states,
+                **kwargs,
+            )
+            hidden_states = residual + self.dropout(hidden_states)
+
+        residual = hidden_states
+        hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
+        return residual + self.dropout(hidden_states)
+
+
+class SoraPooler(nn.Module):
+    """Turns token states into one vector per sequence.
+
+    Each layer is pooled with `config.classifier_pooling` (`cls`: first token, `mean`: mean over real tokens). With
+    `config.multi_level_attention`, every layer's pooled (and RMS-normalised) vector is a candidate and a learned
+    attention (`v^T tanh(W h_l)`, softmax over layers) mixes them, so a head can draw on lower layers' lexical
+    features as well as the top layer's. The query starts at zero, i.e. as a uniform average of the layers.
+    """
+
+    def __init__(self, config: SoraConfig):
+        super().__init__()
+        self.pooling = config.classifier_pooling
+        self.multi_level = config.multi_level_attention
+        if self.multi_level:
+            self.level_norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+            self.level_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+            self.level_query = nn.Linear(config.hidden_size, 1, bias=False)
+
+    def pool(self, hidden_state: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden_state[:, 0]
+        if attention_mask is None:
+            return hidden_state.mean(dim=1)
+        mask = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
+        return (hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(
+        self,
+        last_hidden_state: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        all_hidden_states: tuple[torch.Tensor, ...] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the pooled vectors `(batch, hidden)` and, with multi-level attention, the layer weights."""
+        if not self.multi_level:
+            return self.pool(last_hidden_state, attention_mask), None
+        if all_hidden_states is None:
+            raise ValueError("multi-level attention needs the hidden states of every layer")
+        # hidden_states[0] is the embedding output; the layers' outputs follow
+        levels = torch.stack([self.pool(self.level_norm(h), attention_mask) for h in all_hidden_states[1:]], dim=1)
+        scores = self.level_query(torch.tanh(self.level_proj(levels))).squeeze(-1)
+        weights = torch.softmax(scores.float(), dim=-1).to(levels.dtype)
+        return (weights.unsqueeze(-1) * levels).sum(dim=1), weights
+
+
+class SoraClassificationHead(nn.Module):
+    """Pooler + dense + activation + dropout + projection; one module so peft's `modules_to_save` keeps it whole."""
+
+    def __init__(self, config: SoraConfig, num_outputs: int):
+        super().__init__()
+        self.pooler = SoraPooler(config)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN["gelu"]
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.out_proj = nn.Linear(config.hidden_size, num_outputs)
+
+    def forward(self, last_hidden_state, attention_mask=None, all_hidden_states=None) -> torch.Tensor:
+        pooled, _ = self.pooler(last_hidden_state, attention_mask, all_hidden_states)
+        return self.out_proj(self.dropout(self.act(self.dense(self.dropout(pooled)))))
+
+
+# Every head, so that a checkpoint of any one of them loads as any other with `trust_remote_code=True`
+# (transformers alone writes only the saved class's own entry).
+SORA_AUTO_MAP = {
+    "AutoConfig": "configuration_sora.SoraConfig",
+    "AutoModel": "modeling_sora.SoraModel",
+    "AutoModelForMaskedLM": "modeling_sora.SoraForMaskedLM",
+    "AutoModelForPreTraining": "modeling_sora.SoraForPreTraining",
+    "AutoModelForCausalLM": "modeling_sora.SoraForCausalLM",
+    "AutoModelForSeq2SeqLM": "modeling_sora.SoraForSeq2SeqLM",
+    "AutoModelForSequenceClassification": "modeling_sora.SoraForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_sora.SoraForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_sora.SoraForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_sora.SoraForMultipleChoice",
+    "AutoModelForTextEncoding": "modeling_sora.SoraForSentenceEmbedding",
+}
+
+
+class SoraPreTrainedModel(PreTrainedModel):
+    config: SoraConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SoraLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _can_compile_fullgraph = True
+    _supports_attention_backend = True
+    _can_record_outputs = {
+        "hidden_states": SoraLayer,
+        "attentions": OutputRecorder(SoraAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(SoraAttention, index=1, layer_name="cross_attn"),
+    }
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        # residual-branch outputs are scaled down with depth (GPT-2 / ModernBERT style) to keep the stream stable
+        out_std = std / (2.0 * self.config.num_hidden_layers) ** 0.5
+        if isinstance(module, SoraAttention):
+            init.normal_(module.o_proj.weight, mean=0.0, std=out_std)
+        elif isinstance(module, SoraMLP):
+            init.normal_(module.down_proj.weight, mean=0.0, std=out_std)
+        elif isinstance(module, SoraPooler) and module.multi_level:
+            init.zeros_(module.level_query.weight)
+        elif isinstance(module, SoraForMaskedLM):
+            init.zeros_(module.decoder.bias)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is not None:
+            self.config.auto_map = {**SORA_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class SoraModel(SoraPreTrainedModel):
+    """The bare Sora stack: embeddings, blocks and a final RMSNorm.
+
+    Bidirectional (an encoder) unless `config.is_decoder`; with `add_cross_attention` (used inside
+    `SoraForSeq2SeqLM`) its blocks also attend to `encoder_hidden_states`.
+    """
+
+    def __init__(self, config: SoraConfig, is_causal: bool | None = None, add_cross_attention: bool = False):
+        super().__init__(config)
+        self.is_causal = config.is_decoder if is_causal is None else is_causal
+        self.padding_idx = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size)
+            if config.type_vocab_size > 0 and not self.is_causal
+            else None
+        )
+        self.embed_dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList(
+            [
+                SoraLayer(config, i, is_causal=self.is_causal, add_cross_attention=add_cross_attention)
+                for i in range(config.num_hidden_layers)
+            ]
+        )
+        self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = SoraRotaryEmbedding(config=config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                inputs_embeds = inputs_embeds + self.token_type_embeddings.weight[0]
+            else:
+                inputs_embeds = inputs_embeds + self.token_type_embeddings(token_type_ids)
+
+        if not self.is_causal:
+            use_cache = False
+        if use_cache and past_key_values is None:
+            past_key_values = (
+                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                if encoder_hidden_states is not None
+                else DynamicCache(config=self.config)
+            )
+        self_attn_cache = (
+            past_key_values.self_attention_cache
+            if isinstance(past_key_values, EncoderDecoderCache)
+            else past_key_values
+        )
+
+        if position_ids is None:
+            past_seen_tokens = self_attn_cache.get_seq_length() if self_attn_cache is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = position_ids.unsqueeze(0)
+
+        if self.is_causal:
+            mask = create_causal_mask(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                past_key_values=self_attn_cache,
+                position_ids=position_ids,
+            )
+        else:
+            mask = create_bidirectional_mask(
+                config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
+            )
+        cross_mask = None
+        if encoder_hidden_states is not None:
+            cross_mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=encoder_attention_mask,
+                encoder_hidden_states=encoder_hidden_states,
+            )
+
+        hidden_states = self.embed_dropout(inputs_embeds)
+        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                mask,
+                encoder_hidden_states,
+                encoder_attention_mask=cross_mask,
+                position_embeddings=position_embeddings,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            past_key_values=past_key_values if use_cache else None,
+        )
+
+
+def _needs_all_layers(config: SoraConfig, kwargs: dict) -> tuple[dict, bool]:
+    """Pooled heads with multi-level attention need every layer's states; return them only if the user asked."""
+    user_asked = kwargs.get("output_hidden_states", config.output_hidden_states)
+    if config.multi_level_attention:
+        kwargs = {**kwargs, "output_hidden_states": True}
+    return kwargs, bool(user_asked)
+
+
+class SoraMLMHead(nn.Module):
+    """Dense + activation + RMSNorm before the (tied) vocabulary projection, as in BERT/ModernBERT."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN["gelu"]
+        self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dense(hidden_states)))
+
+
+class SoraForMaskedLM(SoraPreTrainedModel):
+    _tied_weights_keys = {"decoder.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.model = SoraModel(config, is_causal=False)
+        self.head = SoraMLMHead(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        r"""labels: token ids to predict at masked positions, -100 elsewhere."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.decoder(self.head(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+@dataclass
+class SoraForPreTrainingOutput(ModelOutput):
+    """Output of replaced-token-detection pre-training.
+
+    loss: `generator_loss + config.rtd_loss_weight * discriminator_loss` (when labels are given).
+    logits: discriminator logits `(batch, seq)`; > 0 means "this token was replaced".
+    replaced_input_ids / replaced_labels: what the discriminator saw and its targets (1 = replaced).
+    """
+
+    loss: torch.FloatTensor | None = None
+    generator_loss: torch.FloatTensor | None = None
+    discriminator_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    generator_logits: torch.FloatTensor | None = None
+    replaced_input_ids: torch.LongTensor | None = None
+    replaced_labels: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SoraDiscriminatorHead(nn.Module):
+    def __init__(self, config: SoraConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN["gelu"]
+        self.out_proj = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.act(self.dense(hidden_states))).squeeze(-1)
+
+
+class SoraForPreTraining(SoraPreTrainedModel):
+    """ELECTRA-style pre-training: a small MLM generator fills the masked positions with sampled tokens and the
+    discriminator (`self.model`, the encoder that fine-tuning keeps) learns, for every token, whether it was replaced.
+
+    Give `input_ids` with `[MASK]` at the masked positions and `labels` holding the original ids there (-100
+    elsewhere), as `DataCollatorForLanguageModeling` produces. Without labels only the discriminator runs on
+    `input_ids` (replaced-token detection at inference).
+    """
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.model = SoraModel(config, is_causal=False)
+        self.discriminator_head = SoraDiscriminatorHead(config)
+        self.generator = SoraForMaskedLM(config.generator_config())
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> SoraForPreTrainingOutput:
+        generator_loss = generator_logits = replaced_labels = None
+        discriminator_input = input_ids
+        if labels is not None:
+            gen_out = self.generator(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, labels=labels
+            )
+            generator_loss, generator_logits = gen_out.loss, gen_out.logits
+            with torch.no_grad():
+                masked = labels != -100
+                probs = torch.softmax(generator_logits[masked].float(), dim=-1)
+                sampled = torch.multinomial(probs, 1).squeeze(-1) if probs.numel() else labels[masked]
+                discriminator_input = input_ids.clone()
+                discriminator_input[masked] = sampled
+                original = torch.where(masked, labels, input_ids)
+                replaced_labels = (discriminator_input != original).long()
+        outputs = self.model(
+            input_ids=discriminator_input, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+        )
+        logits = self.discriminator_head(outputs.last_hidden_state)
+        loss = discriminator_loss = None
+        if labels is not None:
+            weights = attention_mask.to(logits.dtype) if attention_mask is not None else torch.ones_like(logits)
+            per_token = F.binary_cross_entropy_with_logits(logits, replaced_labels.to(logits.dtype), reduction="none")
+            discriminator_loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
+            loss = generator_loss + self.config.rtd_loss_weight * discriminator_loss
+        return SoraForPreTrainingOutput(
+            loss=loss,
+            generator_loss=generator_loss,
+            discriminator_loss=discriminator_loss,
+            logits=logits,
+            generator_logits=generator_logits,
+            replaced_input_ids=discriminator_input,
+            replaced_labels=replaced_labels,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: SoraConfig):
+        # a causal LM is a decoder whatever the config said; record it so AutoModel reloads it as one
+        config.is_decoder = True
+        super().__init__(config)
+        self.model = SoraModel(config, is_causal=True)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted."""
+        kwargs.pop("token_type_ids", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices, :])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs from labels: prepend the start token, drop the last label, replace -100 by padding."""
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1].clone()
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+class SoraSeq2SeqModel(SoraPreTrainedModel):
+    """Encoder (bidirectional) + decoder (causal, cross-attending), word embeddings tied when
+    `config.tie_word_embeddings`."""
+
+    _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
+
+    def __init__(self, config: SoraConfig):
+        config.is_encoder_decoder = True
+        super().__init__(config)
+        self.encoder = SoraModel(config, is_causal=False)
+        self.decoder = SoraModel(config, is_causal=True, add_cross_attention=True)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+        if self.config.tie_word_embeddings:
+            self.decoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> SoraModel:
+        return self.encoder
+
+    def get_decoder(self) -> SoraModel:
+        return self.decoder
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
+    """Encoder-decoder LM for translation, summarisation, style transfer and denoising pre-training."""
+
+    _tied_weights_keys = {
+        "lm_head.weight": "model.encoder.embed_tokens.weight",
+        "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
+    }
+
+    def __init__(self, config: SoraConfig):
+        config.is_encoder_decoder = True
+        super().__init__(config)
+        self.model = SoraSeq2SeqModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def get_encoder(self, modality: str | None = None) -> SoraModel:
+        return self.model.encoder
+
+    def get_decoder(self) -> SoraModel:
+        return self.model.decoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""labels: target ids (-100 where no loss); decoder inputs are derived from them when not given."""
+        kwargs.pop("token_type_ids", None)
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.float().view(-1, self.config.vocab_size),
+                labels.to(logits.device).reshape(-1),
+                ignore_index=-100,
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
+class SoraForSequenceClassification(SoraPreTrainedModel):
+    """Single-label, multi-label or regression head (`config.problem_type`, inferred from the labels if unset)."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = SoraModel(config, is_causal=False)
+        self.classifier = SoraClassificationHead(config, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.classifier(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config)
+        return SequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states if return_hidden else None,
+            attentions=outputs.attentions,
+        )
+
+
+class SoraForMultipleChoice(SoraPreTrainedModel):
+    """Scores each `(batch, num_choices, seq)` choice with the pooled head; softmax over choices."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.model = SoraModel(config, is_causal=False)
+        self.classifier = SoraClassificationHead(config, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> MultipleChoiceModelOutput:
+        num_choices = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+
+        def flat(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.reshape(-1, *x.shape[2:])
+
+        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
+        attention_mask = flat(attention_mask)
+        outputs = self.model(
+            input_ids=flat(input_ids),
+            attention_mask=attention_mask,
+            token_type_ids=flat(token_type_ids),
+            inputs_embeds=flat(inputs_embeds),
+            **kwargs,
+        )
+        logits = self.classifier(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
+        logits = logits.view(-1, num_choices)
+        loss = F.cross_entropy(logits.float(), labels.to(logits.device)) if labels is not None else None
+        return MultipleChoiceModelOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states if return_hidden else None,
+            attentions=outputs.attentions,
+        )
+
+
+class SoraForTokenClassification(SoraPreTrainedModel):
+    """Per-token labels (NER, POS, word segmentation)."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = SoraModel(config, is_causal=False)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, self.config)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class SoraForQuestionAnswering(SoraPreTrainedModel):
+    """Extractive QA: start and end logits over the tokens."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.model = SoraModel(config, is_causal=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits.split(1, dim=-1)
+        start_logits = start_logits.squeeze(-1).contiguous()
+        end_logits = end_logits.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+@dataclass
+class SoraSentenceEmbeddingOutput(ModelOutput):
+    """embeddings: one vector per sentence `(batch, hidden)`; level_weights: multi-level attention weights."""
+
+    loss: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    level_weights: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SoraForSentenceEmbedding(SoraPreTrainedModel):
+    """Sentence embeddings (CLS, mean or multi-level pooling) for similarity search and clustering.
+
+    With `labels` and a second sentence (`input_ids_b`, `attention_mask_b`), trains with the CoSENT loss on the
+    cosine similarity of each pair (labels: a similarity score or 0/1).
+    """
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.model = SoraModel(config, is_causal=False)
+        self.pooler = SoraPooler(config)
+        self.post_init()
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
+        outputs = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+        )
+        embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
+        return embeddings, weights, outputs, return_hidden
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        input_ids_b: torch.LongTensor | None = None,
+        attention_mask_b: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SoraSentenceEmbeddingOutput:
+        embeddings, weights, outputs, return_hidden = self.encode(input_ids, attention_mask, token_type_ids, **kwargs)
+        loss = None
+        if labels is not None:
+            if input_ids_b is None:
+                raise ValueError("SoraForSentenceEmbedding needs `input_ids_b` (the second sentence) with `labels`")
+            embeddings_b, _, _, _ = self.encode(input_ids_b, attention_mask_b)
+            cosine = F.cosine_similarity(embeddings.float(), embeddings_b.float(), dim=-1)
+            loss = cosent_loss(cosine, labels.float())
+        return SoraSentenceEmbeddingOutput(
+            loss=loss,
+            embeddings=embeddings,
+            last_hidden_state=outputs.last_hidden_state,
+            level_weights=weights,
+            hidden_states=outputs.hidden_states if return_hidden else None,
+            attentions=outputs.attentions,
+        )
+
+
+def cosent_loss(cosine: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """CoSENT: every pair ranked more similar by the labels should get a higher cosine (Su, 2022)."""
+    diff = scale * (cosine[None, :] - cosine[:, None])  # diff[i, j] = s_j - s_i
+    wrong_order = labels[:, None] > labels[None, :]  # pair i should beat pair j
+    diff = diff.masked_fill(~wrong_order, float("-inf"))
+    return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0)
+
+
+__all__ = [
+    "SoraPreTrainedModel",
+    "SoraModel",
+    "SoraForMaskedLM",
+    "SoraForPreTraining",
+    "SoraForCausalLM",
+    "SoraSeq2SeqModel",
+    "SoraForSeq2SeqLM",
+    "SoraForSequenceClassification",
+    "SoraForMultipleChoice",
+    "SoraForTokenClassification",
+    "SoraForQuestionAnswering",
+    "SoraForSentenceEmbedding",
+    "SoraForPreTrainingOutput",
+    "SoraSentenceEmbeddingOutput",
+]

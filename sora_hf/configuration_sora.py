@@ -112,6 +112,7 @@ class SoraConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         self._check_fields()
+        self._check_labels(kwargs.get("num_labels"))
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_key_value_heads is None:
@@ -190,6 +191,29 @@ class SoraConfig(PreTrainedConfig):
                 f"SoraConfig.generator_hidden_size ({gen_hidden}) must be divisible by "
                 f"generator_num_attention_heads ({gen_heads})."
             )
+
+    def _check_labels(self, num_labels: int | None) -> None:
+        """transformers only warns when `num_labels` and `id2label` disagree; a head of the wrong size is worse."""
+        if self.id2label is None:
+            return
+        generic = all(str(label) == f"LABEL_{int(i)}" for i, label in self.id2label.items())
+        if num_labels is not None and num_labels != len(self.id2label) and generic:
+            # placeholder names (a checkpoint trained without named labels): re-size like BERT does
+            self.id2label = self.label2id = None
+            return
+        if num_labels is not None and num_labels != len(self.id2label):
+            raise ValueError(
+                f"SoraConfig got num_labels={num_labels} but id2label has {len(self.id2label)} labels "
+                f"({list(self.id2label.values())[:10]}); give one of them, or make them agree."
+            )
+        if self.label2id is not None:
+            id2label = {int(i): label for i, label in self.id2label.items()}
+            if any(id2label.get(int(i)) != label for label, i in self.label2id.items()) or len(self.label2id) != len(
+                id2label
+            ):
+                raise ValueError(
+                    f"SoraConfig.label2id {dict(self.label2id)} is not the inverse of id2label {id2label}."
+                )
 
     def generator_config(self) -> "SoraConfig":
         """The config of the small ELECTRA generator: same vocabulary and positions, narrower blocks."""

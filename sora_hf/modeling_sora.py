@@ -294,7 +294,7 @@ class SoraPooler(nn.Module):
         if self.multi_level:
             self.level_norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
             self.level_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-            self.level_query = nn.Linear(config.hidden_size, 1, bias=False)
+            self.level_query = nn.Parameter(torch.zeros(config.hidden_size))
 
     def pool(self, hidden_state: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.pooling == "cls":
@@ -317,7 +317,7 @@ class SoraPooler(nn.Module):
             raise ValueError("multi-level attention needs the hidden states of every layer")
         # hidden_states[0] is the embedding output; the layers' outputs follow
         levels = torch.stack([self.pool(self.level_norm(h), attention_mask) for h in all_hidden_states[1:]], dim=1)
-        scores = self.level_query(torch.tanh(self.level_proj(levels))).squeeze(-1)
+        scores = torch.tanh(self.level_proj(levels)) @ self.level_query
         weights = torch.softmax(scores.float(), dim=-1).to(levels.dtype)
         return (weights.unsqueeze(-1) * levels).sum(dim=1), weights
 
@@ -382,7 +382,7 @@ class SoraPreTrainedModel(PreTrainedModel):
         elif isinstance(module, SoraMLP):
             init.normal_(module.down_proj.weight, mean=0.0, std=out_std)
         elif isinstance(module, SoraPooler) and module.multi_level:
-            init.zeros_(module.level_query.weight)
+            init.zeros_(module.level_query)
         elif isinstance(module, SoraForMaskedLM):
             init.zeros_(module.decoder.bias)
 
@@ -777,6 +777,13 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("SoraSeq2SeqModel needs decoder_input_ids (or labels, or input_ids to shift)")
+            # as BART: without targets, the decoder reconstructs the (shifted) input, the denoising set-up
+            decoder_input_ids = shift_tokens_right(
+                input_ids, self.config.pad_token_id, self.config.decoder_start_token_id
+            )
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs

@@ -1,0 +1,112 @@
+"""A saved Sora checkpoint is self-contained: it loads with `trust_remote_code=True` in a process where sora_hf cannot
+be imported (a user who has only transformers), through any head's Auto class, and reproduces the outputs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from conftest import random_batch, tiny_config_kwargs
+
+from sora_hf import (
+    SoraConfig,
+    SoraForCausalLM,
+    SoraForMaskedLM,
+    SoraForMultipleChoice,
+    SoraForPreTraining,
+    SoraForQuestionAnswering,
+    SoraForSentenceEmbedding,
+    SoraForSeq2SeqLM,
+    SoraForSequenceClassification,
+    SoraForTokenClassification,
+    SoraModel,
+)
+
+# (model class, Auto class name to load it with, output to compare)
+CASES = {
+    "base": (SoraModel, "AutoModel", "last_hidden_state"),
+    "masked_lm": (SoraForMaskedLM, "AutoModelForMaskedLM", "logits"),
+    "pretraining": (SoraForPreTraining, "AutoModelForPreTraining", "logits"),
+    "causal_lm": (SoraForCausalLM, "AutoModelForCausalLM", "logits"),
+    "seq2seq": (SoraForSeq2SeqLM, "AutoModelForSeq2SeqLM", "logits"),
+    "sequence_classification": (SoraForSequenceClassification, "AutoModelForSequenceClassification", "logits"),
+    "token_classification": (SoraForTokenClassification, "AutoModelForTokenClassification", "logits"),
+    "question_answering": (SoraForQuestionAnswering, "AutoModelForQuestionAnswering", "start_logits"),
+    "multiple_choice": (SoraForMultipleChoice, "AutoModelForMultipleChoice", "logits"),
+    "sentence_embedding": (SoraForSentenceEmbedding, "AutoModelForTextEncoding", "embeddings"),
+}
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["sora_hf"] = None  # any `import sora_hf` now raises ImportError
+    try:
+        import sora_hf  # noqa: F401
+        raise SystemExit("sora_hf is importable in the child: the test would prove nothing")
+    except ImportError:
+        pass
+    import torch, transformers
+    cases = json.load(open(sys.argv[1]))
+    for name, case in cases.items():
+        inputs = torch.load(case["inputs"])
+        model = getattr(transformers, case["auto"]).from_pretrained(case["dir"], trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        with torch.no_grad():
+            got = model(**inputs)[case["key"]]
+        expected = torch.load(case["expected"])
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6, msg=name)
+        if name == "masked_lm":  # the same checkpoint also loads as the bare model and as a classifier
+            base = transformers.AutoModel.from_pretrained(case["dir"], trust_remote_code=True)
+            clf = transformers.AutoModelForSequenceClassification.from_pretrained(
+                case["dir"], trust_remote_code=True, num_labels=2
+            )
+            assert type(base).__name__ == "SoraModel" and type(clf).__name__ == "SoraForSequenceClassification"
+        if name == "causal_lm":
+            gen = model.generate(inputs["input_ids"][:1, :4], max_new_tokens=6, do_sample=False, eos_token_id=None)
+            torch.testing.assert_close(gen, torch.load(case["generated"]))
+        print("ok", name)
+    """
+)
+
+
+def test_every_head_loads_as_remote_code_without_sora_hf(tmp_path):
+    ids, mask = random_batch(2, 9, pad_rows={1: 3})
+    cases = {}
+    for name, (model_class, auto_name, key) in CASES.items():
+        torch.manual_seed(0)
+        model = model_class(SoraConfig(**tiny_config_kwargs(num_labels=3, tie_word_embeddings=name != "causal_lm")))
+        model.eval()
+        inputs = dict(input_ids=ids, attention_mask=mask)
+        if name == "multiple_choice":
+            inputs = dict(input_ids=ids.unsqueeze(0), attention_mask=mask.unsqueeze(0))
+        folder = tmp_path / name
+        model.save_pretrained(folder)
+        assert (folder / "modeling_sora.py").exists() and (folder / "configuration_sora.py").exists()
+        auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+        assert len(auto_map) == 11 and auto_map[auto_name].startswith("modeling_sora.")
+        with torch.no_grad():
+            expected = model(**inputs)[key]
+        torch.save(inputs, folder / "inputs.pt")
+        torch.save(expected, folder / "expected.pt")
+        case = dict(dir=str(folder), auto=auto_name, key=key, inputs=str(folder / "inputs.pt"))
+        case["expected"] = str(folder / "expected.pt")
+        if name == "causal_lm":
+            gen = model.generate(ids[:1, :4], max_new_tokens=6, do_sample=False, eos_token_id=None)
+            torch.save(gen, folder / "generated.pt")
+            case["generated"] = str(folder / "generated.pt")
+        cases[name] = case
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "child.py").write_text(CHILD)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "cases.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ") == len(CASES)

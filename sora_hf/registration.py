@@ -78,8 +78,6 @@ def _register_peft() -> None:
 
 
 def _register_pipelines() -> None:
-    try:  # TEMP while the pipelines module is being written
-        from .pipelines import register_pipelines
-    except ImportError:
-        return
+    from .pipelines import register_pipelines
+
     register_pipelines()

@@ -64,7 +64,9 @@ def test_fill_mask(encoder_tokenizer, tmp_path):
 
 def test_text_classification(encoder_tokenizer):
     id2label = {0: "negative", 1: "positive"}
-    model = build(SoraForSequenceClassification, encoder_tokenizer, id2label=id2label, label2id={"negative": 0, "positive": 1})
+    model = build(
+        SoraForSequenceClassification, encoder_tokenizer, id2label=id2label, label2id={"negative": 0, "positive": 1}
+    )
     clf = pipeline("text-classification", model=model, tokenizer=encoder_tokenizer)
     out = clf(["物流太慢了，很失望。", "质量不错，推荐！"])
     assert len(out) == 2 and all(o["label"] in id2label.values() for o in out)

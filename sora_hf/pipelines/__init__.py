@@ -1,0 +1,60 @@
+"""Pipelines that transformers 5.x no longer ships, plus sentence similarity, for Sora and any other model.
+
+`register_pipelines()` (called by `import sora_hf`) makes `transformers.pipeline("question-answering" |
+"summarization" | "translation" | "text2text-generation" | "sentence-similarity", model=..., tokenizer=...)` return
+the classes below. The classes also work without registration: `SoraQuestionAnsweringPipeline(model=m,
+tokenizer=t)`.
+
+This module imports nothing from sora_hf's model code, so the model package can call it while it is being imported.
+
+Why registration alone is not enough on transformers 5.22+: `pipeline()` passes the task through
+`_resolve_deprecated_task` before it looks at `PIPELINE_REGISTRY`, and that function raises `KeyError` for every
+name in `transformers.pipelines.REMOVED_TASKS`, registered or not. `register_pipelines()` therefore also removes the
+names it registers from that dict (a module-level dict read at call time; nothing else in transformers uses it).
+On versions without `REMOVED_TASKS` (5.17-5.21) there is nothing to remove. `translation_xx_to_yy` task names stay
+refused: transformers maps them to "translation" only to reject them; pass `src_lang=`/`tgt_lang=` instead.
+"""
+
+from __future__ import annotations
+
+from .question_answering import SoraQuestionAnsweringPipeline
+from .sentence_similarity import SoraSentenceSimilarityPipeline
+from .text2text import SoraSummarizationPipeline, SoraText2TextGenerationPipeline, SoraTranslationPipeline
+
+__all__ = [
+    "SoraQuestionAnsweringPipeline",
+    "SoraSentenceSimilarityPipeline",
+    "SoraSummarizationPipeline",
+    "SoraText2TextGenerationPipeline",
+    "SoraTranslationPipeline",
+    "register_pipelines",
+]
+
+
+def register_pipelines() -> None:
+    """Register the Sora pipelines with transformers' pipeline registry. Idempotent.
+
+    A task already registered with the same class is left alone (re-registering would log an "Overwriting"
+    warning on every call); a built-in or foreign pipeline under one of these names is replaced.
+    """
+    from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM
+    from transformers import pipelines as hf_pipelines
+
+    tasks = (
+        ("question-answering", SoraQuestionAnsweringPipeline, AutoModelForQuestionAnswering),
+        ("summarization", SoraSummarizationPipeline, AutoModelForSeq2SeqLM),
+        ("translation", SoraTranslationPipeline, AutoModelForSeq2SeqLM),
+        ("text2text-generation", SoraText2TextGenerationPipeline, AutoModelForSeq2SeqLM),
+        ("sentence-similarity", SoraSentenceSimilarityPipeline, AutoModel),
+    )
+    registry = hf_pipelines.PIPELINE_REGISTRY
+    removed = getattr(hf_pipelines, "REMOVED_TASKS", None)
+    for task, pipeline_class, auto_class in tasks:
+        if isinstance(removed, dict):
+            removed.pop(task, None)
+        elif isinstance(removed, set):
+            removed.discard(task)
+        current = registry.supported_tasks.get(task)
+        if current is not None and current.get("impl") is pipeline_class:
+            continue
+        registry.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto_class, type="text")

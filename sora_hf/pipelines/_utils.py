@@ -1,0 +1,63 @@
+"""Helpers shared by the Sora pipelines.
+
+Kept in the same flat folder as the pipelines (relative imports only), so that `Pipeline.save_pretrained` can copy
+them next to a saved pipeline as remote code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+
+def model_input_names(model: torch.nn.Module, tokenizer: Any) -> tuple[str, ...]:
+    """Names of the tokenizer outputs to feed the model.
+
+    A model gets a tokenizer output only if its `forward` accepts it: `token_type_ids` from a BERT-style tokenizer
+    would crash a model without segment embeddings, and a model whose forward only takes `**kwargs` may ignore it
+    silently, so `token_type_ids` needs an explicit parameter. `attention_mask` is always requested, because padded
+    batches are wrong without it.
+    """
+    names = list(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
+    if "attention_mask" not in names:
+        names.append("attention_mask")
+    params = inspect.signature(model.forward).parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return tuple(
+        name for name in names if name in params or (takes_kwargs and name in ("input_ids", "attention_mask"))
+    )
+
+
+def forward_accepts(model: torch.nn.Module, name: str) -> bool:
+    """Whether `model.forward` has an explicit parameter `name` (e.g. `use_cache`)."""
+    return name in inspect.signature(model.forward).parameters
+
+
+def output_field(output: Any, name: str, index: int | None = None) -> Any:
+    """Read `name` from a model output (`ModelOutput`, dict or plain object), or position `index` of a tuple.
+
+    Returns None when the field is absent, so callers can fall back to another field.
+    """
+    if isinstance(output, Mapping):
+        value = output.get(name)
+    else:
+        value = getattr(output, name, None)
+    if value is None and index is not None and isinstance(output, (tuple, list)) and len(output) > index:
+        value = output[index]
+    return value
+
+
+def default_max_length(model: torch.nn.Module, tokenizer: Any, cap: int) -> int:
+    """The longest input worth building: the tokenizer's limit, the model's position table, and `cap`.
+
+    Saved fast tokenizers default `model_max_length` to 1e30, so the config's `max_position_embeddings` is the
+    limit that actually holds for models with learned positions.
+    """
+    limits = [cap, int(min(getattr(tokenizer, "model_max_length", cap) or cap, cap))]
+    max_positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(max_positions, int) and max_positions > 0:
+        limits.append(max_positions)
+    return min(limits)

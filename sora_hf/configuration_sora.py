@@ -8,8 +8,6 @@ default: masked LM, classification, QA...), a causal decoder (`is_decoder=True`:
 This file imports only transformers so that it travels to the Hub as custom code beside `modeling_sora.py`.
 """
 
-from typing import Literal
-
 from huggingface_hub.dataclasses import strict
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
@@ -89,7 +87,7 @@ class SoraConfig(PreTrainedConfig):
     hidden_dropout: float | int = 0.0
     attention_dropout: float | int = 0.0
     classifier_dropout: float | int | None = None
-    classifier_pooling: Literal["cls", "mean"] = "cls"
+    classifier_pooling: str = "cls"
     multi_level_attention: bool = True
     attention_bias: bool = False
     mlp_bias: bool = False

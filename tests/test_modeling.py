@@ -390,3 +390,17 @@ def test_package_registers_everything():
     assert isinstance(AutoConfig.for_model("sora"), SoraConfig)
     assert "q_proj" in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING["sora"]
     sora_hf.register()  # idempotent
+
+
+@pytest.mark.parametrize("model_class", [SoraForMaskedLM, SoraForCausalLM])
+def test_flex_attention_agrees_with_sdpa_on_real_tokens(model_class):
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    sdpa = make_model(model_class, attn_implementation="sdpa").eval()
+    flex = make_model(model_class, attn_implementation="flex_attention").eval()
+    flex.load_state_dict(sdpa.state_dict())
+    ids, mask = random_batch(2, 16, pad_rows={1: 4})
+    with torch.no_grad():
+        a = sdpa(input_ids=ids, attention_mask=mask).logits
+        b = flex(input_ids=ids, attention_mask=mask).logits
+    real = mask.bool()
+    torch.testing.assert_close(a[real], b[real], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,73 @@
+"""`sora-hf`: a thin command line over the library; each command is one call of a Python function.
+
+sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
+sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretraining import run_pretraining
+    from .recipes import load_pretrain_recipe, parse_set_options
+
+    overrides = parse_set_options(args.set or [])
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    recipe = load_pretrain_recipe(args.recipe, overrides)
+    metrics = run_pretraining(recipe, overwrite=args.overwrite, resume=args.resume)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps, overwrite=args.overwrite)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    pretrain = sub.add_parser("pretrain", help="pre-train a Sora model from a YAML recipe")
+    pretrain.add_argument("recipe", help="path to a recipe, e.g. recipes/pretrain/zh-tiny-mlm.yaml")
+    pretrain.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    pretrain.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
+    group = pretrain.add_mutually_exclusive_group()
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    group.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    pretrain.set_defaults(func=_pretrain)
+
+    quick = sub.add_parser("quickstart", help="the main job: pre-train the tiny Chinese encoder and try it")
+    quick.add_argument("--output-dir", default="runs/quickstart")
+    quick.add_argument("--max-steps", type=int, default=None, help="pre-training steps (default: the recipe's)")
+    quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    quick.set_defaults(func=_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from .recipes import RecipeError
+
+    try:
+        return args.func(args)
+    except (RecipeError, FileNotFoundError) as error:
+        print(f"sora-hf: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser"]

@@ -289,8 +289,10 @@ def test_gradient_checkpointing_gives_same_loss_and_gradients(head):
     ckpt = make_model(model_class).train()
     ckpt.load_state_dict(plain.state_dict())
     # transformers 5.23 renamed it; 5.17 has only the old name
-    enable = getattr(ckpt, "activation_checkpointing_enable", None) or ckpt.gradient_checkpointing_enable
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(ckpt, "activation_checkpointing_enable"):
+        ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        ckpt.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert all(layer.gradient_checkpointing for layer in ckpt.model.modules() if hasattr(layer, "self_attn"))
     loss_plain = plain(**inputs).loss
     loss_ckpt = ckpt(**inputs).loss

@@ -569,10 +569,17 @@ class SoraForMaskedLM(SoraPreTrainedModel):
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
-        logits = self.decoder(self.head(outputs.last_hidden_state))
+        hidden_states = outputs.last_hidden_state
         loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        if labels is not None and self.config.sparse_prediction:
+            # only the masked positions need vocabulary logits: (num_masked, vocab_size)
+            keep = labels != -100
+            logits = self.decoder(self.head(hidden_states[keep]))
+            loss = F.cross_entropy(logits.float(), labels[keep]) if keep.any() else logits.sum() * 0.0
+        else:
+            logits = self.decoder(self.head(hidden_states))
+            if labels is not None:
+                loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -643,7 +650,8 @@ class SoraForPreTraining(SoraPreTrainedModel):
             generator_loss, generator_logits = gen_out.loss, gen_out.logits
             with torch.no_grad():
                 masked = labels != -100
-                probs = torch.softmax(generator_logits[masked].float(), dim=-1)
+                masked_logits = generator_logits if generator_logits.dim() == 2 else generator_logits[masked]
+                probs = torch.softmax(masked_logits.float(), dim=-1)
                 sampled = torch.multinomial(probs, 1).squeeze(-1) if probs.numel() else labels[masked]
                 discriminator_input = input_ids.clone()
                 discriminator_input[masked] = sampled

@@ -244,35 +244,6 @@ def pack_for_causal_lm(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class _Rng:
-    """A lazily built, optionally seeded torch.Generator, like transformers' collators keep.
-
-    Without a seed the global RNG is used (``None``). In a DataLoader worker the generator is re-seeded from the
-    seed and the worker's own torch seed (which the DataLoader derives from the main process's RNG per epoch), so
-    workers do not repeat each other's masks, epochs differ, and a seeded run still reproduces.
-    """
-
-    def __init__(self, seed: int | None) -> None:
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-        self._owner: int | None = None
-
-    def get(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        info = torch.utils.data.get_worker_info()
-        owner = -1 if info is None else info.seed
-        if self._generator is None or owner != self._owner:
-            seed = self.seed if info is None else _mix_seed(self.seed, info.seed)
-            self._generator = torch.Generator().manual_seed(seed)
-            self._owner = owner
-        return self._generator
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Generators are rebuilt where they are used (e.g. in each DataLoader worker).
-        return {"seed": self.seed, "_generator": None, "_owner": None}
-
-
 def _mix_seed(seed: int, *parts: int | bytes) -> int:
     """A 63-bit seed from `seed` and extra parts, stable across processes and Python versions."""
     digest = hashlib.blake2b(digest_size=8)
@@ -342,7 +313,6 @@ class _CorruptingCollator:
         self.tokenizer = tokenizer
         self.pad_to_multiple_of = pad_to_multiple_of
         self.seed = seed
-        self._rng = _Rng(seed)
         self._pad_values = {
             "input_ids": tokenizer.pad_token_id,
             "attention_mask": 0,
@@ -362,7 +332,24 @@ class _CorruptingCollator:
             raise ValueError(f"{type(self).__name__} got an empty batch")
         if all("labels" in f for f in features):
             return self._pad(features, (*_MODEL_KEYS, "labels"))
-        return self.collate(features, self._rng.get())
+        return self.collate(features, self._batch_generator(features))
+
+    def _batch_generator(self, features: Sequence[Mapping[str, Any]]) -> torch.Generator | None:
+        """A generator seeded by the seed and the batch's token ids (None without a seed: the global RNG).
+
+        Seeding by content rather than by a running generator makes a batch's corruption independent of what came
+        before it: a run resumed from a checkpoint (which skips the batches it already saw without collating them)
+        masks every later batch exactly as the uninterrupted run did, and DataLoader workers need no seed juggling.
+        Shuffling puts different rows together every epoch, so masks still change between epochs (dynamic masking).
+        """
+        if self.seed is None:
+            return None
+        digest = hashlib.blake2b(digest_size=16)
+        for feature in features:
+            ids = np.asarray(feature["input_ids"], dtype=np.int64)
+            digest.update(len(ids).to_bytes(4, "little"))
+            digest.update(ids.tobytes())
+        return torch.Generator().manual_seed(_mix_seed(self.seed, digest.digest()))
 
     def collate(
         self, features: Sequence[Mapping[str, Any]], generator: torch.Generator | None

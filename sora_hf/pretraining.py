@@ -44,6 +44,7 @@ DEFAULT_TRAINING = dict(
     report_to="none",
     dataloader_num_workers=0,
     disable_tqdm=False,
+    remove_unused_columns=False,  # the collators need word_ids and special_tokens_mask
 )
 
 
@@ -255,7 +256,9 @@ def evaluate_pretraining(model, objective: str, dataset: Dataset, collator, batc
         if objective == "clm":
             logits, labels = logits[:, :-1], labels[:, 1:]
         keep = labels != -100
-        flat_logits, flat_labels = logits[keep].float(), labels[keep]
+        flat_labels = labels[keep]
+        # with config.sparse_prediction the logits already hold only the labelled positions
+        flat_logits = (logits if logits.dim() == 2 else logits[keep]).float()
         total_loss += torch.nn.functional.cross_entropy(flat_logits, flat_labels, reduction="sum").item()
         correct += (flat_logits.argmax(-1) == flat_labels).sum().item()
         count += keep.sum().item()

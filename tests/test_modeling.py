@@ -348,9 +348,10 @@ def test_problem_types_and_their_losses():
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2, 1])))
 
 
-def test_replaced_token_detection_targets():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_replaced_token_detection_targets(sparse):
     model_class, _, inputs, _ = head_case("pretraining")
-    model = make_model(model_class)
+    model = make_model(model_class, sparse_prediction=sparse)
     torch.manual_seed(0)
     out = model(**inputs)
     masked = inputs["labels"] != -100
@@ -406,3 +407,20 @@ def test_flex_attention_agrees_with_sdpa_on_real_tokens(model_class):
         b = flex(input_ids=ids, attention_mask=mask).logits
     real = mask.bool()
     torch.testing.assert_close(a[real], b[real], rtol=1e-4, atol=1e-4)
+
+
+def test_sparse_prediction_gives_the_same_loss_and_masked_logits():
+    model_class, _, inputs, _ = head_case("masked_lm")
+    dense = make_model(SoraForMaskedLM).eval()
+    sparse = make_model(SoraForMaskedLM, sparse_prediction=True).eval()
+    sparse.load_state_dict(dense.state_dict())
+    a, b = dense(**inputs), sparse(**inputs)
+    keep = inputs["labels"] != -100
+    assert b.logits.shape == (int(keep.sum()), VOCAB)
+    torch.testing.assert_close(a.logits[keep], b.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.loss, b.loss, rtol=1e-5, atol=1e-6)
+    b.loss.backward()
+    assert sparse.model.embed_tokens.weight.grad is not None
+    # without labels the sparse model still returns every position, as fill-mask needs
+    no_labels = {k: v for k, v in inputs.items() if k != "labels"}
+    assert sparse(**no_labels).logits.shape == a.logits.shape

@@ -25,6 +25,21 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .finetuning import run_finetuning
+    from .recipes import load_finetune_recipe, parse_set_options
+
+    overrides = parse_set_options(args.set or [])
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    recipe = load_finetune_recipe(args.recipe, overrides)
+    metrics = run_finetuning(recipe, overwrite=args.overwrite)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    return 0
+
+
 def _quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run_quickstart
 
@@ -46,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     pretrain.set_defaults(func=_pretrain)
 
+    finetune = sub.add_parser("finetune", help="fine-tune a pre-trained Sora (LoRA or full) from a YAML recipe")
+    finetune.add_argument("recipe", help="path to a recipe, e.g. recipes/finetune/sentiment.yaml")
+    finetune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    finetune.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
+    finetune.add_argument("--checkpoint", help="the pre-trained model folder to start from")
+    finetune.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    finetune.set_defaults(func=_finetune)
+
     quick = sub.add_parser("quickstart", help="the main job: pre-train the tiny Chinese encoder and try it")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None, help="pre-training steps (default: the recipe's)")
@@ -57,11 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from .recipes import RecipeError
 
     try:
         return args.func(args)
-    except (RecipeError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:  # RecipeError is a ValueError
         print(f"sora-hf: error: {error}", file=sys.stderr)
         return 2
 

@@ -183,3 +183,92 @@ def parse_set_options(pairs: list[str]) -> dict[str, Any]:
 def recipes_dir() -> Path:
     """The recipes shipped with the package (`recipes/` at the repository root)."""
     return Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass
+class FinetuneDataSection:
+    """An embedded task (`embedded: sentiment`) or the user's files (`task_type` + `train_file` ...)."""
+
+    embedded: str | None = None
+    task_type: str | None = None
+    train_file: str | None = None
+    test_file: str | None = None
+    validation_file: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    source_column: str = "source"
+    target_column: str = "target"
+    multi_label: bool = False
+    regression: bool = False
+    tag_scheme: str = "BIO"
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+
+
+@dataclass
+class FinetuneRecipe:
+    name: str
+    output_dir: str
+    checkpoint: str  # a pre-trained Sora folder (model + tokenizer)
+    method: str = "lora"  # lora | full
+    max_length: int = 128
+    doc_stride: int = 32
+    max_target_length: int = 32
+    seed: int = 42
+    data: FinetuneDataSection = field(default_factory=FinetuneDataSection)
+    lora: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
+    training: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source_path: str | None = None
+
+
+LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "modules_to_save"}
+
+
+def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -> FinetuneRecipe:
+    """Validate a fine-tuning recipe completely before any data or model is loaded."""
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping at the top level")
+    check_keys("recipe", raw, {f.name for f in dataclasses.fields(FinetuneRecipe)} - {"source_path"})
+    for required in ("name", "output_dir", "checkpoint"):
+        if required not in raw:
+            raise RecipeError(f"recipe is missing the required key {required!r}")
+    data = _section(FinetuneDataSection, "data", raw.get("data"))
+    lora = raw.get("lora") or {}
+    check_keys("lora", lora, LORA_KEYS)
+    model = raw.get("model") or {}
+    check_keys("model", model, model_config_names())
+    training = raw.get("training") or {}
+    check_keys("training", training, training_argument_names())
+    recipe = FinetuneRecipe(
+        **{k: v for k, v in raw.items() if k not in ("data", "lora", "model", "training")},
+        data=data,
+        lora=dict(lora),
+        model=dict(model),
+        training=dict(training),
+        source_path=source_path,
+    )
+    if recipe.method not in ("lora", "full"):
+        raise RecipeError(f"recipe.method={recipe.method!r} must be 'lora' or 'full'")
+    if (data.embedded is None) == (data.train_file is None):
+        raise RecipeError("data needs exactly one of `embedded` (a shipped task) or `train_file` (your own data)")
+    if data.train_file is not None and data.task_type is None:
+        raise RecipeError("data.train_file needs data.task_type (classification, token_classification, ...)")
+    if recipe.doc_stride >= recipe.max_length // 2:
+        raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
+    return recipe
+
+
+def load_finetune_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneRecipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    for dotted, value in (overrides or {}).items():
+        apply_override(raw, dotted, value)
+    return parse_finetune_recipe(raw, source_path=str(path))

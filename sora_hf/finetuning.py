@@ -1,0 +1,340 @@
+"""Fine-tuning a pre-trained Sora on a task, with LoRA (peft) or full fine-tuning, from one recipe format.
+
+`run_finetuning(recipe)` loads the task (an embedded real task or the user's files), checks that checkpoint,
+tokenizer and labels fit, trains with `transformers.Trainer`, scores the test split with sora_hf's offline
+`evaluate` metrics, and writes: the model (for LoRA: the adapter in `adapter/` and the merged plain Sora checkpoint
+at the top), the tokenizer, `metrics.json`, `predictions.jsonl`, a loss curve, a confusion matrix (classification)
+or a per-entity report (token classification), and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTextEncoding,
+    AutoModelForTokenClassification,
+    DataCollatorForSeq2Seq,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from . import task_metrics
+from .lora import LoraOptions, apply_lora, count_parameters
+from .pretraining import check_output_dir
+from .recipes import FinetuneRecipe, RecipeError
+from .reporting import plot_loss_curve, write_metrics, write_model_card
+from .task_processing import (
+    Features,
+    PairCollator,
+    decode_question_answering,
+    decode_token_classification,
+    encode_classification,
+    encode_question_answering,
+    encode_seq2seq,
+    encode_similarity,
+    encode_token_classification,
+)
+from .tokenizer import check_tokenizer_fits, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+AUTO_CLASSES = {
+    "classification": AutoModelForSequenceClassification,
+    "token_classification": AutoModelForTokenClassification,
+    "question_answering": AutoModelForQuestionAnswering,
+    "seq2seq": AutoModelForSeq2SeqLM,
+    "similarity": AutoModelForTextEncoding,
+}
+PIPELINE_TAGS = {
+    "classification": "text-classification",
+    "token_classification": "token-classification",
+    "question_answering": "question-answering",
+    "seq2seq": "text2text-generation",
+    "similarity": "sentence-similarity",
+}
+
+DEFAULT_TRAINING = dict(
+    per_device_train_batch_size=32,
+    per_device_eval_batch_size=64,
+    learning_rate=5e-4,
+    weight_decay=0.01,
+    warmup_steps=0.06,
+    num_train_epochs=3,
+    logging_steps=25,
+    eval_strategy="epoch",
+    save_strategy="epoch",
+    save_total_limit=1,
+    report_to="none",
+    dataloader_num_workers=0,
+)
+
+
+def load_task(recipe: FinetuneRecipe):
+    """The task's DatasetDict and TaskInfo, from the embedded tasks or the user's files."""
+    from .data import tasks
+
+    data = recipe.data
+    if data.embedded is not None:
+        dataset, info = tasks.load_embedded_task(data.embedded, seed=recipe.seed)
+    else:
+        dataset, info = tasks.load_task_files(
+            data.task_type,
+            data.train_file,
+            data.test_file,
+            data.validation_file,
+            text_column=data.text_column,
+            text_pair_column=data.text_pair_column,
+            label_column=data.label_column,
+            tokens_column=data.tokens_column,
+            tags_column=data.tags_column,
+            source_column=data.source_column,
+            target_column=data.target_column,
+            multi_label=data.multi_label,
+            regression=data.regression,
+            tag_scheme=data.tag_scheme,
+            seed=recipe.seed,
+        )
+    for split, limit in (("train", data.max_train_examples), ("test", data.max_eval_examples)):
+        if limit is not None and len(dataset[split]) > limit:
+            dataset[split] = dataset[split].shuffle(seed=recipe.seed).select(range(limit))
+    return dataset, info
+
+
+def load_model(recipe: FinetuneRecipe, info, tokenizer):
+    """The pre-trained checkpoint under the task's head; refuses a checkpoint that cannot serve the task."""
+    from .configuration_sora import SoraConfig
+
+    checkpoint = Path(recipe.checkpoint)
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} has no config.json: not a saved model folder")
+    config = SoraConfig.from_pretrained(checkpoint)
+    task_type = info.task_type
+    if task_type != "seq2seq" and (config.is_decoder or config.is_encoder_decoder):
+        kind = "an encoder-decoder" if config.is_encoder_decoder else "a causal decoder"
+        raise RecipeError(
+            f"checkpoint {checkpoint} is {kind} ({config.architectures}); {task_type} needs a Sora encoder "
+            "(pre-trained with the mlm or rtd objective)"
+        )
+    kwargs: dict[str, Any] = dict(recipe.model)
+    if task_type in ("classification", "token_classification") and info.label_names:
+        kwargs["id2label"] = dict(enumerate(info.label_names))
+        kwargs["label2id"] = {name: i for i, name in enumerate(info.label_names)}
+    if task_type == "classification":
+        kwargs["problem_type"] = info.problem_type
+        if info.problem_type == "regression":
+            kwargs.update(num_labels=1, id2label={0: "score"}, label2id={"score": 0})
+    model, loading = AUTO_CLASSES[task_type].from_pretrained(checkpoint, output_loading_info=True, **kwargs)
+    missing_body = [k for k in loading["missing_keys"] if k.startswith("model.")]
+    if missing_body:
+        raise RecipeError(
+            f"checkpoint {checkpoint} ({config.architectures}) has no weights for {len(missing_body)} parameters "
+            f"of {type(model).__name__}, e.g. {missing_body[:3]}: its architecture does not fit the {task_type} task"
+        )
+    check_tokenizer_fits(tokenizer, model.config)
+    return model
+
+
+def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer, num_labels: int) -> tuple[Features, Features]:
+    task_type = info.task_type
+    out = []
+    for split in ("train", "test"):
+        ds = dataset[split]
+        if task_type == "classification":
+            out.append(encode_classification(ds, tokenizer, recipe.max_length, info.problem_type, num_labels, split))
+        elif task_type == "token_classification":
+            out.append(encode_token_classification(ds, tokenizer, recipe.max_length, recipe.doc_stride))
+        elif task_type == "question_answering":
+            out.append(encode_question_answering(ds, tokenizer, recipe.max_length, recipe.doc_stride))
+        elif task_type == "seq2seq":
+            out.append(encode_seq2seq(ds, tokenizer, recipe.max_length, recipe.max_target_length))
+        elif task_type == "similarity":
+            out.append(encode_similarity(ds, tokenizer, recipe.max_length))
+        else:
+            raise RecipeError(f"unknown task type {task_type!r}")
+    return out[0], out[1]
+
+
+def collator_for(task_type: str, tokenizer, model):
+    if task_type == "token_classification":
+        return DataCollatorForTokenClassification(tokenizer)
+    if task_type == "seq2seq":
+        return DataCollatorForSeq2Seq(tokenizer, model=None, label_pad_token_id=-100)
+    if task_type == "similarity":
+        return PairCollator(tokenizer.pad_token_id)
+    return DataCollatorWithPadding(tokenizer)
+
+
+def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArguments:
+    kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+    kwargs.setdefault("seed", recipe.seed)
+    if kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
+        kwargs.update(eval_strategy="no", save_strategy="no")
+    if not torch.cuda.is_available():
+        kwargs["use_cpu"] = True
+        kwargs.pop("bf16", None)
+        kwargs.pop("fp16", None)
+    return TrainingArguments(**kwargs)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+@torch.no_grad()
+def predict(model, task_type: str, features: Features, collator, tokenizer, dataset, batch_size: int, recipe):
+    """Raw predictions for the test split, mapped back to examples (labels, tags, answer texts, generated texts)."""
+    model.eval()
+    device = next(model.parameters()).device
+    if task_type == "seq2seq":
+        texts = []
+        for start in range(0, len(features.dataset), batch_size):
+            rows = [features.dataset[i] for i in range(start, min(start + batch_size, len(features.dataset)))]
+            batch = tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt").to(device)
+            generated = model.generate(**batch, max_new_tokens=recipe.max_target_length, do_sample=False, num_beams=1)
+            texts.extend(tokenizer.decode(g, skip_special_tokens=True).replace(" ", "") for g in generated)
+        return texts
+    outputs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(features.dataset), batch_size):
+        rows = [features.dataset[i] for i in range(start, min(start + batch_size, len(features.dataset)))]
+        batch = {
+            k: v.to(device)
+            for k, v in collator(rows).items()
+            if k not in ("labels", "start_positions", "end_positions")
+        }
+        out = model(**batch)
+        for key in ("logits", "start_logits", "end_logits", "embeddings"):
+            value = out.get(key) if hasattr(out, "get") else None
+            if value is None:
+                continue
+            if task_type == "similarity" and key == "embeddings":
+                other = model(input_ids=batch["input_ids_b"], attention_mask=batch["attention_mask_b"]).embeddings
+                value = torch.nn.functional.cosine_similarity(value.float(), other.float(), dim=-1)
+            arrays = value.float().cpu().numpy()
+            outputs.setdefault(key, []).extend(list(arrays))
+    if task_type == "classification":
+        return np.stack(outputs["logits"])
+    if task_type == "token_classification":
+        return decode_token_classification(outputs["logits"], features, len(dataset))
+    if task_type == "question_answering":
+        return decode_question_answering(
+            outputs["start_logits"], outputs["end_logits"], features, list(dataset["context"])
+        )
+    return np.array(outputs["embeddings"])
+
+
+def run_finetuning(
+    recipe: FinetuneRecipe, *, overwrite: bool = False, callbacks: list | None = None
+) -> dict[str, Any]:
+    """Fine-tune, evaluate and save; returns the metrics written to `<output_dir>/metrics.json`."""
+    output_dir = Path(recipe.output_dir)
+    check_output_dir(output_dir, overwrite, resume=False)
+    if overwrite and output_dir.is_dir():
+        shutil.rmtree(output_dir)
+    set_seed(recipe.seed)
+    dataset, info = load_task(recipe)
+    tokenizer = load_tokenizer(recipe.checkpoint)
+    num_labels = len(info.label_names) if info.label_names else 1
+    model = load_model(recipe, info, tokenizer)
+    train_features, test_features = build_features(recipe, info, dataset, tokenizer, num_labels)
+    if recipe.method == "lora":
+        model = apply_lora(model, LoraOptions(**recipe.lora))
+    parameters = count_parameters(model)
+    logger.info("%s: %s, %d of %d parameters trainable", recipe.name, recipe.method, *parameters.values())
+
+    args = training_arguments(recipe, output_dir)
+    collator = collator_for(info.task_type, tokenizer, model)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_features.dataset,
+        eval_dataset=test_features.dataset if args.eval_strategy != "no" else None,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    memory_before = _peak_memory_mb(args.device)
+    started = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - started
+    peak_memory = _peak_memory_mb(args.device)
+
+    test = dataset["test"]
+    predictions = predict(
+        trainer.model,
+        info.task_type,
+        test_features,
+        collator,
+        tokenizer,
+        test,
+        args.per_device_eval_batch_size,
+        recipe,
+    )
+    metrics = task_metrics.score(info, test, predictions)
+    metrics.update(
+        recipe=recipe.name,
+        task=info.name,
+        task_type=info.task_type,
+        method=recipe.method,
+        checkpoint=str(recipe.checkpoint),
+        train_examples=len(dataset["train"]),
+        test_examples=len(test),
+        train_steps=trainer.state.global_step,
+        train_loss=train_output.training_loss,
+        train_seconds=round(train_seconds, 2),
+        peak_memory_mb=round(peak_memory, 1),
+        peak_memory_increase_mb=round(max(peak_memory - memory_before, 0.0), 1),
+        device=str(args.device),
+        **parameters,
+    )
+    save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)
+    task_metrics.write_reports(output_dir, info, test, predictions, metrics)
+    write_metrics(output_dir, metrics)
+    plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    recipe_text = Path(recipe.source_path).read_text(encoding="utf-8") if recipe.source_path else None
+    if recipe_text:
+        (output_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    write_model_card(
+        output_dir,
+        title=f"Sora {recipe.name}",
+        summary=recipe.description or f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
+        metrics=metrics,
+        recipe_text=recipe_text,
+        pipeline_tag=PIPELINE_TAGS[info.task_type],
+        tags=[info.task_type, recipe.method],
+    )
+    return metrics
+
+
+def save_finetuned(model, tokenizer, output_dir: Path, method: str) -> None:
+    """Full: the model. LoRA: the adapter (with its trained heads) in `adapter/`, and the merged plain model."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if method == "lora":
+        model.save_pretrained(output_dir / "adapter")
+        tokenizer.save_pretrained(output_dir / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
+def predictions_to_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,70 @@
+"""LoRA for every Sora head through peft.
+
+`import sora_hf` registers default target modules for `model_type="sora"` (see `registration.py`), so
+`LoraConfig(task_type=...)` needs no `target_modules`. This module picks the peft task type of each head and the
+head modules that must be trained whole and saved with the adapter (`modules_to_save`): peft adds `classifier` and
+`qa_outputs` by itself for sequence/token classification and QA, not the sentence-embedding pooler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+# head class name -> (peft task type, modules trained whole besides the LoRA matrices)
+HEAD_TASK_TYPES: dict[str, tuple[str, list[str]]] = {
+    "SoraForSequenceClassification": ("SEQ_CLS", []),
+    "SoraForTokenClassification": ("TOKEN_CLS", []),
+    "SoraForQuestionAnswering": ("QUESTION_ANS", []),
+    "SoraForSeq2SeqLM": ("SEQ_2_SEQ_LM", []),
+    "SoraForCausalLM": ("CAUSAL_LM", []),
+    "SoraForSentenceEmbedding": ("FEATURE_EXTRACTION", ["pooler"]),
+    "SoraForMultipleChoice": ("SEQ_CLS", ["classifier"]),
+}
+
+
+@dataclass
+class LoraOptions:
+    """The recipe's `lora:` section (peft `LoraConfig` arguments)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] | str | None = None  # None: sora_hf's default for model_type "sora"
+    modules_to_save: list[str] = field(default_factory=list)
+
+
+def lora_config_for(model: nn.Module, options: LoraOptions | None = None):
+    """A `peft.LoraConfig` for this Sora head."""
+    from peft import LoraConfig
+
+    options = options or LoraOptions()
+    name = type(model).__name__
+    if name not in HEAD_TASK_TYPES:
+        raise ValueError(f"no LoRA set-up for {name}; known heads: {', '.join(HEAD_TASK_TYPES)}")
+    task_type, extra = HEAD_TASK_TYPES[name]
+    kwargs: dict[str, Any] = dict(
+        task_type=task_type,
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        modules_to_save=sorted(set(extra) | set(options.modules_to_save)) or None,
+    )
+    if options.target_modules is not None:
+        kwargs["target_modules"] = options.target_modules
+    return LoraConfig(**kwargs)
+
+
+def apply_lora(model: nn.Module, options: LoraOptions | None = None):
+    """Wrap `model` in a peft model: LoRA matrices on attention and MLP projections, heads trained whole."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config_for(model, options))
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}

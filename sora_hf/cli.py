@@ -13,6 +13,7 @@ import sys
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
     from .pretraining import run_pretraining
     from .recipes import load_pretrain_recipe, parse_set_options
 
@@ -21,7 +22,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         overrides["output_dir"] = args.output_dir
     recipe = load_pretrain_recipe(args.recipe, overrides)
     metrics = run_pretraining(recipe, overwrite=args.overwrite, resume=args.resume)
-    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if is_main_process():  # one report per run, not one per rank
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -43,7 +45,12 @@ def _finetune(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run_quickstart
 
-    run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps, overwrite=args.overwrite)
+    run_quickstart(
+        output_dir=args.output_dir,
+        max_steps=args.max_steps,
+        overwrite=args.overwrite,
+        finetune_epochs=args.finetune_epochs,
+    )
     return 0
 
 
@@ -69,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     finetune.set_defaults(func=_finetune)
 
-    quick = sub.add_parser("quickstart", help="the main job: pre-train the tiny Chinese encoder and try it")
+    quick = sub.add_parser(
+        "quickstart", help="the main job: pre-train the tiny Chinese encoder, fine-tune it on sentiment, use it"
+    )
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None, help="pre-training steps (default: the recipe's)")
+    quick.add_argument("--finetune-epochs", type=float, default=None, help="sentiment epochs (default: recipe's)")
     quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     quick.set_defaults(func=_quickstart)
     return parser

@@ -20,6 +20,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments, set_seed
 
 from .configuration_sora import SoraConfig
+from .distributed import is_main_process
 from .recipes import PretrainRecipe, RecipeError
 from .reporting import plot_loss_curve, safe_exp, write_metrics, write_model_card
 from .tokenizer import check_tokenizer_fits, load_tokenizer, train_tokenizer
@@ -132,7 +133,7 @@ def run_pretraining(
 
     output_dir = Path(recipe.output_dir)
     check_output_dir(output_dir, overwrite, resume)
-    if overwrite and output_dir.is_dir() and not resume:
+    if overwrite and output_dir.is_dir() and not resume and is_main_process():  # one process clears it
         shutil.rmtree(output_dir)
     set_seed(recipe.seed)
 
@@ -166,9 +167,12 @@ def run_pretraining(
     resume_from = _last_checkpoint(output_dir) if resume else None
     train_output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
+    trainer.save_model(str(output_dir))  # rank-aware: only the main process writes
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        tokenizer.save_pretrained(str(output_dir))
 
+    # every process evaluates (FSDP / ZeRO-3 forwards are collective); only the main one writes
     eval_collator = getattr(prepared, "eval_collator", None) or prepared.collator
     metrics = evaluate_pretraining(
         trainer.model, recipe.objective, prepared.eval_dataset, eval_collator, args.per_device_eval_batch_size
@@ -185,7 +189,10 @@ def run_pretraining(
         train_tokens=train_tokens,
         train_tokens_per_second=round(train_tokens / max(train_seconds, 1e-9), 1),
         device=str(args.device),
+        world_size=args.world_size,
     )
+    if not main_process:
+        return metrics
     write_metrics(output_dir, metrics)
     plot_loss_curve(
         trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name} ({recipe.objective})"

@@ -208,7 +208,7 @@ def predict(model, task_type: str, features: Features, collator, tokenizer, data
             rows = [features.dataset[i] for i in range(start, min(start + batch_size, len(features.dataset)))]
             batch = tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt").to(device)
             generated = model.generate(**batch, max_new_tokens=recipe.max_target_length, do_sample=False, num_beams=1)
-            texts.extend(tokenizer.decode(g, skip_special_tokens=True).replace(" ", "") for g in generated)
+            texts.extend(tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated)
         return texts
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(features.dataset), batch_size):

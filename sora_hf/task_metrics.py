@@ -25,7 +25,8 @@ def score(info, test, predictions) -> dict[str, Any]:
         refs = [[names[t] for t in tags] for tags in test["tags"]]
         preds = [[names[t] for t in tags] for tags in predictions]
         flat = [p == r for pr, rr in zip(preds, refs, strict=True) for p, r in zip(pr, rr, strict=True)]
-        result = load_metric("seqeval").compute(predictions=preds, references=refs, scheme=info.tag_scheme or "BIO")
+        options = {"scheme": "BMES"} if info.tag_scheme == "BMES" else {}
+        result = load_metric("seqeval").compute(predictions=preds, references=refs, **options)
         metrics = {f"test_{k}": v for k, v in result.items() if not isinstance(v, dict)}
         metrics["test_token_accuracy"] = float(np.mean(flat)) if flat else 0.0
         metrics["test_per_type"] = {k: v for k, v in result.items() if isinstance(v, dict)}
@@ -36,13 +37,13 @@ def score(info, test, predictions) -> dict[str, Any]:
         return {f"test_{k}": v for k, v in load_metric("squad").compute(predictions=preds, references=refs).items()}
     if task_type == "seq2seq":
         refs = list(test["target"])
-        compact = [r.replace(" ", "") for r in refs]
-        bleu = load_metric("sacrebleu").compute(predictions=predictions, references=[[r] for r in compact])
-        cer = load_metric("cer").compute(predictions=predictions, references=compact)
-        exact = float(np.mean([p == r for p, r in zip(predictions, compact, strict=True)]))
+        bleu = load_metric("sacrebleu").compute(predictions=predictions, references=[[r] for r in refs])
+        chrf = load_metric("chrf").compute(predictions=predictions, references=[[r] for r in refs])
+        cer = load_metric("cer").compute(predictions=predictions, references=refs)
+        exact = float(np.mean([p == r for p, r in zip(predictions, refs, strict=True)]))
         return {
             "test_bleu": bleu["score"],
-            "test_chrf": bleu.get("chrf"),
+            "test_chrf": chrf["score"],
             "test_cer": cer["cer"] if isinstance(cer, dict) else cer,
             "test_exact_match": exact,
         }

@@ -1,0 +1,63 @@
+"""Accuracy: the fraction of predictions equal to their reference, via scikit-learn."""
+
+import datasets
+import evaluate
+from sklearn.metrics import accuracy_score
+
+_DESCRIPTION = """\
+Accuracy = (number of correct predictions) / (number of predictions), computed by
+sklearn.metrics.accuracy_score. Labels are ints or strings; for multi-label input (one 0/1 row per example) it is
+the subset accuracy: a row counts as correct only if every label in it is right.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: predicted labels: ints, strings, or 0/1 rows (multi-label).
+    references: reference labels, in the same form as predictions.
+    normalize (bool, default True): False returns the number of correct predictions instead of the fraction.
+    sample_weight (list of float, optional): per-example weights.
+Returns:
+    accuracy (float): in [0, 1] (or a count if normalize=False).
+Example:
+    load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])  # {"accuracy": 0.666...}
+"""
+
+_CITATION = """\
+@article{scikit-learn,
+  title={Scikit-learn: Machine Learning in {P}ython},
+  author={Pedregosa, F. and others},
+  journal={Journal of Machine Learning Research},
+  volume={12},
+  pages={2825--2830},
+  year={2011}
+}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Accuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            # The first option whose types fit the first example is used: int labels, 0/1 rows, string labels.
+            features=[
+                datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+                datasets.Features(
+                    {
+                        "predictions": datasets.Sequence(datasets.Value("int64")),
+                        "references": datasets.Sequence(datasets.Value("int64")),
+                    }
+                ),
+                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+            ],
+            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"],
+        )
+
+    def _compute(self, predictions, references, normalize=True, sample_weight=None):
+        return {
+            "accuracy": float(
+                accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight)
+            )
+        }

@@ -1,0 +1,1 @@
+"""The `seqeval` evaluate module of sora_hf; load it with `sora_hf.metrics.load_metric("seqeval")`."""

@@ -1,0 +1,1 @@
+"""The `squad` evaluate module of sora_hf; load it with `sora_hf.metrics.load_metric("squad")`."""

@@ -1151,7 +1151,8 @@ def cosent_loss(cosine: torch.Tensor, labels: torch.Tensor, scale: float = 20.0)
     diff = scale * (cosine[None, :] - cosine[:, None])  # diff[i, j] = s_j - s_i
     wrong_order = labels[:, None] > labels[None, :]  # pair i should beat pair j
     diff = diff.masked_fill(~wrong_order, float("-inf"))
-    return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0)
+    # a fresh tensor: Trainer scales the loss in place, and logsumexp's backward needs its own output intact
+    return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0).clone()
 
 
 __all__ = [

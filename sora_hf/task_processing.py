@@ -76,7 +76,7 @@ def encode_classification(
             enc["labels"] = list(batch["label"])
         return enc
 
-    lengths = tokenizer(dataset["text"], dataset["text_pair"] if has_pair else None)["input_ids"]
+    lengths = tokenizer(list(dataset["text"]), list(dataset["text_pair"]) if has_pair else None)["input_ids"]
     truncated = sum(len(ids) > max_length for ids in lengths)
     if truncated:
         logger.warning(
@@ -114,10 +114,10 @@ def encode_token_classification(dataset: Dataset, tokenizer, max_length: int, do
         )
         for window in range(len(enc["input_ids"])):
             offsets = enc["offset_mapping"][window]
-            special = enc.encodings[window].special_tokens if hasattr(enc, "encodings") else None
+            special = enc.encodings[window].special_tokens_mask
             labels, word_of_token, seen = [], [], set()
             for t, (start, end) in enumerate(offsets):
-                if (special is not None and special[t]) or start == end:
+                if special[t] or start == end:
                     labels.append(-100)
                     word_of_token.append(-1)
                     continue
@@ -167,8 +167,8 @@ def decode_token_classification(logits: np.ndarray, features: Features, num_exam
 def encode_question_answering(dataset: Dataset, tokenizer, max_length: int, doc_stride: int) -> Features:
     """SQuAD-style windows over the context; a window that does not hold the answer points at [CLS]."""
     enc = tokenizer(
-        dataset["question"],
-        dataset["context"],
+        list(dataset["question"]),
+        list(dataset["context"]),
         truncation="only_second",
         max_length=max_length,
         stride=doc_stride,

@@ -1,0 +1,206 @@
+"""Fine-tuning from a recipe: every task type runs with LoRA or full fine-tuning on tiny models and real (embedded)
+or user data, leaves scores and reports, and the LoRA adapter reloads and merges into a plain Sora checkpoint."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config_kwargs
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM, SoraForSeq2SeqLM
+from sora_hf.data import load_pretraining_text
+from sora_hf.finetuning import run_finetuning
+from sora_hf.recipes import RecipeError, parse_finetune_recipe
+from sora_hf.task_processing import decode_token_classification, encode_token_classification, join_words
+from sora_hf.tokenizer import train_tokenizer
+
+TRAINING = {
+    "max_steps": 4,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16,
+    "logging_steps": 1,
+    "learning_rate": 3e-3,
+    "disable_tqdm": True,
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = load_pretraining_text("all")["text"][:3000]
+    return train_tokenizer(iter(texts), vocab_size=2000, min_frequency=1, model_max_length=64)
+
+
+def _save(model_class, tokenizer, folder, **overrides):
+    torch.manual_seed(0)
+    model = model_class(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer), **overrides)))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_checkpoint(tokenizer, tmp_path_factory):
+    return _save(SoraForMaskedLM, tokenizer, tmp_path_factory.mktemp("encoder"))
+
+
+def recipe(checkpoint, out, data, method="lora", **extra):
+    raw = {
+        "name": "test",
+        "checkpoint": str(checkpoint),
+        "output_dir": str(out),
+        "method": method,
+        "max_length": 48,
+        "doc_stride": 8,
+        "data": {"max_train_examples": 48, "max_eval_examples": 24, **data},
+        "training": dict(TRAINING),
+        **extra,
+    }
+    return parse_finetune_recipe(raw)
+
+
+def test_sentiment_with_lora_saves_adapter_and_merged_model(encoder_checkpoint, tmp_path):
+    out = tmp_path / "sentiment"
+    metrics = run_finetuning(recipe(encoder_checkpoint, out, {"embedded": "sentiment"}))
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_examples"] == 24
+    assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"] / 2
+    for name in ("metrics.json", "predictions.jsonl", "confusion_matrix.png", "loss_curve.png", "README.md"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "metrics.json").read_text())["method"] == "lora"
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and {r["prediction"] for r in rows} <= {"negative", "positive"}
+
+    from peft import AutoPeftModelForSequenceClassification
+
+    merged = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    adapter = AutoPeftModelForSequenceClassification.from_pretrained(out / "adapter").eval()
+    assert merged.config.id2label == {0: "negative", 1: "positive"}
+    tok = AutoTokenizer.from_pretrained(out)
+    batch = tok(["质量很好，非常满意", "太差了，失望"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(adapter(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)
+    # the trained head (and multi-level pooler) was saved with the adapter: it is not the fresh random one
+    fresh = AutoModelForSequenceClassification.from_pretrained(encoder_checkpoint, num_labels=2)
+    assert not torch.equal(fresh.classifier.out_proj.weight, merged.classifier.out_proj.weight)
+    result = pipeline("text-classification", model=str(out))("质量很好")
+    assert result[0]["label"] in ("negative", "positive")
+
+
+def test_ner_full_fine_tuning_reports_entities(encoder_checkpoint, tmp_path):
+    out = tmp_path / "ner"
+    metrics = run_finetuning(recipe(encoder_checkpoint, out, {"embedded": "ner"}, method="full"))
+    assert {"test_overall_f1", "test_overall_precision", "test_token_accuracy"} <= set(metrics)
+    assert metrics["trainable_parameters"] == metrics["total_parameters"]
+    assert "PER" in (out / "entity_report.txt").read_text()
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(len(r["predictions"]) == len(r["tokens"]) for r in rows)
+
+
+def test_question_answering_predicts_spans_of_the_context(encoder_checkpoint, tmp_path):
+    out = tmp_path / "qa"
+    metrics = run_finetuning(recipe(encoder_checkpoint, out, {"embedded": "qa"}))
+    assert {"test_exact_match", "test_f1"} <= set(metrics)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert rows and all(isinstance(r["prediction"], str) for r in rows)
+
+
+def test_seq2seq_pinyin_from_an_encoder_decoder(tokenizer, tmp_path):
+    checkpoint = _save(SoraForSeq2SeqLM, tokenizer, tmp_path / "s2s")
+    out = tmp_path / "pinyin"
+    metrics = run_finetuning(
+        recipe(
+            checkpoint, out, {"embedded": "pinyin"}, method="full", max_length=16, doc_stride=4, max_target_length=12
+        )
+    )
+    assert {"test_bleu", "test_chrf", "test_cer", "test_exact_match"} <= set(metrics)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and all(" " in r["target"] for r in rows)
+
+
+def test_user_files_multi_label_and_similarity(encoder_checkpoint, tmp_path):
+    train = tmp_path / "train.jsonl"
+    lines = [
+        {"text": "屏幕很好，电池耐用", "label": ["screen", "battery"]},
+        {"text": "物流很快", "label": ["shipping"]},
+        {"text": "电池不行，屏幕也暗", "label": ["battery", "screen"]},
+        {"text": "快递太慢", "label": ["shipping"]},
+    ] * 8
+    train.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), encoding="utf-8")
+    out = tmp_path / "multi"
+    metrics = run_finetuning(
+        recipe(encoder_checkpoint, out, {"task_type": "classification", "train_file": str(train), "multi_label": True})
+    )
+    assert {"test_f1_micro", "test_subset_accuracy"} <= set(metrics)
+    config = json.loads((out / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert sorted(config["id2label"].values()) == ["battery", "screen", "shipping"]
+
+    pairs = tmp_path / "pairs.csv"
+    rows = ["text,text_pair,label"] + [f"今天天气很好{i},天气不错{i},{0.2 + 0.1 * (i % 7)}" for i in range(30)]
+    pairs.write_text("\n".join(rows), encoding="utf-8")
+    metrics = run_finetuning(
+        recipe(encoder_checkpoint, tmp_path / "sim", {"task_type": "similarity", "train_file": str(pairs)})
+    )
+    assert -1.0 <= metrics["test_spearman"] <= 1.0
+
+
+def test_bad_inputs_stop_before_training(encoder_checkpoint, tokenizer, tmp_path):
+    decoder = _save(SoraForCausalLM, tokenizer, tmp_path / "decoder")
+    with pytest.raises(RecipeError, match="causal decoder"):
+        run_finetuning(recipe(decoder, tmp_path / "a", {"embedded": "sentiment"}))
+    train = tmp_path / "train.csv"
+    train.write_text("sentence,label\n好,pos\n差,neg\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="train.csv"):
+        run_finetuning(
+            recipe(encoder_checkpoint, tmp_path / "b", {"task_type": "classification", "train_file": str(train)})
+        )
+    with pytest.raises(RecipeError, match="exactly one of"):
+        recipe(encoder_checkpoint, tmp_path / "c", {"embedded": "ner", "train_file": str(train)})
+    with pytest.raises(RecipeError, match="'lora' or 'full'"):
+        recipe(encoder_checkpoint, tmp_path / "d", {"embedded": "ner"}, method="qlora")
+    with pytest.raises(RecipeError, match="did you mean 'learning_rate'"):
+        parse_finetune_recipe(
+            {
+                "name": "x",
+                "checkpoint": "c",
+                "output_dir": "o",
+                "data": {"embedded": "ner"},
+                "training": {"learnin_rate": 1},
+            }
+        )
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_long_classification_texts_are_truncated_with_a_warning(encoder_checkpoint, tmp_path, caplog):
+    train = tmp_path / "long.csv"
+    rows = ["text,label"] + [f"{'很好' * 60},pos" if i % 2 else f"{'很差' * 3},neg" for i in range(24)]
+    train.write_text("\n".join(rows), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="sora_hf.task_processing"):
+        run_finetuning(
+            recipe(encoder_checkpoint, tmp_path / "o", {"task_type": "classification", "train_file": str(train)})
+        )
+    assert any("truncated" in r.getMessage() for r in caplog.records)
+
+
+def test_token_classification_windows_cover_every_word(tokenizer):
+    from datasets import Dataset
+
+    words = list("新华社北京一月一日电国家主席江泽民发表新年讲话" * 3)
+    tags = [i % 3 for i in range(len(words))]
+    dataset = Dataset.from_dict({"tokens": [words], "tags": [tags]})
+    features = encode_token_classification(dataset, tokenizer, max_length=20, doc_stride=6)
+    assert len(features.dataset) > 3  # the sentence was split into overlapping windows
+    # logits that say the gold tag: decoding must give every word its gold tag back, whichever window it came from
+    logits = []
+    for labels in features.dataset["labels"]:
+        row = np.zeros((len(labels), 3), dtype=np.float32)
+        for t, label in enumerate(labels):
+            if label >= 0:
+                row[t, label] = 1.0
+        logits.append(row)
+    assert decode_token_classification(logits, features, 1) == [tags]
+    text, spans = join_words(["北京", "is", "great", "!"])
+    assert text == "北京is great!" or text == "北京is great !"
+    assert [text[s:e] for s, e in spans] == ["北京", "is", "great", "!"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
@@ -59,6 +60,7 @@ AUTO_CLASSES = {
     "question_answering": AutoModelForQuestionAnswering,
     "seq2seq": AutoModelForSeq2SeqLM,
     "similarity": AutoModelForTextEncoding,
+    "causal_lm": AutoModelForCausalLM,
 }
 PIPELINE_TAGS = {
     "classification": "text-classification",
@@ -66,6 +68,7 @@ PIPELINE_TAGS = {
     "question_answering": "question-answering",
     "seq2seq": "text2text-generation",
     "similarity": "sentence-similarity",
+    "causal_lm": "text-generation",
 }
 
 DEFAULT_TRAINING = dict(
@@ -124,7 +127,12 @@ def load_model(recipe: FinetuneRecipe, info, tokenizer):
         raise FileNotFoundError(f"checkpoint {checkpoint} has no config.json: not a saved model folder")
     config = SoraConfig.from_pretrained(checkpoint)
     task_type = info.task_type
-    if task_type != "seq2seq" and (config.is_decoder or config.is_encoder_decoder):
+    if task_type == "causal_lm" and not config.is_decoder:
+        raise RecipeError(
+            f"checkpoint {checkpoint} ({config.architectures}) is not a causal decoder; causal_lm fine-tuning needs "
+            "one (pre-trained with the clm objective)"
+        )
+    if task_type not in ("seq2seq", "causal_lm") and (config.is_decoder or config.is_encoder_decoder):
         kind = "an encoder-decoder" if config.is_encoder_decoder else "a causal decoder"
         raise RecipeError(
             f"checkpoint {checkpoint} is {kind} ({config.architectures}); {task_type} needs a Sora encoder "
@@ -164,6 +172,10 @@ def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer, num_labels:
             out.append(encode_seq2seq(ds, tokenizer, recipe.max_length, recipe.max_target_length))
         elif task_type == "similarity":
             out.append(encode_similarity(ds, tokenizer, recipe.max_length))
+        elif task_type == "causal_lm":
+            from .objectives import pack_for_causal_lm
+
+            out.append(Features(pack_for_causal_lm(ds, tokenizer, recipe.max_length)))
         else:
             raise RecipeError(f"unknown task type {task_type!r}")
     return out[0], out[1]
@@ -176,6 +188,10 @@ def collator_for(task_type: str, tokenizer, model):
         return DataCollatorForSeq2Seq(tokenizer, model=None, label_pad_token_id=-100)
     if task_type == "similarity":
         return PairCollator(tokenizer.pad_token_id)
+    if task_type == "causal_lm":
+        from .objectives import causal_lm_collator
+
+        return causal_lm_collator(tokenizer)
     return DataCollatorWithPadding(tokenizer)
 
 
@@ -202,6 +218,10 @@ def predict(model, task_type: str, features: Features, collator, tokenizer, data
     """Raw predictions for the test split, mapped back to examples (labels, tags, answer texts, generated texts)."""
     model.eval()
     device = next(model.parameters()).device
+    if task_type == "causal_lm":
+        from .pretraining import evaluate_pretraining
+
+        return evaluate_pretraining(model, "clm", features.dataset, collator, batch_size)
     if task_type == "seq2seq":
         texts = []
         for start in range(0, len(features.dataset), batch_size):

@@ -47,6 +47,12 @@ def score(info, test, predictions) -> dict[str, Any]:
             "test_cer": cer["cer"] if isinstance(cer, dict) else cer,
             "test_exact_match": exact,
         }
+    if task_type == "causal_lm":  # `predictions` are already the held-out metrics of the packed test blocks
+        return {
+            "test_perplexity": predictions["eval_perplexity"],
+            "test_next_token_accuracy": predictions["eval_next_token_accuracy"],
+            "test_loss": predictions["eval_loss"],
+        }
     if task_type == "similarity":
         from scipy.stats import pearsonr, spearmanr
 
@@ -118,6 +124,8 @@ def write_reports(output_dir: Path, info, test, predictions, metrics: dict[str, 
 
 
 def _prediction_rows(info, test, predictions) -> list[dict[str, Any]]:
+    if info.task_type == "causal_lm":
+        return [{"split": "test", "texts": len(test), **predictions}]
     names = _names(info)
     rows = []
     for i, example in enumerate(test):

@@ -204,3 +204,27 @@ def test_token_classification_windows_cover_every_word(tokenizer):
     text, spans = join_words(["北京", "is", "great", "!"])
     assert text == "北京is great!" or text == "北京is great !"
     assert [text[s:e] for s, e in spans] == ["北京", "is", "great", "!"]
+
+
+def test_causal_lm_fine_tuning_on_user_text(tokenizer, tmp_path):
+    decoder_tokenizer = train_tokenizer(
+        iter(load_pretraining_text("reviews")["text"][:2000]),
+        vocab_size=1500,
+        min_frequency=1,
+        template="decoder",
+        model_max_length=64,
+    )
+    checkpoint = _save(SoraForCausalLM, decoder_tokenizer, tmp_path / "decoder")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(load_pretraining_text("reviews")["text"][:400]), encoding="utf-8")
+    out = tmp_path / "clm"
+    metrics = run_finetuning(
+        recipe(checkpoint, out, {"task_type": "causal_lm", "train_file": str(corpus)}, max_length=32, doc_stride=4)
+    )
+    assert metrics["test_perplexity"] > 1 and 0 <= metrics["test_next_token_accuracy"] <= 1
+    assert (out / "adapter" / "adapter_config.json").exists()
+    generated = pipeline("text-generation", model=str(out))("质量", max_new_tokens=5, do_sample=False)
+    assert generated[0]["generated_text"].startswith("质量")
+    encoder = _save(SoraForMaskedLM, decoder_tokenizer, tmp_path / "enc")
+    with pytest.raises(RecipeError, match="not a causal decoder"):
+        run_finetuning(recipe(encoder, tmp_path / "x", {"task_type": "causal_lm", "train_file": str(corpus)}))

@@ -63,7 +63,7 @@ __all__ = [
     "validate_tags",
 ]
 
-TASK_TYPES = ("classification", "token_classification", "question_answering", "seq2seq", "similarity")
+TASK_TYPES = ("classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm")
 EMBEDDED_TASKS = ("sentiment", "ner", "pos", "seg", "qa", "pinyin")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 TAG_SCHEMES = ("BIO", "BMES")
@@ -825,6 +825,8 @@ def load_task_files(
     """
     if task_type not in TASK_TYPES:
         raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
+    if task_type == "causal_lm":
+        return _load_text_task(train_file, test_file, text_column, seed, test_size)
     if tag_scheme is not None and tag_scheme not in TAG_SCHEMES:
         raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES} or None, got {tag_scheme!r}")
     if multi_label and regression:
@@ -1007,3 +1009,22 @@ def _warn_overlap(task_type: str, splits: dict[str, datasets.Dataset]) -> None:
                     split,
                     column,
                 )
+
+
+def _load_text_task(
+    train_file, test_file, text_column: str, seed: int, test_size: float
+) -> tuple[datasets.DatasetDict, TaskInfo]:
+    """Plain text for causal-LM fine-tuning: `.txt` lines or a text column of JSON(L)/CSV, in a `text` column."""
+    from .text_files import load_text_files
+
+    def read(path) -> datasets.Dataset:
+        texts = load_text_files([str(_existing(path, "train"))], text_column=text_column)
+        return texts.rename_column(text_column, "text") if text_column != "text" else texts
+
+    train = read(train_file)
+    if test_file is not None:
+        splits = datasets.DatasetDict(train=train, test=read(test_file))
+    else:
+        split = train.train_test_split(test_size=test_size, seed=seed)
+        splits = datasets.DatasetDict(train=split["train"], test=split["test"])
+    return splits, TaskInfo(name="causal_lm", task_type="causal_lm", description=f"causal LM on {train_file}")

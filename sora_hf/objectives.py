@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from .modeling_sora import SoraForCausalLM, SoraForMaskedLM, SoraForPreTraining, SoraForSeq2SeqLM
@@ -78,9 +78,18 @@ _HAN_RE = re.compile(HAN_PATTERN)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _check_text_column(dataset: Dataset, text_column: str) -> None:
-    if text_column not in dataset.column_names:
+def _check_text_column(dataset: Dataset | IterableDataset, text_column: str) -> None:
+    if dataset.column_names is not None and text_column not in dataset.column_names:
         raise ValueError(f"dataset has no column {text_column!r}; its columns are {dataset.column_names}")
+
+
+def _map(dataset: Dataset | IterableDataset, encode: Callable, desc: str) -> Dataset | IterableDataset:
+    """`dataset.map(batched=True)` dropping the input columns; lazy for a streamed corpus (which has no `desc`)."""
+    if isinstance(dataset, IterableDataset):
+        first = next(iter(dataset.take(1)), None)
+        columns = dataset.column_names or (list(first) if first else [])
+        return dataset.map(encode, batched=True, remove_columns=columns)
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc)
 
 
 def _is_latin_alnum(char: str) -> bool:
@@ -165,7 +174,7 @@ def tokenize_for_encoder(
     _check_text_column(dataset, text_column)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("tokenize_for_encoder needs a fast tokenizer (it reads character offsets)")
-    use_words = words_column is not None and words_column in dataset.column_names
+    use_words = words_column is not None and words_column in (dataset.column_names or [])
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         texts = batch[text_column]
@@ -185,7 +194,7 @@ def tokenize_for_encoder(
         ]
         return out
 
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenising (encoder)")
+    return _map(dataset, encode, "Tokenising (encoder)")
 
 
 def tokenize_for_denoising(
@@ -198,7 +207,7 @@ def tokenize_for_denoising(
     def encode(batch: dict[str, list]) -> dict[str, list]:
         return {"input_ids": tokenizer(batch[text_column], truncation=True, max_length=max_length)["input_ids"]}
 
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenising (denoising)")
+    return _map(dataset, encode, "Tokenising (denoising)")
 
 
 def pack_for_causal_lm(
@@ -223,6 +232,14 @@ def pack_for_causal_lm(
         ids = tokenizer(batch[text_column], add_special_tokens=False, verbose=False)["input_ids"]
         return {"input_ids": [[bos, *row, eos] for row in ids]}
 
+    if isinstance(dataset, IterableDataset):
+        # a streamed corpus is packed lazily, batch by batch (a remainder per batch is dropped, as run_clm does)
+        def pack(batch: dict[str, list]) -> dict[str, list]:
+            flat = [t for row in encode(batch)["input_ids"] for t in row]
+            blocks = [flat[i : i + block_size] for i in range(0, len(flat) - block_size + 1, block_size)]
+            return {"input_ids": blocks, "attention_mask": [[1] * block_size for _ in blocks]}
+
+        return _map(dataset, pack, "Packing (causal)")
     tokenized = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenising (causal)")
     if len(tokenized) == 0:
         raise ValueError("pack_for_causal_lm got an empty dataset")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 import yaml
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import Trainer, TrainingArguments, set_seed
 
 from .configuration_sora import SoraConfig
@@ -70,15 +70,30 @@ def load_corpus(recipe: PretrainRecipe) -> tuple[Dataset, Dataset]:
     else:
         from .data import load_text_files
 
-        corpus = load_text_files(data.files, text_column=data.text_column)
+        corpus = load_text_files(data.files, text_column=data.text_column, streaming=data.streaming)
         if data.text_column != "text":
             corpus = corpus.rename_column(data.text_column, "text")
+        if data.streaming:
+            return _split_stream(corpus, recipe)
     if data.max_examples is not None:
         corpus = corpus.shuffle(seed=recipe.seed).select(range(min(data.max_examples, len(corpus))))
     if len(corpus) < 2:
         raise RecipeError(f"the corpus has {len(corpus)} text(s): too few to hold some out for evaluation")
     split = corpus.train_test_split(test_size=data.eval_fraction, seed=recipe.seed)
     return split["train"], split["test"]
+
+
+def _split_stream(stream, recipe: PretrainRecipe):
+    """A streamed corpus: the first `eval_examples` texts, in memory, are held out; the rest streams, shuffled in a
+    buffer."""
+    data = recipe.data
+    if data.max_examples is not None:
+        stream = stream.take(data.max_examples)
+    held_out = list(stream.take(data.eval_examples))
+    if len(held_out) < 2:
+        raise RecipeError(f"the streamed corpus {data.files} gave {len(held_out)} text(s): too few to train on")
+    train = stream.skip(data.eval_examples).shuffle(seed=recipe.seed, buffer_size=10_000)
+    return train, Dataset.from_list(held_out)
 
 
 def build_config(recipe: PretrainRecipe, tokenizer) -> SoraConfig:
@@ -102,9 +117,9 @@ def build_config(recipe: PretrainRecipe, tokenizer) -> SoraConfig:
 def prepare_tokenizer(recipe: PretrainRecipe, train_texts: Dataset, template: str):
     spec = recipe.tokenizer
     if spec.train:
-        logger.info("training a %s tokenizer (vocab %d) on %d texts", template, spec.vocab_size, len(train_texts))
+        logger.info("training a %s tokenizer (vocab %d) on the training text", template, spec.vocab_size)
         return train_tokenizer(
-            (row for row in train_texts["text"]),
+            (row["text"] for row in train_texts),
             vocab_size=spec.vocab_size,
             min_frequency=spec.min_frequency,
             model_max_length=recipe.max_length,
@@ -230,7 +245,10 @@ def _last_checkpoint(output_dir: Path) -> str | None:
 
 def _count_tokens(dataset: Dataset, args: TrainingArguments, steps: int) -> int:
     """Real (non-padding) tokens the run consumed, estimated from the mean example length."""
-    lengths = [len(ids) for ids in dataset[: min(len(dataset), 2000)]["input_ids"]]
+    rows = (
+        dataset.take(2000) if isinstance(dataset, IterableDataset) else dataset.select(range(min(len(dataset), 2000)))
+    )
+    lengths = [len(row["input_ids"]) for row in rows]
     mean_length = sum(lengths) / max(len(lengths), 1)
     batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
     return int(mean_length * batch * steps)

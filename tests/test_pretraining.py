@@ -165,3 +165,15 @@ def test_a_stopped_run_resumes_with_the_same_loss_curve(corpus, tmp_path):
     assert sorted(resumed) == sorted(expected) == [1, 2, 3, 4, 5, 6]
     for step in expected:
         assert resumed[step] == pytest.approx(expected[step], rel=1e-4), step
+
+
+@pytest.mark.parametrize("objective", ["mlm", "clm"])
+def test_streamed_corpus_trains_without_loading_it_whole(objective, corpus, tmp_path):
+    raw = tiny_recipe(corpus, tmp_path / "stream", objective)
+    raw["data"].update(streaming=True, eval_examples=20)
+    metrics = run_pretraining(parse_pretrain_recipe(raw))
+    assert metrics["train_steps"] == 6 and metrics["eval_predicted_tokens"] > 0
+    assert AutoModel.from_pretrained(tmp_path / "stream").config.vocab_size > 0
+    raw["training"].pop("max_steps")
+    with pytest.raises(RecipeError, match="max_steps"):
+        parse_pretrain_recipe(raw)

@@ -76,7 +76,9 @@ def encode_classification(
             enc["labels"] = list(batch["label"])
         return enc
 
-    lengths = tokenizer(list(dataset["text"]), list(dataset["text_pair"]) if has_pair else None)["input_ids"]
+    lengths = tokenizer(list(dataset["text"]), list(dataset["text_pair"]) if has_pair else None, verbose=False)[
+        "input_ids"
+    ]
     truncated = sum(len(ids) > max_length for ids in lengths)
     if truncated:
         logger.warning(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ def check_keys(section: str, given: dict[str, Any], valid: set[str] | list[str])
             raise RecipeError(
                 f"unknown key {section}.{key}{_suggest(key, valid)}; valid keys: {', '.join(sorted(valid))}"
             )
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def coerce_numbers(values: dict[str, Any]) -> dict[str, Any]:
+    """YAML 1.1 reads `5e-4` (no dot) as a string; a user means the number."""
+    return {k: float(v) if isinstance(v, str) and _NUMBER.match(v) else v for k, v in values.items()}
 
 
 def training_argument_names() -> set[str]:
@@ -124,9 +133,9 @@ def parse_pretrain_recipe(raw: dict[str, Any], source_path: str | None = None) -
         seed=int(raw.get("seed", 42)),
         data=_section(DataSection, "data", raw.get("data")),
         tokenizer=_section(TokenizerSection, "tokenizer", raw.get("tokenizer")),
-        model=dict(model),
-        objective_options=dict(options),
-        training=dict(training),
+        model=coerce_numbers(model),
+        objective_options=coerce_numbers(options),
+        training=coerce_numbers(training),
         description=str(raw.get("description", "")),
         source_path=source_path,
     )
@@ -252,9 +261,9 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
     recipe = FinetuneRecipe(
         **{k: v for k, v in raw.items() if k not in ("data", "lora", "model", "training")},
         data=data,
-        lora=dict(lora),
-        model=dict(model),
-        training=dict(training),
+        lora=coerce_numbers(lora),
+        model=coerce_numbers(model),
+        training=coerce_numbers(training),
         source_path=source_path,
     )
     if recipe.method not in ("lora", "full"):

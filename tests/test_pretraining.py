@@ -177,3 +177,11 @@ def test_streamed_corpus_trains_without_loading_it_whole(objective, corpus, tmp_
     raw["training"].pop("max_steps")
     with pytest.raises(RecipeError, match="max_steps"):
         parse_pretrain_recipe(raw)
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(corpus, tmp_path):
+    raw = yaml.safe_load(
+        yaml.safe_dump(tiny_recipe(corpus, tmp_path / "o")).replace("learning_rate: 0.003", "learning_rate: 3e-3")
+    )
+    assert raw["training"]["learning_rate"] == "3e-3"  # what YAML 1.1 gives
+    assert parse_pretrain_recipe(raw).training["learning_rate"] == 0.003

@@ -2,6 +2,7 @@
 
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
+sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 """
 
 from __future__ import annotations
@@ -54,6 +55,37 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    from .hub import HubPushError, push
+
+    try:
+        result = push(
+            args.checkpoint_dir,
+            args.repo_id,
+            private=True if args.private else None,
+            revision=args.revision,
+            commit_message=args.message,
+            base_model=args.base_model,
+        )
+    except HubPushError as error:
+        print(f"sora-hf: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "repo_id": result.repo_id,
+                "revision": result.revision,
+                "commit": result.commit_sha,
+                "commit_url": result.commit_url,
+                "kind": result.kind,
+                "files": result.files,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -84,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--finetune-epochs", type=float, default=None, help="sentiment epochs (default: recipe's)")
     quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     quick.set_defaults(func=_quickstart)
+
+    push = sub.add_parser("push", help="push a checkpoint (or a LoRA adapter folder) to the Hugging Face Hub")
+    push.add_argument("checkpoint_dir", help="a folder written by save_pretrained (model + tokenizer), or an adapter")
+    push.add_argument("repo_id", help="the Hub repo, e.g. me/sora-sentiment (created when missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="push to this branch (created from main when missing)")
+    push.add_argument("--message", help="commit message (default: says what was pushed)")
+    push.add_argument("--base-model", help="adapters: the Hub repo of the base model (when trained from a folder)")
+    push.set_defaults(func=_push)
     return parser
 
 

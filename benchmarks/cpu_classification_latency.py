@@ -27,14 +27,14 @@ from sora_hf.tokenizer import train_tokenizer
 
 def measure(pipe, texts: list[str], repeats: int, batch_size: int) -> dict[str, float]:
     for text in texts[:5]:
-        pipe(text)  # warm-up
+        pipe(text, truncation=True, max_length=128)  # warm-up
     latencies = []
     for i in range(repeats):
         start = time.perf_counter()
-        pipe(texts[i % len(texts)])
+        pipe(texts[i % len(texts)], truncation=True, max_length=128)
         latencies.append(time.perf_counter() - start)
     start = time.perf_counter()
-    pipe(texts, batch_size=batch_size)
+    pipe(texts, batch_size=batch_size, truncation=True, max_length=128)
     elapsed = time.perf_counter() - start
     latencies.sort()
     return {

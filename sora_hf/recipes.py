@@ -162,8 +162,8 @@ def parse_pretrain_recipe(raw: dict[str, Any], source_path: str | None = None) -
     return recipe
 
 
-def load_pretrain_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainRecipe:
-    """Read a YAML recipe; `overrides` (dotted keys, e.g. {"training.max_steps": 10}) are applied first."""
+def read_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A recipe file as a mapping, with `overrides` (dotted keys, e.g. {"training.max_steps": 10}) applied."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file {path} does not exist")
@@ -171,7 +171,11 @@ def load_pretrain_recipe(path: str | Path, overrides: dict[str, Any] | None = No
         raw = yaml.safe_load(handle)
     for dotted, value in (overrides or {}).items():
         apply_override(raw, dotted, value)
-    return parse_pretrain_recipe(raw, source_path=str(path))
+    return raw
+
+
+def load_pretrain_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainRecipe:
+    return parse_pretrain_recipe(read_recipe(path, overrides), source_path=str(path))
 
 
 def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -278,11 +282,4 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
 
 
 def load_finetune_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneRecipe:
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file {path} does not exist")
-    with path.open(encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
-    for dotted, value in (overrides or {}).items():
-        apply_override(raw, dotted, value)
-    return parse_finetune_recipe(raw, source_path=str(path))
+    return parse_finetune_recipe(read_recipe(path, overrides), source_path=str(path))

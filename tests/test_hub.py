@@ -17,9 +17,9 @@ import torch
 from conftest import tiny_config_kwargs
 from hub_server import TOKEN, HubServer
 
-from sora_hf import SoraConfig, SoraForSequenceClassification
+from sora_hf import SoraConfig, SoraForQuestionAnswering, SoraForSentenceEmbedding, SoraForSequenceClassification
 from sora_hf.cli import main as cli_main
-from sora_hf.hub import HubPushError, push
+from sora_hf.hub import CUSTOM_PIPELINES, HubPushError, push
 from sora_hf.lora import apply_lora
 from sora_hf.modeling_sora import SORA_AUTO_MAP
 from sora_hf.tokenizer import train_tokenizer
@@ -143,9 +143,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def _run_child(tmp_path: Path, hub: HubServer, mode: str, cases: dict) -> str:
+def _run_child(tmp_path: Path, hub: HubServer, mode: str, cases: dict, script: str = CHILD) -> str:
     (tmp_path / "cases.json").write_text(json.dumps(cases))
-    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "child.py").write_text(script)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     home = tmp_path / f"hf-home-{mode}"
     env.update(HF_HOME=str(home), HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_DISABLE_TELEMETRY="1")
@@ -296,3 +296,82 @@ def test_adapter_with_a_local_base_needs_base_model(online, checkpoints):
     push(checkpoints["root"] / "v1", "tester/full")
     with pytest.raises(ValueError, match="full 'sora' model"):
         push(checkpoints["root"] / "adapter", "tester/full", base_model="tester/sora-clf")
+
+
+PIPELINE_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["sora_hf"] = None  # any `import sora_hf` now raises ImportError
+    try:
+        import sora_hf  # noqa: F401
+        raise SystemExit("sora_hf is importable in the child: the test would prove nothing")
+    except ImportError:
+        pass
+    import torch, transformers
+    torch.set_num_threads(1)
+    cases = json.load(open(sys.argv[2]))
+    qa = transformers.pipeline("question-answering", model=cases["qa"]["repo"], trust_remote_code=True)
+    assert type(qa).__module__.startswith("transformers_modules"), type(qa).__module__
+    assert type(qa.model).__name__ == "SoraForQuestionAnswering", type(qa.model)
+    result = qa(question=cases["qa"]["question"], context=cases["qa"]["context"])
+    print("QA " + json.dumps(result), flush=True)
+    sim = transformers.pipeline("sentence-similarity", model=cases["sim"]["repo"], trust_remote_code=True)
+    assert type(sim).__module__.startswith("transformers_modules"), type(sim).__module__
+    assert type(sim.model).__name__ == "SoraForSentenceEmbedding", type(sim.model)
+    scores = sim({"source_sentence": cases["sim"]["source"], "sentences": cases["sim"]["sentences"]})
+    print("SIM " + json.dumps(scores), flush=True)
+    """
+)
+
+
+def test_push_custom_pipelines_then_run_them_without_sora_hf(online, tmp_path):
+    """Heads of tasks transformers 5.23 has no pipeline for carry sora_hf's pipeline code as remote code."""
+    import transformers
+
+    tokenizer = train_tokenizer(TEXTS, vocab_size=60, min_frequency=1, model_max_length=64)
+    config_kwargs = tiny_config_kwargs(vocab_size=len(tokenizer), pad_token_id=0)
+    folders, expected = {}, {}
+    for name, model_class in (("qa", SoraForQuestionAnswering), ("sim", SoraForSentenceEmbedding)):
+        torch.manual_seed(3)
+        model = model_class(SoraConfig(**config_kwargs)).eval()
+        folders[name] = tmp_path / name
+        model.save_pretrained(folders[name])
+        tokenizer.save_pretrained(folders[name])
+        task = "question-answering" if name == "qa" else "sentence-similarity"
+        expected[name] = transformers.pipeline(task, model=model, tokenizer=tokenizer)  # sora_hf's, registered
+    before = {name: folder_hash(folder) for name, folder in folders.items()}
+
+    results = {name: push(folders[name], f"tester/sora-{name}-pipeline") for name in folders}
+    for name, task, module in (
+        ("qa", "question-answering", "question_answering"),
+        ("sim", "sentence-similarity", "sentence_similarity"),
+    ):
+        result = results[name]
+        files = online.repos[result.repo_id].commits[result.commit_sha].files
+        assert {f"{module}.py", "_utils.py", "modeling_sora.py"} <= set(files)
+        assert "text2text.py" not in files
+        config = json.loads(files["config.json"])
+        assert list(config["custom_pipelines"]) == [task]
+        assert config["custom_pipelines"][task]["impl"].startswith(f"{module}.Sora")
+        assert config["custom_pipelines"][task]["pt"][0] in config["auto_map"]
+        assert "custom_pipelines" not in json.loads((folders[name] / "config.json").read_text())
+    assert {name: folder_hash(folder) for name, folder in folders.items()} == before
+    assert set(CUSTOM_PIPELINES["SoraForSeq2SeqLM"]) == {"summarization", "translation", "text2text-generation"}
+
+    question, context = "天气怎么样？", "今天天气很好 hello world 你好世界"
+    source, other = "今天天气很好", "a bad day"
+    cases = {
+        "qa": {"repo": results["qa"].repo_id, "question": question, "context": context},
+        "sim": {"repo": results["sim"].repo_id, "source": source, "sentences": [source, other]},
+    }
+    out = _run_child(tmp_path, online, "remote_code", cases, script=PIPELINE_CHILD)
+    answer = json.loads(out.split("QA ", 1)[1].splitlines()[0])
+    assert answer["answer"] == context[answer["start"] : answer["end"]] and answer["answer"]
+    local = expected["qa"](question=question, context=context)
+    assert (answer["start"], answer["end"]) == (local["start"], local["end"])
+    assert answer["score"] == pytest.approx(local["score"], abs=1e-5)
+    scores = json.loads(out.split("SIM ", 1)[1].splitlines()[0])
+    assert len(scores) == 2 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert scores == pytest.approx(
+        expected["sim"]({"source_sentence": source, "sentences": [source, other]}), abs=1e-5
+    )

@@ -17,7 +17,13 @@ import torch
 from conftest import tiny_config_kwargs
 from hub_server import TOKEN, HubServer
 
-from sora_hf import SoraConfig, SoraForQuestionAnswering, SoraForSentenceEmbedding, SoraForSequenceClassification
+from sora_hf import (
+    SoraConfig,
+    SoraForQuestionAnswering,
+    SoraForSentenceEmbedding,
+    SoraForSeq2SeqLM,
+    SoraForSequenceClassification,
+)
 from sora_hf.cli import main as cli_main
 from sora_hf.hub import CUSTOM_PIPELINES, HubPushError, push
 from sora_hf.lora import apply_lora
@@ -320,6 +326,13 @@ PIPELINE_CHILD = textwrap.dedent(
     assert type(sim.model).__name__ == "SoraForSentenceEmbedding", type(sim.model)
     scores = sim({"source_sentence": cases["sim"]["source"], "sentences": cases["sim"]["sentences"]})
     print("SIM " + json.dumps(scores), flush=True)
+    summarize = transformers.pipeline("summarization", model=cases["s2s"]["repo"], trust_remote_code=True)
+    assert type(summarize).__module__.startswith("transformers_modules"), type(summarize).__module__
+    summary = summarize(cases["s2s"]["text"], max_new_tokens=6, do_sample=False)
+    print("S2S " + json.dumps(summary, ensure_ascii=False), flush=True)
+    classify = transformers.pipeline("text-classification", model=cases["clf"]["repo"], trust_remote_code=True)
+    assert type(classify.model).__name__ == "SoraForSequenceClassification", type(classify.model)
+    print("CLF " + json.dumps(classify(cases["clf"]["text"], top_k=None), ensure_ascii=False), flush=True)
     """
 )
 
@@ -331,13 +344,19 @@ def test_push_custom_pipelines_then_run_them_without_sora_hf(online, tmp_path):
     tokenizer = train_tokenizer(TEXTS, vocab_size=60, min_frequency=1, model_max_length=64)
     config_kwargs = tiny_config_kwargs(vocab_size=len(tokenizer), pad_token_id=0)
     folders, expected = {}, {}
-    for name, model_class in (("qa", SoraForQuestionAnswering), ("sim", SoraForSentenceEmbedding)):
+    heads = {
+        "qa": (SoraForQuestionAnswering, "question-answering"),
+        "sim": (SoraForSentenceEmbedding, "sentence-similarity"),
+        "s2s": (SoraForSeq2SeqLM, "summarization"),
+        "clf": (SoraForSequenceClassification, "text-classification"),
+    }
+    for name, (model_class, task) in heads.items():
         torch.manual_seed(3)
-        model = model_class(SoraConfig(**config_kwargs)).eval()
+        kwargs = dict(config_kwargs, tie_word_embeddings=False) if name == "s2s" else config_kwargs
+        model = model_class(SoraConfig(**kwargs)).eval()
         folders[name] = tmp_path / name
         model.save_pretrained(folders[name])
         tokenizer.save_pretrained(folders[name])
-        task = "question-answering" if name == "qa" else "sentence-similarity"
         expected[name] = transformers.pipeline(task, model=model, tokenizer=tokenizer)  # sora_hf's, registered
     before = {name: folder_hash(folder) for name, folder in folders.items()}
 
@@ -357,12 +376,19 @@ def test_push_custom_pipelines_then_run_them_without_sora_hf(online, tmp_path):
         assert "custom_pipelines" not in json.loads((folders[name] / "config.json").read_text())
     assert {name: folder_hash(folder) for name, folder in folders.items()} == before
     assert set(CUSTOM_PIPELINES["SoraForSeq2SeqLM"]) == {"summarization", "translation", "text2text-generation"}
+    s2s_files = online.repos[results["s2s"].repo_id].commits[results["s2s"].commit_sha].files
+    assert "text2text.py" in s2s_files
+    assert set(json.loads(s2s_files["config.json"])["custom_pipelines"]) == set(CUSTOM_PIPELINES["SoraForSeq2SeqLM"])
+    clf_files = online.repos[results["clf"].repo_id].commits[results["clf"].commit_sha].files
+    assert "custom_pipelines" not in json.loads(clf_files["config.json"])  # transformers' own pipeline serves it
 
     question, context = "天气怎么样？", "今天天气很好 hello world 你好世界"
     source, other = "今天天气很好", "a bad day"
     cases = {
         "qa": {"repo": results["qa"].repo_id, "question": question, "context": context},
         "sim": {"repo": results["sim"].repo_id, "source": source, "sentences": [source, other]},
+        "s2s": {"repo": results["s2s"].repo_id, "text": context},
+        "clf": {"repo": results["clf"].repo_id, "text": context},
     }
     out = _run_child(tmp_path, online, "remote_code", cases, script=PIPELINE_CHILD)
     answer = json.loads(out.split("QA ", 1)[1].splitlines()[0])
@@ -375,3 +401,9 @@ def test_push_custom_pipelines_then_run_them_without_sora_hf(online, tmp_path):
     assert scores == pytest.approx(
         expected["sim"]({"source_sentence": source, "sentences": [source, other]}), abs=1e-5
     )
+    summary = json.loads(out.split("S2S ", 1)[1].splitlines()[0])
+    assert summary == expected["s2s"](context, max_new_tokens=6, do_sample=False)
+    labels = json.loads(out.split("CLF ", 1)[1].splitlines()[0])
+    local_labels = expected["clf"](context, top_k=None)
+    assert [x["label"] for x in labels] == [x["label"] for x in local_labels]
+    assert [x["score"] for x in labels] == pytest.approx([x["score"] for x in local_labels], abs=1e-5)

@@ -9,7 +9,6 @@ or a per-entity report (token classification), and a model card.
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import shutil
@@ -354,9 +353,3 @@ def save_finetuned(model, tokenizer, output_dir: Path, method: str) -> None:
         model = model.merge_and_unload()
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-
-
-def predictions_to_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

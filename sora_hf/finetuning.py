@@ -35,7 +35,7 @@ from transformers import (
 
 from . import task_metrics
 from .lora import LoraOptions, apply_lora, count_parameters
-from .pretraining import check_output_dir
+from .pretraining import check_output_dir, for_this_machine, save_recipe
 from .recipes import FinetuneRecipe, RecipeError
 from .reporting import plot_loss_curve, write_metrics, write_model_card
 from .task_processing import (
@@ -199,11 +199,7 @@ def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArgu
     kwargs.setdefault("seed", recipe.seed)
     if kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
         kwargs.update(eval_strategy="no", save_strategy="no")
-    if not torch.cuda.is_available():
-        kwargs["use_cpu"] = True
-        kwargs.pop("bf16", None)
-        kwargs.pop("fp16", None)
-    return TrainingArguments(**kwargs)
+    return TrainingArguments(**for_this_machine(kwargs))
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -327,9 +323,7 @@ def run_finetuning(
     write_metrics(output_dir, metrics)
     plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-    recipe_text = Path(recipe.source_path).read_text(encoding="utf-8") if recipe.source_path else None
-    if recipe_text:
-        (output_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    recipe_text = save_recipe(recipe.source_path, output_dir)
     write_model_card(
         output_dir,
         title=f"Sora {recipe.name}",

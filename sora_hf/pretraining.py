@@ -133,11 +133,27 @@ def training_arguments(recipe: PretrainRecipe, output_dir: Path) -> TrainingArgu
     kwargs["output_dir"] = str(output_dir)
     kwargs.setdefault("seed", recipe.seed)
     kwargs.setdefault("data_seed", recipe.seed)
+    return TrainingArguments(**for_this_machine(kwargs))
+
+
+def for_this_machine(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Without CUDA, a GPU recipe (bf16/fp16) still runs: on the CPU, in fp32."""
     if not torch.cuda.is_available():
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("bf16", "fp16")}
         kwargs["use_cpu"] = True
-        kwargs.pop("bf16", None)
-        kwargs.pop("fp16", None)
-    return TrainingArguments(**kwargs)
+    return kwargs
+
+
+def save_recipe(source_path: str | None, output_dir: Path, fallback: dict[str, Any] | None = None) -> str | None:
+    """Copy the recipe that produced a run into it as `recipe.yaml`; returns its text (for the model card)."""
+    if source_path:
+        text = Path(source_path).read_text(encoding="utf-8")
+    elif fallback is not None:
+        text = yaml.safe_dump(fallback, allow_unicode=True)
+    else:
+        return None
+    (output_dir / "recipe.yaml").write_text(text, encoding="utf-8")
+    return text
 
 
 def run_pretraining(
@@ -212,12 +228,9 @@ def run_pretraining(
     plot_loss_curve(
         trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name} ({recipe.objective})"
     )
-    recipe_text = (
-        Path(recipe.source_path).read_text(encoding="utf-8")
-        if recipe.source_path
-        else yaml.safe_dump({"name": recipe.name, "objective": recipe.objective})
+    recipe_text = save_recipe(
+        recipe.source_path, output_dir, fallback={"name": recipe.name, "objective": recipe.objective}
     )
-    (output_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
     write_model_card(
         output_dir,
         title=f"Sora {recipe.name}",

@@ -202,6 +202,21 @@ def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArgu
     return TrainingArguments(**for_this_machine(kwargs))
 
 
+def make_trainer(recipe: FinetuneRecipe, info, **trainer_kwargs) -> Trainer:
+    """A plain `Trainer`, or the adversarial / distillation extension the recipe switches on."""
+    if recipe.adversarial:
+        from .adversarial import AdversarialTrainer, parse_adversarial_options
+
+        return AdversarialTrainer(adversarial=parse_adversarial_options(recipe.adversarial), **trainer_kwargs)
+    if recipe.distillation:
+        from .distillation import DistillationTrainer, load_teacher, parse_distillation_options
+
+        options = parse_distillation_options(recipe.distillation)
+        teacher = load_teacher(options, info, trainer_kwargs["model"], trainer_kwargs["processing_class"])
+        return DistillationTrainer(teacher=teacher, distillation=options, **trainer_kwargs)
+    return Trainer(**trainer_kwargs)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -275,7 +290,9 @@ def run_finetuning(
 
     args = training_arguments(recipe, output_dir)
     collator = collator_for(info.task_type, tokenizer, model)
-    trainer = Trainer(
+    trainer = make_trainer(
+        recipe,
+        info,
         model=model,
         args=args,
         train_dataset=train_features.dataset,
@@ -302,6 +319,12 @@ def run_finetuning(
         recipe,
     )
     metrics = task_metrics.score(info, test, predictions)
+    if recipe.robustness:
+        from .robustness import evaluate_robustness
+
+        metrics["robustness"] = evaluate_robustness(
+            recipe, info, trainer.model, tokenizer, test, collator, args.per_device_eval_batch_size
+        )
     metrics.update(
         recipe=recipe.name,
         task=info.name,

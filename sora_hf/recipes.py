@@ -242,10 +242,14 @@ class FinetuneRecipe:
     lora: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
     training: dict[str, Any] = field(default_factory=dict)
+    adversarial: dict[str, Any] = field(default_factory=dict)  # FGM / PGD / FreeLB (see adversarial.py)
+    robustness: dict[str, Any] = field(default_factory=dict)  # perturbed-test evaluation (see robustness.py)
+    distillation: dict[str, Any] = field(default_factory=dict)  # teacher -> this student (see distillation.py)
     description: str = ""
     source_path: str | None = None
 
 
+EXTENSION_SECTIONS = ("lora", "model", "training", "adversarial", "robustness", "distillation")
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "modules_to_save"}
 
 
@@ -264,12 +268,18 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
     check_keys("model", model, model_config_names())
     training = raw.get("training") or {}
     check_keys("training", training, training_argument_names())
+    for section in ("adversarial", "robustness", "distillation"):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise RecipeError(f"recipe section {section!r} must be a mapping, got {type(raw[section]).__name__}")
     recipe = FinetuneRecipe(
-        **{k: v for k, v in raw.items() if k not in ("data", "lora", "model", "training")},
+        **{k: v for k, v in raw.items() if k not in ("data", *EXTENSION_SECTIONS)},
         data=data,
         lora=coerce_numbers(lora),
         model=coerce_numbers(model),
         training=coerce_numbers(training),
+        adversarial=coerce_numbers(raw.get("adversarial") or {}),
+        robustness=coerce_numbers(raw.get("robustness") or {}),
+        distillation=coerce_numbers(raw.get("distillation") or {}),
         source_path=source_path,
     )
     if recipe.method not in ("lora", "full"):
@@ -280,7 +290,26 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
         raise RecipeError("data.train_file needs data.task_type (classification, token_classification, ...)")
     if recipe.doc_stride >= recipe.max_length // 2:
         raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
+    check_extensions(recipe)
     return recipe
+
+
+def check_extensions(recipe: FinetuneRecipe) -> None:
+    """Validate the adversarial / robustness / distillation sections before any data or model is loaded."""
+    if recipe.adversarial and recipe.distillation:
+        raise RecipeError("a recipe can train adversarially or distil from a teacher, not both at once")
+    if recipe.adversarial:
+        from .adversarial import parse_adversarial_options
+
+        parse_adversarial_options(recipe.adversarial)
+    if recipe.robustness:
+        from .robustness import parse_robustness_options
+
+        parse_robustness_options(recipe.robustness)
+    if recipe.distillation:
+        from .distillation import parse_distillation_options
+
+        parse_distillation_options(recipe.distillation)
 
 
 def load_finetune_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneRecipe:

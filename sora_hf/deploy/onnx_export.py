@@ -1,0 +1,395 @@
+"""ONNX export of Sora checkpoints, with an onnxruntime parity check written beside the graph.
+
+Supported: the encoder heads (sequence classification, token classification, extractive QA, sentence embeddings)
+as one forward with dynamic batch and sequence axes, and `SoraForCausalLM` as one *decoding step* with the key/value
+cache as explicit inputs and outputs (`past_key_values.{i}.key/value` -> `present.{i}.key/value`), so a greedy or
+sampling loop runs in onnxruntime alone (see `sora_hf.deploy.onnx_runtime`).
+
+The exporter is torch's TorchScript-based one (`torch.onnx.export(..., dynamo=False)`) by default: it exports every
+supported head in well under a second and keeps a past length of 0 (the first decoding step) a valid input, which
+`torch.export` specialises away. `exporter="dynamo"` uses the torch.export-based exporter for the encoder heads.
+
+The exported folder holds `model.onnx`, `config.json`, the tokenizer files and `export_info.json` (opset, inputs,
+outputs, head, and the largest absolute difference against torch measured at export time at two batch sizes and
+sequence lengths with padding).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers.cache_utils import DynamicCache
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+EXPORT_INFO_FILE = "export_info.json"
+DEFAULT_OPSET = 17
+EXPORTERS = ("torchscript", "dynamo")
+# fp32 parity that an export must reach against torch, on logits of unit scale
+PARITY_ATOL = 1e-4
+
+
+class OnnxExportError(ValueError):
+    """A checkpoint that cannot be exported (not a model folder, not a Sora model, an unsupported head)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wrappers: plain tensors in, plain tensors out, with names the graph keeps
+
+
+class _EncoderHead(nn.Module):
+    """Runs an encoder head on explicit tensors and returns its named outputs as a tuple."""
+
+    def __init__(self, model: PreTrainedModel, outputs: tuple[str, ...], token_types: bool):
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+        self.token_types = token_types
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if self.token_types else {}
+        result = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return tuple(result[name] for name in self.outputs)
+
+
+class _DecoderStep(nn.Module):
+    """One step of a causal LM: new tokens plus the cache so far -> logits plus the grown cache.
+
+    `attention_mask` covers past and new tokens (`(batch, past + new)`); `position_ids` covers the new tokens.
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+        self.num_layers = model.config.num_hidden_layers
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(self.num_layers):
+            cache.update(past[2 * layer], past[2 * layer + 1], layer)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        present = []
+        for layer in out.past_key_values.layers:
+            present += [layer.keys, layer.values]
+        return (out.logits, *present)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """How one architecture is exported: the outputs it returns and whether it is a decoding step."""
+
+    architecture: str
+    outputs: tuple[str, ...]
+    kind: str  # "encoder" or "decoder_step"
+    task: str  # the transformers pipeline task this graph serves
+
+
+SUPPORTED_HEADS = {
+    "SoraForSequenceClassification": HeadSpec(
+        "SoraForSequenceClassification", ("logits",), "encoder", "text-classification"
+    ),
+    "SoraForTokenClassification": HeadSpec(
+        "SoraForTokenClassification", ("logits",), "encoder", "token-classification"
+    ),
+    "SoraForQuestionAnswering": HeadSpec(
+        "SoraForQuestionAnswering", ("start_logits", "end_logits"), "encoder", "question-answering"
+    ),
+    "SoraForSentenceEmbedding": HeadSpec(
+        "SoraForSentenceEmbedding", ("embeddings",), "encoder", "sentence-similarity"
+    ),
+    "SoraForCausalLM": HeadSpec("SoraForCausalLM", ("logits",), "decoder_step", "text-generation"),
+}
+
+
+def _unsupported(name: str) -> OnnxExportError:
+    return OnnxExportError(
+        f"cannot export {name} to ONNX: supported heads are {', '.join(SUPPORTED_HEADS)} "
+        "(encoder heads as one forward, SoraForCausalLM as one decoding step with its key/value cache)"
+    )
+
+
+def head_spec(model: PreTrainedModel) -> HeadSpec:
+    """The export recipe for `model`, or an `OnnxExportError` naming the head and what is supported."""
+    if getattr(model.config, "model_type", None) != "sora":
+        raise OnnxExportError(
+            f"cannot export a {type(model).__name__} (model_type={getattr(model.config, 'model_type', None)!r}): "
+            "only Sora models (model_type 'sora') are supported"
+        )
+    name = type(model).__name__
+    if name not in SUPPORTED_HEADS:
+        raise _unsupported(name)
+    return SUPPORTED_HEADS[name]
+
+
+def load_for_export(checkpoint: str | Path) -> PreTrainedModel:
+    """Load a saved Sora checkpoint with the class named in its config, refusing what cannot be exported."""
+    import sora_hf  # noqa: F401  (registers Sora with the Auto classes)
+
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise OnnxExportError(f"{checkpoint} is not a model folder: it has no config.json (a save_pretrained folder)")
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type != "sora":
+        raise OnnxExportError(
+            f"{checkpoint} holds a {config.model_type!r} model; only Sora models (model_type 'sora') are supported"
+        )
+    architectures = config.architectures or ["SoraModel"]
+    name = architectures[0]
+    if name not in SUPPORTED_HEADS:
+        raise _unsupported(f"{name} (from {checkpoint})")
+    model_class = getattr(sora_hf, name)
+    return model_class.from_pretrained(path, attn_implementation="sdpa").eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names and sample inputs
+
+
+def input_names(model: PreTrainedModel, spec: HeadSpec) -> list[str]:
+    if spec.kind == "decoder_step":
+        return ["input_ids", "attention_mask", "position_ids", *past_names(model.config, "past_key_values")]
+    names = ["input_ids", "attention_mask"]
+    if _uses_token_types(model):
+        names.append("token_type_ids")
+    return names
+
+
+def output_names(model: PreTrainedModel, spec: HeadSpec) -> list[str]:
+    if spec.kind == "decoder_step":
+        return ["logits", *past_names(model.config, "present")]
+    return list(spec.outputs)
+
+
+def past_names(config, prefix: str) -> list[str]:
+    return [f"{prefix}.{layer}.{part}" for layer in range(config.num_hidden_layers) for part in ("key", "value")]
+
+
+def _uses_token_types(model: PreTrainedModel) -> bool:
+    base = getattr(model, "model", model)
+    return getattr(base, "token_type_embeddings", None) is not None
+
+
+def sample_inputs(
+    model: PreTrainedModel, spec: HeadSpec, batch: int, seq: int, past: int = 0, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Random token ids with right padding on the second row (left padding for a decoder), as tensors by name."""
+    config = model.config
+    g = torch.Generator().manual_seed(seed)
+    low = min(7, config.vocab_size - 1)
+    total = past + seq
+    ids = torch.randint(low, config.vocab_size, (batch, seq), generator=g)
+    mask = torch.ones(batch, total if spec.kind == "decoder_step" else seq, dtype=torch.long)
+    if batch > 1:
+        n_pad = max(1, mask.shape[1] // 3)
+        if spec.kind == "decoder_step":
+            mask[1, :n_pad] = 0
+        else:
+            mask[1, -n_pad:] = 0
+            ids[1, -n_pad:] = config.pad_token_id or 0
+    if spec.kind == "decoder_step":
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+        shape = (batch, config.num_key_value_heads, past, config.head_dim)
+        tensors = [torch.randn(shape, generator=g) for _ in range(2 * config.num_hidden_layers)]
+        names = input_names(model, spec)
+        return dict(zip(names, [ids, mask, positions, *tensors], strict=True))
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if _uses_token_types(model):
+        inputs["token_type_ids"] = torch.zeros_like(ids)
+    return inputs
+
+
+def _wrap(model: PreTrainedModel, spec: HeadSpec) -> nn.Module:
+    if spec.kind == "decoder_step":
+        return _DecoderStep(model).eval()
+    return _EncoderHead(model, spec.outputs, _uses_token_types(model)).eval()
+
+
+def _dynamic_axes(model: PreTrainedModel, spec: HeadSpec) -> dict[str, dict[int, str]]:
+    if spec.kind == "decoder_step":
+        axes = {
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "total_sequence"},
+            "position_ids": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch", 1: "sequence"},
+        }
+        axes.update({name: {0: "batch", 2: "past_sequence"} for name in past_names(model.config, "past_key_values")})
+        axes.update({name: {0: "batch", 2: "total_sequence"} for name in past_names(model.config, "present")})
+        return axes
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names(model, spec)}
+    for name in spec.outputs:
+        axes[name] = {0: "batch"} if name == "embeddings" else {0: "batch", 1: "sequence"}
+    return axes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+
+
+@dataclass
+class ExportInfo:
+    """What `export_info.json` records about an export."""
+
+    architecture: str
+    task: str
+    kind: str
+    opset: int
+    exporter: str
+    inputs: list[str]
+    outputs: list[str]
+    dynamic_axes: dict[str, dict[str, str]]
+    max_abs_diff: float | None = None
+    parity_checks: list[dict] = field(default_factory=list)
+    export_seconds: float | None = None
+    torch_version: str = torch.__version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def export_onnx(
+    model_or_checkpoint: PreTrainedModel | str | Path,
+    output_dir: str | Path,
+    tokenizer=None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    check: bool = True,
+) -> ExportInfo:
+    """Export a Sora head to `output_dir/model.onnx` with config, tokenizer and `export_info.json`.
+
+    `model_or_checkpoint` is a loaded Sora model or a save_pretrained folder (its tokenizer is copied when present).
+    With `check`, onnxruntime runs the graph at two batch sizes and sequence lengths (with padding, and for a
+    decoder with and without a past) and the largest absolute difference to torch is recorded; a difference above
+    1e-4 raises, since a graph that disagrees with its model must not be shipped.
+    """
+    if exporter not in EXPORTERS:
+        raise OnnxExportError(f"exporter={exporter!r} is not supported; use one of {EXPORTERS}")
+    if isinstance(model_or_checkpoint, (str, Path)):
+        checkpoint = Path(model_or_checkpoint)
+        model = load_for_export(checkpoint)
+        if tokenizer is None and (checkpoint / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    else:
+        model = model_or_checkpoint.eval()
+    spec = head_spec(model)
+    if exporter == "dynamo" and spec.kind == "decoder_step":
+        raise OnnxExportError(
+            "exporter='dynamo' does not support the SoraForCausalLM decoding step (torch.export specialises an "
+            "empty key/value cache away); use exporter='torchscript'"
+        )
+    # eager and sdpa both export; sdpa is the model's default and becomes one fused-friendly graph
+    if model.config._attn_implementation not in ("eager", "sdpa"):
+        model.set_attn_implementation("sdpa")
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = _wrap(model, spec)
+    names_in, names_out = input_names(model, spec), output_names(model, spec)
+    example = sample_inputs(model, spec, batch=2, seq=8, past=3 if spec.kind == "decoder_step" else 0)
+    axes = _dynamic_axes(model, spec)
+    start = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*aten::index.*")
+        args = tuple(example[name] for name in names_in)
+        if exporter == "torchscript":
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(output_dir / ONNX_FILE),
+                input_names=names_in,
+                output_names=names_out,
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+        else:
+            batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+            shapes = {name: {0: batch, 1: seq} for name in names_in}
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(output_dir / ONNX_FILE),
+                input_names=names_in,
+                output_names=names_out,
+                dynamic_shapes=shapes,
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
+    info = ExportInfo(
+        architecture=spec.architecture,
+        task=spec.task,
+        kind=spec.kind,
+        opset=opset,
+        exporter=exporter,
+        inputs=names_in,
+        outputs=names_out,
+        dynamic_axes={name: {str(k): v for k, v in dims.items()} for name, dims in axes.items()},
+        export_seconds=round(time.perf_counter() - start, 3),
+    )
+    model.config.save_pretrained(output_dir)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output_dir)
+    if check:
+        info.parity_checks = check_parity(model, output_dir / ONNX_FILE)
+        info.max_abs_diff = max(c["max_abs_diff"] for c in info.parity_checks)
+        if info.max_abs_diff > PARITY_ATOL:
+            raise OnnxExportError(
+                f"onnxruntime disagrees with torch by {info.max_abs_diff:.2e} (> {PARITY_ATOL}) for "
+                f"{spec.architecture}; the export in {output_dir} is not usable"
+            )
+    (output_dir / EXPORT_INFO_FILE).write_text(info.to_json() + "\n", encoding="utf-8")
+    return info
+
+
+def check_parity(model: PreTrainedModel, onnx_path: str | Path, shapes=None) -> list[dict]:
+    """Run torch and onnxruntime on the same padded inputs; the largest absolute difference per shape."""
+    import onnxruntime as ort
+
+    spec = head_spec(model)
+    wrapper = _wrap(model, spec)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    if shapes is None:
+        # (batch, new tokens, past): a past of 0 is the decoder's first step (the prompt), 1 token a later step
+        shapes = [(2, 8, 0), (3, 13, 0)] if spec.kind == "encoder" else [(2, 7, 0), (3, 1, 9), (1, 4, 5)]
+    checks = []
+    for i, (batch, seq, past) in enumerate(shapes):
+        inputs = sample_inputs(model, spec, batch, seq, past=past, seed=100 + i)
+        with torch.no_grad():
+            expected = wrapper(*inputs.values())
+        got = session.run(None, {name: tensor.numpy() for name, tensor in inputs.items()})
+        diff = max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got, strict=True))
+        checks.append({"batch": batch, "sequence": seq, "past": past, "max_abs_diff": diff})
+    return checks
+
+
+__all__ = [
+    "EXPORT_INFO_FILE",
+    "ONNX_FILE",
+    "SUPPORTED_HEADS",
+    "ExportInfo",
+    "HeadSpec",
+    "OnnxExportError",
+    "check_parity",
+    "export_onnx",
+    "head_spec",
+    "load_for_export",
+    "sample_inputs",
+]

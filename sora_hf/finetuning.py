@@ -157,27 +157,28 @@ def load_model(recipe: FinetuneRecipe, info, tokenizer):
 
 
 def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer, num_labels: int) -> tuple[Features, Features]:
-    task_type = info.task_type
-    out = []
-    for split in ("train", "test"):
-        ds = dataset[split]
-        if task_type == "classification":
-            out.append(encode_classification(ds, tokenizer, recipe.max_length, info.problem_type, num_labels, split))
-        elif task_type == "token_classification":
-            out.append(encode_token_classification(ds, tokenizer, recipe.max_length, recipe.doc_stride))
-        elif task_type == "question_answering":
-            out.append(encode_question_answering(ds, tokenizer, recipe.max_length, recipe.doc_stride))
-        elif task_type == "seq2seq":
-            out.append(encode_seq2seq(ds, tokenizer, recipe.max_length, recipe.max_target_length))
-        elif task_type == "similarity":
-            out.append(encode_similarity(ds, tokenizer, recipe.max_length))
-        elif task_type == "causal_lm":
-            from .objectives import pack_for_causal_lm
+    train = encode_split(recipe, info, dataset["train"], tokenizer, num_labels, "train")
+    return train, encode_split(recipe, info, dataset["test"], tokenizer, num_labels, "test")
 
-            out.append(Features(pack_for_causal_lm(ds, tokenizer, recipe.max_length)))
-        else:
-            raise RecipeError(f"unknown task type {task_type!r}")
-    return out[0], out[1]
+
+def encode_split(recipe: FinetuneRecipe, info, ds, tokenizer, num_labels: int, name: str = "data") -> Features:
+    """One split's model features (also used to score perturbed copies of the test split)."""
+    task_type = info.task_type
+    if task_type == "classification":
+        return encode_classification(ds, tokenizer, recipe.max_length, info.problem_type, num_labels, name)
+    if task_type == "token_classification":
+        return encode_token_classification(ds, tokenizer, recipe.max_length, recipe.doc_stride)
+    if task_type == "question_answering":
+        return encode_question_answering(ds, tokenizer, recipe.max_length, recipe.doc_stride)
+    if task_type == "seq2seq":
+        return encode_seq2seq(ds, tokenizer, recipe.max_length, recipe.max_target_length)
+    if task_type == "similarity":
+        return encode_similarity(ds, tokenizer, recipe.max_length)
+    if task_type == "causal_lm":
+        from .objectives import pack_for_causal_lm
+
+        return Features(pack_for_causal_lm(ds, tokenizer, recipe.max_length))
+    raise RecipeError(f"unknown task type {task_type!r}")
 
 
 def collator_for(task_type: str, tokenizer, model):
@@ -279,9 +280,17 @@ def run_finetuning(
         shutil.rmtree(output_dir)
     set_seed(recipe.seed)
     dataset, info = load_task(recipe)
+    if recipe.robustness:
+        from .robustness import check_robustness_task
+
+        check_robustness_task(info.task_type)
     tokenizer = load_tokenizer(recipe.checkpoint)
     num_labels = len(info.label_names) if info.label_names else 1
     model = load_model(recipe, info, tokenizer)
+    if recipe.distillation:
+        from .distillation import prepare_student
+
+        model = prepare_student(model, recipe.distillation)
     train_features, test_features = build_features(recipe, info, dataset, tokenizer, num_labels)
     if recipe.method == "lora":
         model = apply_lora(model, LoraOptions(**recipe.lora))
@@ -319,11 +328,13 @@ def run_finetuning(
         recipe,
     )
     metrics = task_metrics.score(info, test, predictions)
+    if recipe.distillation:
+        metrics["distillation"] = trainer.summary()
     if recipe.robustness:
         from .robustness import evaluate_robustness
 
         metrics["robustness"] = evaluate_robustness(
-            recipe, info, trainer.model, tokenizer, test, collator, args.per_device_eval_batch_size
+            recipe, info, trainer.model, tokenizer, test, collator, args.per_device_eval_batch_size, metrics
         )
     metrics.update(
         recipe=recipe.name,

@@ -3,6 +3,7 @@
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
+sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 5]
 """
 
 from __future__ import annotations
@@ -86,6 +87,33 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serving import ServerSettings, serve
+
+    settings = ServerSettings(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue_size=args.max_queue_size,
+        max_text_chars=args.max_text_chars,
+        max_texts_per_request=args.max_texts_per_request,
+        max_body_bytes=args.max_body_bytes,
+        max_new_tokens=args.max_new_tokens,
+        max_length=args.max_length,
+    )
+    serve(
+        args.checkpoint,
+        task=args.task,
+        host=args.host,
+        port=args.port,
+        settings=settings,
+        device=args.device,
+        threads=args.threads,
+        graceful_timeout_s=args.graceful_timeout,
+        access_log=args.access_log,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -125,6 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--message", help="commit message (default: says what was pushed)")
     push.add_argument("--base-model", help="adapters: the Hub repo of the base model (when trained from a folder)")
     push.set_defaults(func=_push)
+
+    serve = sub.add_parser("serve", help="serve a checkpoint over HTTP (dynamic batching, Prometheus /metrics)")
+    serve.add_argument("checkpoint", help="a model folder (save_pretrained) or a Hub repo id")
+    serve.add_argument("--task", help="pipeline task (default: from the config's architectures)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: local only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", help="pipeline device, e.g. cpu, cuda:0 (default: transformers' choice)")
+    serve.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    serve.add_argument("--max-batch-size", type=int, default=32, help="items per model call (1: no batching)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    serve.add_argument("--max-queue-size", type=int, default=1024, help="queued items before 503")
+    serve.add_argument("--max-text-chars", type=int, default=4096, help="characters per text before 413")
+    serve.add_argument("--max-texts-per-request", type=int, default=64, help="texts per request before 413")
+    serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body bytes before 413")
+    serve.add_argument("--max-new-tokens", type=int, default=256, help="cap on generation lengths")
+    serve.add_argument("--max-length", type=int, help="tokens per text (default: the model's limit)")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+    serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    serve.set_defaults(func=_serve)
     return parser
 
 

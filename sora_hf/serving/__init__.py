@@ -1,0 +1,33 @@
+"""HTTP serving of Sora (and any transformers) pipelines: FastAPI app, dynamic batcher, Prometheus metrics.
+
+```python
+import sora_hf
+from sora_hf.serving import ServerSettings, create_app, load_pipeline, serve
+
+serve("runs/cmp/sentiment-full", port=8000)              # what `sora-hf serve` runs
+pipe, task = load_pipeline("runs/cmp/sentiment-full")    # or embed the app in your own ASGI server
+app = create_app(pipe, task, settings=ServerSettings(max_batch_size=16, max_wait_ms=2))
+```
+"""
+
+from .app import ServerSettings, create_app, describe_validation_errors, load_pipeline, pipeline_batch_function
+from .batching import DynamicBatcher
+from .errors import RequestError
+from .metrics import ServingMetrics
+from .server import serve
+from .tasks import TASKS, TaskSpec, infer_task
+
+__all__ = [
+    "TASKS",
+    "DynamicBatcher",
+    "RequestError",
+    "ServerSettings",
+    "ServingMetrics",
+    "TaskSpec",
+    "create_app",
+    "describe_validation_errors",
+    "infer_task",
+    "load_pipeline",
+    "pipeline_batch_function",
+    "serve",
+]

@@ -1,0 +1,186 @@
+"""What the server accepts per pipeline task: the input shape, the request parameters a client may set, and the
+keyword arguments the server always passes.
+
+One table (`TASKS`) instead of per-task branches in the app, so adding a task is one entry. Parameters are an
+allow-list because transformers' pipelines silently forward unknown keywords to the tokenizer (a misspelt `top_k`
+would be ignored, not refused) and because some keywords (`batch_size`, `num_workers`, `device`) belong to the
+server, not to a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RequestError
+
+TEXT, QUESTION_ANSWERING, SIMILARITY = "text", "question-answering", "sentence-similarity"
+
+_GENERATION_PARAMETERS = frozenset(
+    {
+        "max_new_tokens",
+        "min_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_k",
+        "top_p",
+        "num_beams",
+        "repetition_penalty",
+        "no_repeat_ngram_size",
+        "num_return_sequences",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one pipeline task is served.
+
+    `input_kind` is the shape of one item: a string (`"text"`), a `{question, context}` object or a
+    `{source_sentence, sentences}` object. `parameters` are the keywords a request may pass to the pipeline.
+    `truncate` says whether the server passes tokenizer truncation to the model's limit (so an overlong text is cut,
+    as in training, instead of running past the position table); `truncation_key` names the pipeline keyword that
+    carries tokenizer arguments (None: the pipeline takes `truncation`/`max_length` directly).
+    """
+
+    name: str
+    input_kind: str = TEXT
+    parameters: frozenset[str] = field(default_factory=frozenset)
+    truncate: bool = False
+    truncation_key: str | None = None
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("text-classification", parameters=frozenset({"top_k", "function_to_apply"}), truncate=True),
+        TaskSpec("token-classification", parameters=frozenset({"aggregation_strategy", "ignore_labels"})),
+        TaskSpec(
+            "fill-mask", parameters=frozenset({"top_k", "targets"}), truncate=True, truncation_key="tokenizer_kwargs"
+        ),
+        TaskSpec("feature-extraction", truncate=True, truncation_key="tokenize_kwargs"),
+        TaskSpec(
+            "text-generation", parameters=_GENERATION_PARAMETERS | {"return_full_text", "max_length", "min_length"}
+        ),
+        TaskSpec("text2text-generation", parameters=_GENERATION_PARAMETERS),
+        TaskSpec("summarization", parameters=_GENERATION_PARAMETERS),
+        TaskSpec("translation", parameters=_GENERATION_PARAMETERS | {"src_lang", "tgt_lang"}),
+        TaskSpec(
+            "question-answering",
+            input_kind=QUESTION_ANSWERING,
+            parameters=frozenset({"top_k", "max_answer_len", "handle_impossible_answer"}),
+        ),
+        TaskSpec("sentence-similarity", input_kind=SIMILARITY),
+    )
+}
+
+# The pipeline task for a checkpoint's head, by the suffix of `config.architectures[0]`; the longest match wins
+# (`ForPreTraining` has no pipeline, so it is refused with a message rather than guessed).
+_ARCHITECTURE_SUFFIXES = {
+    "ForSequenceClassification": "text-classification",
+    "ForTokenClassification": "token-classification",
+    "ForQuestionAnswering": "question-answering",
+    "ForMaskedLM": "fill-mask",
+    "ForCausalLM": "text-generation",
+    "ForSeq2SeqLM": "text2text-generation",
+    "ForConditionalGeneration": "text2text-generation",
+    "ForSentenceEmbedding": "sentence-similarity",
+    "Model": "feature-extraction",
+}
+
+
+def check_task(task: str) -> TaskSpec:
+    """The spec of `task`, or a ValueError that lists the served tasks."""
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} cannot be served; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[task]
+
+
+def infer_task(config: Any) -> str:
+    """The pipeline task for a checkpoint, from `config.architectures` (what `save_pretrained` wrote)."""
+    architectures = list(getattr(config, "architectures", None) or [])
+    if not architectures:
+        raise ValueError("the checkpoint's config names no `architectures`: pass the task explicitly (--task ...)")
+    architecture = architectures[0]
+    matches = [suffix for suffix in _ARCHITECTURE_SUFFIXES if architecture.endswith(suffix)]
+    if not matches:
+        raise ValueError(
+            f"no pipeline task is known for architecture {architecture!r}: pass the task explicitly (--task ...); "
+            f"servable tasks: {', '.join(sorted(TASKS))}"
+        )
+    return _ARCHITECTURE_SUFFIXES[max(matches, key=len)]
+
+
+def item_texts(item: Any) -> list[str]:
+    """Every string in one input item (what the size limits apply to)."""
+    if isinstance(item, str):
+        return [item]
+    if isinstance(item, dict) and "question" in item:
+        return [item["question"], item["context"]]
+    return [item["source_sentence"], *item["sentences"]]
+
+
+def item_kind(item: Any) -> str:
+    if isinstance(item, str):
+        return TEXT
+    return QUESTION_ANSWERING if "question" in item else SIMILARITY
+
+
+def check_items(spec: TaskSpec, items: list[Any], max_texts: int, max_chars: int, mask_token: str | None) -> None:
+    """Refuse, with a message naming the item and the limit, what the pipeline would fail on or should not run.
+
+    Called before queueing, so a bad request never reaches a batch shared with other requests.
+    """
+    if not items:
+        raise RequestError(422, "inputs is empty: send at least one input")
+    kinds = {item_kind(item) for item in items}
+    if kinds != {spec.input_kind}:
+        wanted = {
+            TEXT: "a string or a list of strings",
+            QUESTION_ANSWERING: 'a {"question": ..., "context": ...} object or a list of them',
+            SIMILARITY: 'a {"source_sentence": ..., "sentences": [...]} object or a list of them',
+        }[spec.input_kind]
+        raise RequestError(422, f"task {spec.name} takes {wanted} as inputs; got {', '.join(sorted(kinds))} inputs")
+    n_texts = sum(len(item_texts(item)) for item in items)
+    if n_texts > max_texts:
+        raise RequestError(413, f"the request has {n_texts} texts; the limit is max_texts_per_request={max_texts}")
+    for i, item in enumerate(items):
+        if spec.input_kind == SIMILARITY and not item["sentences"]:
+            raise RequestError(422, f"inputs[{i}].sentences is empty: give at least one sentence to compare")
+        for text in item_texts(item):
+            if not text.strip():
+                raise RequestError(422, f"inputs[{i}] has an empty text: every text must have a visible character")
+            if len(text) > max_chars:
+                raise RequestError(
+                    413, f"inputs[{i}] has a text of {len(text)} characters; the limit is max_text_chars={max_chars}"
+                )
+        if spec.name == "fill-mask" and mask_token and mask_token not in item:
+            raise RequestError(422, f"inputs[{i}] has no mask token {mask_token!r}: fill-mask needs one")
+
+
+def check_parameters(spec: TaskSpec, parameters: dict[str, Any], max_new_tokens: int) -> None:
+    """Refuse parameters that the task does not take, and generation lengths beyond the server's cap."""
+    unknown = sorted(set(parameters) - spec.parameters)
+    if unknown:
+        allowed = ", ".join(sorted(spec.parameters)) or "none"
+        raise RequestError(422, f"parameters {unknown} are not accepted for task {spec.name}; allowed: {allowed}")
+    for key in ("max_new_tokens", "max_length"):
+        value = parameters.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RequestError(422, f"parameters.{key} must be a positive integer, got {value!r}")
+        if value > max_new_tokens:
+            raise RequestError(
+                422, f"parameters.{key}={value} is over the server's limit max_new_tokens={max_new_tokens}"
+            )
+
+
+def server_kwargs(spec: TaskSpec, max_length: int | None) -> dict[str, Any]:
+    """Keyword arguments the server adds to every pipeline call of this task."""
+    if not spec.truncate or max_length is None:
+        return {}
+    tokenizer_kwargs = {"truncation": True, "max_length": max_length}
+    if spec.truncation_key is None:
+        return tokenizer_kwargs
+    return {spec.truncation_key: tokenizer_kwargs}

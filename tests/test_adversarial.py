@@ -251,3 +251,22 @@ def test_recipe_run_trains_adversarially_and_scores_perturbed_text(tmp_path):
     rows = [json.loads(line) for line in (out / "robustness_examples.jsonl").read_text().splitlines()]
     assert rows and sum(r["text"] != r["perturbed_text"] for r in rows) > len(rows) / 2
     assert json.loads((out / "metrics.json").read_text())["robustness"]["kinds"] == ["homophone", "delete"]
+
+
+def test_mixed_precision_step_follows_the_fp32_step(tmp_path):
+    """bf16 autocast (the CPU mixed precision accelerate offers): the same step within bf16 tolerance."""
+    batch = _batch()
+    options = {"method": "pgd", "epsilon": 0.5, "steps": 2}
+    _, reference, _ = _step(_model(), tmp_path, batch, options)
+    model = _model()
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=True, disable_tqdm=True)
+    trainer = AdversarialTrainer(model=model, args=args, adversarial=parse_adversarial_options(options))
+    trainer.current_gradient_accumulation_steps = 1
+    model.zero_grad(set_to_none=True)
+    trainer.training_step(trainer.model, dict(batch))
+    mixed = _grads(model)
+    name = "classifier.out_proj.weight"
+    assert torch.isfinite(mixed[name]).all()
+    cosine = torch.nn.functional.cosine_similarity(mixed[name].flatten(), reference[name].flatten(), dim=0)
+    assert cosine > 0.99
+    assert not torch.equal(mixed[name], reference[name])  # autocast did run in bf16

@@ -263,7 +263,7 @@ def test_mixed_precision_step_follows_the_fp32_step(tmp_path):
     trainer = AdversarialTrainer(model=model, args=args, adversarial=parse_adversarial_options(options))
     trainer.current_gradient_accumulation_steps = 1
     model.zero_grad(set_to_none=True)
-    trainer.training_step(trainer.model, dict(batch))
+    trainer.training_step(trainer.accelerator.prepare_model(model), dict(batch))  # as Trainer.train prepares it
     mixed = _grads(model)
     name = "classifier.out_proj.weight"
     assert torch.isfinite(mixed[name]).all()

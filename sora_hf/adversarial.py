@@ -224,8 +224,9 @@ class AdversarialTrainer(Trainer):
             loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
         if self.args.n_gpu > 1:
             loss = loss.mean()
-        if self.loss_is_scaled_for_ga is not None:
-            scaled = self.loss_is_scaled_for_ga
+        declared = getattr(self, "loss_is_scaled_for_ga", None)  # a class attribute since transformers 5.2x
+        if declared is not None:
+            scaled = declared
         else:
             scaled = (
                 self.model_accepts_loss_kwargs and num_items_in_batch is not None
@@ -279,7 +280,9 @@ class AdversarialTrainer(Trainer):
         inputs: dict[str, torch.Tensor | Any],
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        cp_context, inputs = self._prepare_context_parallel_inputs(model, inputs)
+        cp_context: Any = contextlib.nullcontext
+        if hasattr(self, "_prepare_context_parallel_inputs"):  # context parallelism, newer transformers
+            cp_context, inputs = self._prepare_context_parallel_inputs(model, inputs)
         with cp_context():
             model.train()
             if hasattr(self.optimizer, "train") and callable(self.optimizer.train):

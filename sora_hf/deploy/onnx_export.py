@@ -98,6 +98,7 @@ class HeadSpec:
     outputs: tuple[str, ...]
     kind: str  # "encoder" or "decoder_step"
     task: str  # the transformers pipeline task this graph serves
+    per_token: bool = False  # outputs have a sequence axis (token classification, QA)
 
 
 SUPPORTED_HEADS = {
@@ -105,10 +106,10 @@ SUPPORTED_HEADS = {
         "SoraForSequenceClassification", ("logits",), "encoder", "text-classification"
     ),
     "SoraForTokenClassification": HeadSpec(
-        "SoraForTokenClassification", ("logits",), "encoder", "token-classification"
+        "SoraForTokenClassification", ("logits",), "encoder", "token-classification", per_token=True
     ),
     "SoraForQuestionAnswering": HeadSpec(
-        "SoraForQuestionAnswering", ("start_logits", "end_logits"), "encoder", "question-answering"
+        "SoraForQuestionAnswering", ("start_logits", "end_logits"), "encoder", "question-answering", per_token=True
     ),
     "SoraForSentenceEmbedding": HeadSpec(
         "SoraForSentenceEmbedding", ("embeddings",), "encoder", "sentence-similarity"
@@ -186,10 +187,9 @@ def _uses_token_types(model: PreTrainedModel) -> bool:
 
 
 def sample_inputs(
-    model: PreTrainedModel, spec: HeadSpec, batch: int, seq: int, past: int = 0, seed: int = 0
+    config, spec: HeadSpec, batch: int, seq: int, past: int = 0, seed: int = 0, token_types: bool = False
 ) -> dict[str, torch.Tensor]:
     """Random token ids with right padding on the second row (left padding for a decoder), as tensors by name."""
-    config = model.config
     g = torch.Generator().manual_seed(seed)
     low = min(7, config.vocab_size - 1)
     total = past + seq
@@ -206,10 +206,10 @@ def sample_inputs(
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
         shape = (batch, config.num_key_value_heads, past, config.head_dim)
         tensors = [torch.randn(shape, generator=g) for _ in range(2 * config.num_hidden_layers)]
-        names = input_names(model, spec)
+        names = ["input_ids", "attention_mask", "position_ids", *past_names(config, "past_key_values")]
         return dict(zip(names, [ids, mask, positions, *tensors], strict=True))
     inputs = {"input_ids": ids, "attention_mask": mask}
-    if _uses_token_types(model):
+    if token_types:
         inputs["token_type_ids"] = torch.zeros_like(ids)
     return inputs
 
@@ -233,7 +233,7 @@ def _dynamic_axes(model: PreTrainedModel, spec: HeadSpec) -> dict[str, dict[int,
         return axes
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names(model, spec)}
     for name in spec.outputs:
-        axes[name] = {0: "batch"} if name == "embeddings" else {0: "batch", 1: "sequence"}
+        axes[name] = {0: "batch", 1: "sequence"} if spec.per_token else {0: "batch"}
     return axes
 
 
@@ -300,7 +300,8 @@ def export_onnx(
     output_dir.mkdir(parents=True, exist_ok=True)
     wrapper = _wrap(model, spec)
     names_in, names_out = input_names(model, spec), output_names(model, spec)
-    example = sample_inputs(model, spec, batch=2, seq=8, past=3 if spec.kind == "decoder_step" else 0)
+    past = 3 if spec.kind == "decoder_step" else 0
+    example = sample_inputs(model.config, spec, 2, 8, past=past, token_types=_uses_token_types(model))
     axes = _dynamic_axes(model, spec)
     start = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
@@ -371,7 +372,9 @@ def check_parity(model: PreTrainedModel, onnx_path: str | Path, shapes=None) -> 
         shapes = [(2, 8, 0), (3, 13, 0)] if spec.kind == "encoder" else [(2, 7, 0), (3, 1, 9), (1, 4, 5)]
     checks = []
     for i, (batch, seq, past) in enumerate(shapes):
-        inputs = sample_inputs(model, spec, batch, seq, past=past, seed=100 + i)
+        inputs = sample_inputs(
+            model.config, spec, batch, seq, past, seed=100 + i, token_types=_uses_token_types(model)
+        )
         with torch.no_grad():
             expected = wrapper(*inputs.values())
         got = session.run(None, {name: tensor.numpy() for name, tensor in inputs.items()})

@@ -24,9 +24,9 @@ from sora_hf.recipes import load_finetune_recipe, recipes_dir
 
 METHODS = {
     "plain": {},
-    "fgm": {"method": "fgm", "epsilon": 0.5},
-    "pgd": {"method": "pgd", "epsilon": 0.5, "alpha": 0.25, "steps": 3},
-    "freelb": {"method": "freelb", "epsilon": 0.5, "alpha": 0.2, "steps": 3},
+    "fgm": {"method": "fgm", "epsilon": 0.1},
+    "pgd": {"method": "pgd", "epsilon": 0.1, "alpha": 0.05, "steps": 3},
+    "freelb": {"method": "freelb", "epsilon": 0.1, "alpha": 0.04, "steps": 3},
 }
 HEADLINE = {"sentiment": "test_accuracy", "ner": "test_overall_f1"}
 

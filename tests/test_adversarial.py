@@ -198,7 +198,7 @@ def test_bad_settings_are_named(raw, message):
 
 def test_defaults():
     pgd = parse_adversarial_options({"method": "pgd"})
-    assert (pgd.epsilon, pgd.steps, pgd.alpha) == (0.5, 3, pytest.approx(0.25))
+    assert (pgd.epsilon, pgd.steps, pgd.alpha) == (0.1, 3, pytest.approx(0.05))
     freelb = parse_adversarial_options({"method": "freelb", "epsilon": 0.6, "steps": 2})
     assert (freelb.alpha, freelb.init_magnitude) == (pytest.approx(0.3), pytest.approx(0.3))
 

@@ -5,8 +5,9 @@
 Each run fine-tunes the pre-trained tiny encoder (`--checkpoint`, default runs/quickstart/pretrain) from the shipped
 recipe of the task (recipes/finetune/<task>.yaml) with the same data subset, seed and steps, once per method, and
 scores the test subset clean and perturbed (all character kinds mixed at `--rate`, seeded, and each kind alone).
-Results are merged into the JSON (one entry per task and method) with ratios against the plain run of the same
-invocation; a PNG beside it plots clean vs perturbed scores.
+Results are merged into the JSON after every run (one entry per task and method, so the eight runs can be split
+over several invocations: `--tasks ner --methods pgd freelb`) with ratios against the plain run of the same task
+in the JSON (take them on one machine, one job at a time); a PNG beside it plots clean vs perturbed scores.
 """
 
 from __future__ import annotations
@@ -121,15 +122,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     out = Path(args.out)
-    previous = json.loads(out.read_text())["runs"] if out.is_file() else []
-    fresh = []
     for task in args.tasks:
         for method in args.methods:
             entry = run_one(task, method, args)
             print(json.dumps(entry, ensure_ascii=False), flush=True)
-            fresh.append(entry)
-    done = {(e["task"], e["method"]) for e in fresh}
-    entries = [e for e in previous if (e["task"], e["method"]) not in done] + fresh
+            save(out, entry, args)  # after every run, so a cut-off invocation keeps what it finished
+
+
+def save(out: Path, entry: dict, args) -> None:
+    previous = json.loads(out.read_text())["runs"] if out.is_file() else []
+    entries = [e for e in previous if (e["task"], e["method"]) != (entry["task"], entry["method"])] + [entry]
+    entries.sort(key=lambda e: (e["task"], list(METHODS).index(e["method"])))
     add_ratios(entries)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -149,7 +152,6 @@ def main() -> None:
     }
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     plot(entries, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

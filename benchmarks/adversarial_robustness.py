@@ -32,10 +32,23 @@ METHODS = {
 HEADLINE = {"sentiment": "test_accuracy", "ner": "test_overall_f1"}
 
 
+def settings_for(method: str, epsilon: float | None) -> tuple[str, dict]:
+    """The run's label and adversarial section; `--epsilon` rescales epsilon and alpha of the defaults."""
+    section = dict(METHODS[method])
+    if epsilon is None or not section:
+        return method, section
+    scale = epsilon / section["epsilon"]
+    section["epsilon"] = epsilon
+    if "alpha" in section:
+        section["alpha"] = round(section["alpha"] * scale, 6)
+    return f"{method} eps={epsilon:g}", section
+
+
 def run_one(task: str, method: str, args) -> dict:
+    label, section = settings_for(method, args.epsilon)
     overrides = {
         "checkpoint": args.checkpoint,
-        "output_dir": str(Path(args.runs) / f"{task}-{method}"),
+        "output_dir": str(Path(args.runs) / f"{task}-{label.replace(' ', '-')}"),
         "method": args.finetune,
         "data.max_train_examples": args.train_examples,
         "data.max_eval_examples": args.test_examples,
@@ -45,8 +58,8 @@ def run_one(task: str, method: str, args) -> dict:
         "training.disable_tqdm": True,
         "robustness": {"rate": args.rate, "seed": args.seed, "per_kind": True},
     }
-    if METHODS[method]:
-        overrides["adversarial"] = METHODS[method]
+    if section:
+        overrides["adversarial"] = section
     recipe = load_finetune_recipe(recipes_dir() / "finetune" / f"{task}.yaml", overrides)
     started = time.perf_counter()
     metrics = run_finetuning(recipe, overwrite=True)
@@ -54,7 +67,8 @@ def run_one(task: str, method: str, args) -> dict:
     return {
         "task": task,
         "method": method,
-        "adversarial": METHODS[method],
+        "label": label,
+        "adversarial": section,
         "metric": robustness["metric"],
         "clean": metrics[robustness["metric"]],
         "perturbed": robustness["perturbed"],
@@ -90,11 +104,10 @@ def plot(entries: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), dpi=110, squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         rows = [e for e in entries if e["task"] == task]
-        rows.sort(key=lambda e: list(METHODS).index(e["method"]))
         x = range(len(rows))
         ax.bar([i - 0.2 for i in x], [e["clean"] for e in rows], width=0.4, label="clean")
         ax.bar([i + 0.2 for i in x], [e["perturbed"] for e in rows], width=0.4, label="perturbed")
-        ax.set_xticks(list(x), [f"{e['method']}\n{e['train_seconds']:.0f}s" for e in rows])
+        ax.set_xticks(list(x), [f"{e.get('label', e['method'])}\n{e['train_seconds']:.0f}s" for e in rows], fontsize=8)
         low = min(e["perturbed"] for e in rows)
         ax.set_ylim(max(0.0, low - 0.1), 1.0)
         ax.set_title(f"{task}: {rows[0]['metric']} (rate {rows[0]['edited_fraction']:.2f} edited)")
@@ -115,6 +128,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epsilon", type=float, default=None, help="rescale the methods' epsilon (and alpha)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", default="runs/adversarial")
     parser.add_argument("--out", default="benchmarks/results/adversarial_robustness.json")
@@ -129,10 +143,14 @@ def main() -> None:
             save(out, entry, args)  # after every run, so a cut-off invocation keeps what it finished
 
 
+def _key(entry: dict) -> tuple[str, str]:
+    return entry["task"], entry.get("label", entry["method"])
+
+
 def save(out: Path, entry: dict, args) -> None:
     previous = json.loads(out.read_text())["runs"] if out.is_file() else []
-    entries = [e for e in previous if (e["task"], e["method"]) != (entry["task"], entry["method"])] + [entry]
-    entries.sort(key=lambda e: (e["task"], list(METHODS).index(e["method"])))
+    entries = [e for e in previous if _key(e) != _key(entry)] + [entry]
+    entries.sort(key=lambda e: (e["task"], list(METHODS).index(e["method"]), e["adversarial"].get("epsilon", 0)))
     add_ratios(entries)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {

@@ -4,6 +4,9 @@ sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50]
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 5]
+sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo]
+sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel]
+sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment]
 """
 
 from __future__ import annotations
@@ -114,6 +117,55 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .deploy.onnx_export import export_onnx
+
+    info = export_onnx(args.checkpoint, args.output_dir, opset=args.opset, exporter=args.exporter)
+    print(info.to_json())
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .deploy.quantization import run_quantization
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = run_quantization(
+        args.source,
+        args.output_dir,
+        task=None if args.task == "none" else args.task,
+        max_examples=args.max_examples,
+        max_length=args.max_length,
+        per_channel=args.per_channel,
+        threads=args.threads,
+    )
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from .deploy.pruning import run_pruning
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = run_pruning(
+        args.checkpoint,
+        args.output_dir,
+        heads=args.heads,
+        mlp=args.mlp,
+        task=args.task,
+        importance_batches=args.importance_batches,
+        max_length=args.max_length,
+        max_eval_examples=args.max_examples,
+    )
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -172,6 +224,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.set_defaults(func=_serve)
+
+    export = sub.add_parser("export", help="export a checkpoint for deployment")
+    export_sub = export.add_subparsers(dest="format", required=True)
+    onnx = export_sub.add_parser("onnx", help="ONNX graph + config + tokenizer, checked against torch")
+    onnx.add_argument("checkpoint", help="a saved Sora model: an encoder head or SoraForCausalLM")
+    onnx.add_argument("output_dir", help="folder for model.onnx, config, tokenizer and export_info.json")
+    onnx.add_argument("--opset", type=int, default=17)
+    onnx.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    onnx.set_defaults(func=_export)
+
+    quantize = sub.add_parser("quantize", help="int8 dynamic quantization (onnxruntime) with a before/after report")
+    quantize.add_argument("source", help="a saved Sora model (exported first) or an exported ONNX folder")
+    quantize.add_argument("output_dir", help="folder for the int8 model.onnx and quantization_report.json")
+    quantize.add_argument("--task", default="sentiment", help="embedded classification task to score ('none': skip)")
+    quantize.add_argument("--max-examples", type=int, help="score on the first N test examples (default: all)")
+    quantize.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    quantize.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    quantize.add_argument("--threads", type=int, help="intra-op threads for the latency figures")
+    quantize.set_defaults(func=_quantize)
+
+    prune = sub.add_parser("prune", help="structured pruning of heads and MLP width, with a before/after report")
+    prune.add_argument("checkpoint", help="a saved SoraForSequenceClassification")
+    prune.add_argument("output_dir", help="folder for the pruned model (loads with AutoModelForX) and its report")
+    prune.add_argument("--heads", type=float, default=0.5, help="fraction of key/value head groups removed per layer")
+    prune.add_argument("--mlp", type=float, default=0.5, help="fraction of MLP units removed per layer")
+    prune.add_argument("--task", default="sentiment", help="embedded classification task (importance and score)")
+    prune.add_argument("--importance-batches", type=int, default=8, help="train batches of 32 for importance")
+    prune.add_argument("--max-examples", type=int, help="score on the first N test examples (default: all)")
+    prune.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    prune.add_argument("--threads", type=int, help="torch threads for the latency figures")
+    prune.set_defaults(func=_prune)
     return parser
 
 

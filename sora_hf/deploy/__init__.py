@@ -5,6 +5,8 @@ Each piece is one import away and one `sora-hf` command: `export onnx`, `quantiz
 
 from .onnx_export import SUPPORTED_HEADS, ExportInfo, OnnxExportError, export_onnx
 from .onnx_runtime import OnnxCausalLM, OnnxModel, OnnxSequenceClassifier
+from .pruning import PruningError, compute_importance, prune_by_importance, prune_model, run_pruning
+from .quantization import quantize_onnx, run_quantization
 
 __all__ = [
     "SUPPORTED_HEADS",
@@ -13,5 +15,12 @@ __all__ = [
     "OnnxExportError",
     "OnnxModel",
     "OnnxSequenceClassifier",
+    "PruningError",
+    "compute_importance",
     "export_onnx",
+    "prune_by_importance",
+    "prune_model",
+    "quantize_onnx",
+    "run_pruning",
+    "run_quantization",
 ]

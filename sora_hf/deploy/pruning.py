@@ -335,6 +335,7 @@ __all__ = [
     "compute_importance",
     "fraction_to_count",
     "least_important",
+    "parameter_count",
     "prune_by_importance",
     "prune_model",
     "run_pruning",

@@ -447,6 +447,11 @@ class DistillationTrainer(Trainer):
                 loss = loss + options.alpha * soft
                 components["kd_loss"] = soft.detach()
             if use_hidden:
+                if getattr(teacher_outputs, "hidden_states", None) is None:
+                    raise ValueError(
+                        f"the teacher ({type(self.teacher).__name__}) returned no hidden states; set "
+                        "distillation.hidden_weight to 0 to distil its logits only"
+                    )
                 hidden = hidden_state_loss(
                     outputs.hidden_states,
                     teacher_outputs.hidden_states,

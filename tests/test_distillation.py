@@ -117,6 +117,42 @@ def test_token_logits_are_distilled_only_where_labels_are_set():
     assert same.item() == pytest.approx(got.item(), rel=1e-6)
 
 
+def test_answer_spans_are_distilled_over_real_tokens_for_start_and_end():
+    from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+    torch.manual_seed(1)
+    s_start, s_end, t_start, t_end = (torch.randn(2, 5) for _ in range(4))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    got = logit_distillation_loss(
+        QuestionAnsweringModelOutput(start_logits=s_start, end_logits=s_end),
+        QuestionAnsweringModelOutput(start_logits=t_start, end_logits=t_end),
+        {"attention_mask": mask},
+        1.0,
+        None,
+    )
+    expected = 0.0
+    for student, teacher in ((s_start, t_start), (s_end, t_end)):
+        for row in range(2):
+            real = int(mask[row].sum())
+            expected += hand_kl(teacher[row, :real].tolist(), student[row, :real].tolist(), 1.0) / 4
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_multi_label_logits_use_the_bernoulli_kl_per_label():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    student, teacher = torch.tensor([[0.5, -1.0]]), torch.tensor([[2.0, 0.0]])
+    got = logit_distillation_loss(
+        SequenceClassifierOutput(logits=student),
+        SequenceClassifierOutput(logits=teacher),
+        {},
+        2.0,
+        "multi_label_classification",
+    )
+    expected = sum(hand_kl([t, 0.0], [s, 0.0], 2.0) for s, t in zip([0.5, -1.0], [2.0, 0.0], strict=True)) / 2 * 4
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_training_loss_mixes_hard_labels_and_soft_targets(tmp_path):
     student, teacher = classifier(0), classifier(1, num_hidden_layers=3)
     inputs = batch()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -47,6 +48,13 @@ class DistillationOptions:
     student_layers: tuple[int, ...] | None = None  # keep only these layers (0-based) of the student checkpoint
 
 
+_RANGES = {
+    "temperature": ("> 0", lambda v: v > 0),
+    "alpha": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "hidden_weight": (">= 0", lambda v: v >= 0),
+}
+
+
 def parse_distillation_options(raw: dict[str, Any]) -> DistillationOptions:
     """Validate the recipe's `distillation:` mapping; every error names the key, the value and what is allowed."""
     check_keys("distillation", raw, DISTILLATION_KEYS)
@@ -57,16 +65,11 @@ def parse_distillation_options(raw: dict[str, Any]) -> DistillationOptions:
             "and its tokenizer"
         )
     numbers = {}
-    for key, low, high, low_open in (
-        ("temperature", 0.0, float("inf"), True),
-        ("alpha", 0.0, 1.0, False),
-        ("hidden_weight", 0.0, float("inf"), False),
-    ):
+    for key, (allowed, within) in _RANGES.items():
         value = raw.get(key, DistillationOptions.__dataclass_fields__[key].default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecipeError(f"distillation.{key}={value!r} must be a number")
-        if (value <= low if low_open else value < low) or value > high:
-            allowed = {"temperature": "> 0", "alpha": "in [0, 1]", "hidden_weight": ">= 0"}[key]
+        if not math.isfinite(value) or not within(value):
             raise RecipeError(f"distillation.{key}={value!r} must be {allowed}")
         numbers[key] = float(value)
     return DistillationOptions(

@@ -142,6 +142,8 @@ def keep_layers(model: nn.Module, layers: Sequence[int]) -> nn.Module:
         )
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(layers)
+    if getattr(config, "num_decoder_layers", None) == depth:  # defaulted from the depth; no decoder to keep
+        config.num_decoder_layers = len(layers)
     student = type(model)(config).to(dtype=next(model.parameters()).dtype)
     stack = f"{prefix}.layers." if base is not model else "layers."
     position = {old: new for new, old in enumerate(layers)}

@@ -219,6 +219,7 @@ def test_student_layers_copy_the_chosen_teacher_layers():
     teacher = classifier(1, num_hidden_layers=4).eval()
     student = keep_layers(teacher, [0, 2]).eval()
     assert student.config.num_hidden_layers == 2 and len(student.model.layers) == 2
+    assert student.config.num_decoder_layers == 2
     assert teacher.config.num_hidden_layers == 4
     t_state, s_state = teacher.state_dict(), student.state_dict()
     for new, old in ((0, 0), (1, 2)):

@@ -14,6 +14,10 @@ from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
 
 POOLING_MODES = ("cls", "mean")
+MULTITASK_TYPES = ("classification", "token_classification", "question_answering")
+TASK_SPEC_KEYS = ("type", "labels", "problem_type", "tag_scheme", "loss_weight")
+TASK_LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
 @strict
@@ -51,6 +55,19 @@ class SoraConfig(PreTrainedConfig):
         sparse_prediction (`bool`): when training the masked LM with labels, run the MLM head and the vocabulary
             projection only at the labelled (masked) positions; `logits` is then `(num_masked, vocab_size)`. The
             vocabulary projection dominates small models' cost, so pre-training runs several times faster.
+        tasks (`dict`, *optional*): the heads of `SoraForMultiTask`, task name -> `{"type": "classification" |
+            "token_classification" | "question_answering", "labels": [...]}` (labels: class names or tags; none for
+            QA), plus optional `"problem_type"` (classification: `single_label_classification` (default),
+            `multi_label_classification`, `regression`), `"tag_scheme"` (`BIO` or `BMES`) and `"loss_weight"` (a
+            positive float, default 1). Task names are Python identifiers: each names its head module.
+        task_loss_weighting (`"fixed"` or `"uncertainty"`): how `SoraForMultiTask` weights each task's loss: the
+            tasks' `loss_weight`s, or learned homoscedastic uncertainty (Kendall et al., 2018).
+        padding_free (`bool`, *optional*): the encoder drops pad tokens before its layers and runs every sequence
+            of the batch packed into one row, each attending only to itself; the outputs are padded back, so heads
+            and users see the usual `(batch, seq, hidden)`. `None` (default) turns it on with flash attention, whose
+            variable-length kernels make a padded batch cost only its real tokens; `True` forces it with any
+            attention (flex attention: a block-sparse document mask; sdpa/eager: a dense block-diagonal mask,
+            correct but not faster); `False` turns it off.
 
     Example:
 
@@ -111,9 +128,13 @@ class SoraConfig(PreTrainedConfig):
     generator_num_attention_heads: int | None = None
     rtd_loss_weight: float = 50.0
     sparse_prediction: bool = False
+    tasks: dict | None = None
+    task_loss_weighting: str = "fixed"
+    padding_free: bool | None = None
 
     def __post_init__(self, **kwargs):
         self._check_fields()
+        self._check_tasks()
         self._check_labels(kwargs.get("num_labels"))
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
@@ -193,6 +214,45 @@ class SoraConfig(PreTrainedConfig):
                 f"SoraConfig.generator_hidden_size ({gen_hidden}) must be divisible by "
                 f"generator_num_attention_heads ({gen_heads})."
             )
+
+    def _check_tasks(self) -> None:
+        """The heads of a multi-task model: a wrong type or label list would only fail deep inside training."""
+        if self.task_loss_weighting not in TASK_LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"SoraConfig.task_loss_weighting={self.task_loss_weighting!r} must be one of {TASK_LOSS_WEIGHTINGS}."
+            )
+        if self.tasks is None:
+            return
+        if not isinstance(self.tasks, dict) or not self.tasks:
+            raise ValueError(f"SoraConfig.tasks must be a non-empty mapping task name -> spec, got {self.tasks!r}.")
+        for name, spec in self.tasks.items():
+            where = f"SoraConfig.tasks[{name!r}]"
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"{where}: a task name must be a Python identifier (it names the head module).")
+            if not isinstance(spec, dict):
+                raise ValueError(f"{where} must be a mapping with 'type' and 'labels', got {spec!r}.")
+            unknown = sorted(set(spec) - set(TASK_SPEC_KEYS))
+            if unknown:
+                raise ValueError(f"{where} has unknown keys {unknown}; allowed: {list(TASK_SPEC_KEYS)}.")
+            task_type = spec.get("type")
+            if task_type not in MULTITASK_TYPES:
+                raise ValueError(f"{where}.type={task_type!r} must be one of {MULTITASK_TYPES}.")
+            labels = spec.get("labels")
+            if task_type == "question_answering":
+                if labels:
+                    raise ValueError(f"{where}: a question_answering head has no labels, got {labels!r}.")
+            elif not isinstance(labels, list) or not labels or len(set(map(str, labels))) != len(labels):
+                raise ValueError(f"{where}.labels must be a non-empty list of distinct names, got {labels!r}.")
+            problem_type = spec.get("problem_type")
+            if problem_type is not None and (task_type != "classification" or problem_type not in PROBLEM_TYPES):
+                raise ValueError(
+                    f"{where}.problem_type={problem_type!r}: only classification tasks take one, from {PROBLEM_TYPES}."
+                )
+            if spec.get("tag_scheme") not in (None, "BIO", "BMES"):
+                raise ValueError(f"{where}.tag_scheme={spec['tag_scheme']!r} must be 'BIO' or 'BMES'.")
+            weight = spec.get("loss_weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise ValueError(f"{where}.loss_weight={weight!r} must be a positive number.")
 
     def _check_labels(self, num_labels: int | None) -> None:
         """transformers only warns when `num_labels` and `id2label` disagree; a head of the wrong size is worse."""

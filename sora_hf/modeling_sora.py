@@ -19,7 +19,12 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.masking_utils import (
+    create_bidirectional_mask,
+    create_causal_mask,
+    find_packed_sequence_indices,
+    packed_sequence_mask_function,
+)
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -427,8 +432,6 @@ class SoraModel(SoraPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_tokens = value
 
-    @merge_with_config_defaults
-    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -444,6 +447,84 @@ class SoraModel(SoraPreTrainedModel):
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if self._runs_padding_free(attention_mask, position_ids, encoder_hidden_states, past_key_values, kwargs):
+            return self._padding_free_forward(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
+        return self._forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            use_cache=use_cache,
+            **kwargs,
+        )
+
+    def _runs_padding_free(self, attention_mask, position_ids, encoder_hidden_states, past_key_values, kwargs) -> bool:
+        """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache)."""
+        wanted = self.config.padding_free
+        if wanted is None:
+            wanted = self.config._attn_implementation.startswith("flash_attention")
+        if not wanted or self.is_causal or encoder_hidden_states is not None or past_key_values is not None:
+            return False
+        if attention_mask is None or attention_mask.dim() != 2 or position_ids is not None:
+            return False
+        if kwargs.get("output_attentions", self.config.output_attentions):
+            return False
+        return not torch.compiler.is_compiling() and bool((attention_mask == 0).any())
+
+    def _padding_free_forward(self, input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs):
+        """Run only the real tokens, packed into one row with per-sequence positions, then pad the outputs back."""
+        return_dict = kwargs.pop("return_dict", self.config.return_dict)
+        batch_size, seq_len = attention_mask.shape
+        real = attention_mask.bool()
+        indices = real.flatten().nonzero().squeeze(-1)
+        lengths = real.sum(dim=1, dtype=torch.int32)
+        # positions restart at 0 in each sequence: rotary sees the same relative positions as in the padded batch,
+        # and the position jumps are how the mask (and flash attention's varlen kernels) find the sequences
+        position_ids = (real.cumsum(dim=1) - 1)[real].unsqueeze(0)
+        if self.config._attn_implementation.startswith("flash_attention"):
+            cu_seq_lens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+            max_length = int(lengths.max())
+            kwargs.update(
+                cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens, max_length_q=max_length, max_length_k=max_length
+            )
+        packed = {
+            "input_ids": None if input_ids is None else input_ids.flatten()[indices].unsqueeze(0),
+            "inputs_embeds": None
+            if inputs_embeds is None
+            else inputs_embeds.reshape(batch_size * seq_len, -1)[indices].unsqueeze(0),
+            "token_type_ids": None if token_type_ids is None else token_type_ids.flatten()[indices].unsqueeze(0),
+        }
+        outputs = self._forward(**packed, attention_mask=None, position_ids=position_ids, use_cache=False, **kwargs)
+
+        def pad_back(states: torch.Tensor) -> torch.Tensor:
+            padded = states.new_zeros(batch_size * seq_len, states.shape[-1])
+            padded = padded.index_copy(0, indices, states[0])
+            return padded.view(batch_size, seq_len, -1)
+
+        outputs.last_hidden_state = pad_back(outputs.last_hidden_state)
+        if outputs.hidden_states is not None:
+            outputs.hidden_states = tuple(pad_back(h) for h in outputs.hidden_states)
+        return outputs if return_dict else outputs.to_tuple()
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def _forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         if self.token_type_embeddings is not None:
@@ -454,7 +535,9 @@ class SoraModel(SoraPreTrainedModel):
 
         if not self.is_causal:
             use_cache = False
-        if use_cache and past_key_values is None:
+        if use_cache and past_key_values is None and not self.training:
+            # training never reads a cache back, and without one packed sequences (position ids restarting,
+            # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
             past_key_values = (
                 EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
                 if encoder_hidden_states is not None
@@ -480,8 +563,14 @@ class SoraModel(SoraPreTrainedModel):
                 position_ids=position_ids,
             )
         else:
+            # several sequences packed into one row (padding-free, or transformers' DataCollatorWithFlattening):
+            # the position ids restart at each sequence, and each sequence attends only to itself
+            packed = None if attention_mask is not None else find_packed_sequence_indices(position_ids)
             mask = create_bidirectional_mask(
-                config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                and_mask_function=None if packed is None else packed_sequence_mask_function(packed),
             )
         cross_mask = None
         if encoder_hidden_states is not None:
@@ -575,7 +664,12 @@ class SoraForMaskedLM(SoraPreTrainedModel):
             # only the masked positions need vocabulary logits: (num_masked, vocab_size)
             keep = labels != -100
             logits = self.decoder(self.head(hidden_states[keep]))
-            loss = F.cross_entropy(logits.float(), labels[keep]) if keep.any() else logits.sum() * 0.0
+            # a sum over the kept tokens divided by their count (or by Trainer's count over all accumulated
+            # micro-batches, as the dense loss does): no branch, so torch.compile traces it whole
+            denominator = kwargs.get("num_items_in_batch")
+            if denominator is None:
+                denominator = keep.sum().clamp(min=1)
+            loss = F.cross_entropy(logits.float(), labels[keep], reduction="sum") / denominator
         else:
             logits = self.decoder(self.head(hidden_states))
             if labels is not None:
@@ -624,6 +718,10 @@ class SoraForPreTraining(SoraPreTrainedModel):
     elsewhere), as `DataCollatorForLanguageModeling` produces. Without labels only the discriminator runs on
     `input_ids` (replaced-token detection at inference).
     """
+
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -827,6 +925,10 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
 class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
     """Encoder-decoder LM for translation, summarisation, style transfer and denoising pre-training."""
 
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
+
     _tied_weights_keys = {
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
@@ -917,6 +1019,10 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
 class SoraForSequenceClassification(SoraPreTrainedModel):
     """Single-label, multi-label or regression head (`config.problem_type`, inferred from the labels if unset)."""
 
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
+
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -958,6 +1064,10 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
 
 class SoraForMultipleChoice(SoraPreTrainedModel):
     """Scores each `(batch, num_choices, seq)` choice with the pooled head; softmax over choices."""
+
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -1003,6 +1113,10 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
 class SoraForTokenClassification(SoraPreTrainedModel):
     """Per-token labels (NER, POS, word segmentation)."""
 
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
+
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -1041,6 +1155,10 @@ class SoraForTokenClassification(SoraPreTrainedModel):
 
 class SoraForQuestionAnswering(SoraPreTrainedModel):
     """Extractive QA: start and end logits over the tokens."""
+
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -1103,6 +1221,10 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
     cosine similarity of each pair (labels: a similarity score or 0/1).
     """
 
+    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
+    # the gradient-accumulation steps itself, which it does only for models that say so
+    accepts_loss_kwargs = False
+
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.model = SoraModel(config, is_causal=False)
@@ -1155,6 +1277,227 @@ def cosent_loss(cosine: torch.Tensor, labels: torch.Tensor, scale: float = 20.0)
     return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0).clone()
 
 
+@dataclass
+class SoraMultiTaskOutput(ModelOutput):
+    """Output of `SoraForMultiTask` for the one task a batch belongs to.
+
+    loss: what training minimises: `task_loss` weighted by the task's fixed `loss_weight`, or with uncertainty
+        weighting `exp(-s_task) * task_loss + s_task` (`s_task` the learned log-variance).
+    task_loss: the task's own loss, unweighted (cross-entropy, BCE / MSE for multi-label / regression, QA span CE).
+    logits: classification `(batch, num_labels)`, token classification `(batch, seq, num_labels)`; None for QA.
+    start_logits / end_logits: QA span scores `(batch, seq)`; None for the other task types.
+    """
+
+    loss: torch.FloatTensor | None = None
+    task_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    start_logits: torch.FloatTensor | None = None
+    end_logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SoraTaskUncertainty(nn.Module):
+    """One learned log-variance `s_t` per task for uncertainty weighting (Kendall, Gal & Cipolla, 2018).
+
+    The weighted loss of a task is `exp(-s_t) * L_t + s_t`: a task whose loss stays high (noisy) learns a larger
+    `s_t` and so a smaller weight, and the `+ s_t` term stops every weight from collapsing to zero. Kendall et al.
+    write `1/(2 sigma^2) L + log sigma` for regression and `1/sigma^2 L + log sigma` for classification; dropping the
+    constant factors (as most implementations do) gives the same form for every task type and the same optimum
+    ordering. `s_t` starts at 0, i.e. at weight 1 for every task. A module (not a bare parameter) so that peft's
+    `modules_to_save` can keep it trainable under LoRA.
+    """
+
+    def __init__(self, task_names: list[str]):
+        super().__init__()
+        self.log_variances = nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in task_names})
+
+    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        s = self.log_variances[task]
+        return torch.exp(-s) * loss + s
+
+
+class SoraForMultiTask(SoraPreTrainedModel):
+    """One shared Sora encoder with one head per task (`config.tasks`): classification, token classification, QA.
+
+    Each call runs one task: `model(input_ids, attention_mask, task="ner", labels=...)`. The heads are the modules
+    of the single-task models (`SoraClassificationHead`, the token-classification dropout + linear, the QA span
+    projection), so a task head means exactly what the single-task head means. With labels (`labels`, or
+    `start_positions`/`end_positions` for QA) the output carries the task's loss, weighted per
+    `config.task_loss_weighting` (see `SoraMultiTaskOutput`); `run_heads` scores every task from one encoder pass.
+
+    Example:
+
+    ```python
+    >>> import sora_hf
+    >>> from sora_hf import SoraConfig, SoraForMultiTask
+    >>> config = SoraConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, tasks={
+    ...     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
+    ...     "ner": {"type": "token_classification", "labels": ["O", "B-PER", "I-PER"]}})
+    >>> model = SoraForMultiTask(config)
+    >>> model(input_ids, attention_mask, task="sentiment").logits.shape  # (batch, 2)
+    ```
+    """
+
+    _auto_class = "AutoModelForMultiTask"  # sora_hf's auto class: `save_pretrained` writes its auto_map entry
+    accepts_loss_kwargs = False  # one batch = one task: Trainer must not rescale by a cross-task token count
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        if not config.tasks:
+            raise ValueError(
+                "SoraForMultiTask needs config.tasks, e.g. {'sentiment': {'type': 'classification', 'labels': "
+                "['negative', 'positive']}}"
+            )
+        self.task_names = sorted(config.tasks)  # config.json stores the mapping with sorted keys
+        self.model = SoraModel(config, is_causal=False)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        heads = {}
+        for name in self.task_names:
+            spec = config.tasks[name]
+            if spec["type"] == "classification":
+                width = 1 if spec.get("problem_type") == "regression" else len(spec["labels"])
+                heads[name] = SoraClassificationHead(config, width)
+            elif spec["type"] == "token_classification":
+                heads[name] = nn.Linear(config.hidden_size, len(spec["labels"]))
+            else:
+                heads[name] = nn.Linear(config.hidden_size, 2)  # start and end logits, as `qa_outputs`
+        self.heads = nn.ModuleDict(heads)
+        self.task_uncertainty = (
+            SoraTaskUncertainty(self.task_names) if config.task_loss_weighting == "uncertainty" else None
+        )
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, SoraTaskUncertainty):
+            for value in module.log_variances.values():
+                init.zeros_(value)
+
+    def task_type(self, task: str) -> str:
+        return self.config.tasks[self.check_task(task)]["type"]
+
+    def check_task(self, task: str | None) -> str:
+        """The task to run: `task`, or the only task; a clear error for a missing or unknown name."""
+        if task is None:
+            if len(self.task_names) == 1:
+                return self.task_names[0]
+            raise ValueError(f"SoraForMultiTask needs `task=`, one of {self.task_names}")
+        if task not in self.config.tasks:
+            raise ValueError(f"unknown task {task!r}; this model's tasks are {self.task_names}")
+        return task
+
+    def encode(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        tasks: list[str] | None = None,
+        **kwargs,
+    ) -> tuple[BaseModelOutputWithPastAndCrossAttentions, bool]:
+        """The shared encoder's outputs (with every layer's states when a pooled head of `tasks` needs them)."""
+        pooled = any(self.config.tasks[t]["type"] == "classification" for t in (tasks or self.task_names))
+        return_hidden = bool(kwargs.get("output_hidden_states", self.config.output_hidden_states))
+        if pooled:
+            kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return outputs, return_hidden
+
+    def head(self, task: str, outputs, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Task `task`'s logits from the shared encoder's outputs: {"logits"} or {"start_logits", "end_logits"}."""
+        task_type = self.task_type(task)
+        module = self.heads[task]
+        if task_type == "classification":
+            return {"logits": module(outputs.last_hidden_state, attention_mask, outputs.hidden_states)}
+        if task_type == "token_classification":
+            return {"logits": module(self.dropout(outputs.last_hidden_state))}
+        start_logits, end_logits = module(outputs.last_hidden_state).split(1, dim=-1)
+        return {
+            "start_logits": start_logits.squeeze(-1).contiguous(),
+            "end_logits": end_logits.squeeze(-1).contiguous(),
+        }
+
+    def run_heads(self, tasks: list[str] | None = None, **inputs) -> dict[str, dict[str, torch.Tensor]]:
+        """Every task's logits (or those of `tasks`) from one pass of the shared encoder: what a pipeline needs."""
+        tasks = [self.check_task(t) for t in (tasks or self.task_names)]
+        outputs, _ = self.encode(tasks=tasks, **inputs)
+        return {task: self.head(task, outputs, inputs.get("attention_mask")) for task in tasks}
+
+    def task_loss(
+        self, task: str, logits: dict[str, torch.Tensor], labels=None, start_positions=None, end_positions=None
+    ) -> torch.Tensor | None:
+        """The unweighted loss of `task`, as its single-task head computes it."""
+        spec = self.config.tasks[task]
+        if spec["type"] == "question_answering":
+            if start_positions is None or end_positions is None:
+                return None
+            start_logits, end_logits = logits["start_logits"], logits["end_logits"]
+            ignored = start_logits.size(1)
+            start = start_positions.view(-1).to(start_logits.device).clamp(0, ignored)
+            end = end_positions.view(-1).to(end_logits.device).clamp(0, ignored)
+            start_loss = F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
+            end_loss = F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
+            return (start_loss + end_loss) / 2
+        if labels is None:
+            return None
+        scores = logits["logits"].float()
+        labels = labels.to(scores.device)
+        if spec["type"] == "token_classification":
+            return F.cross_entropy(scores.view(-1, scores.shape[-1]), labels.view(-1), ignore_index=-100)
+        problem_type = spec.get("problem_type") or "single_label_classification"
+        if problem_type == "regression":
+            return F.mse_loss(scores.squeeze(-1), labels.float().view(-1))
+        if problem_type == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(scores, labels.float())
+        return F.cross_entropy(scores, labels.view(-1))
+
+    def weighted_loss(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        """The training objective of one task's batch: fixed `loss_weight`, or uncertainty weighting."""
+        if self.task_uncertainty is not None:
+            return self.task_uncertainty(task, loss)
+        return loss * float(self.config.tasks[task].get("loss_weight", 1.0))
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        task: str | None = None,
+        labels: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> SoraMultiTaskOutput:
+        r"""task: the name of the task this batch belongs to (a key of `config.tasks`); optional with one task.
+        labels: class ids (classification), per-token tag ids with -100 to ignore (token classification).
+        start_positions / end_positions: answer span token indices (question answering)."""
+        task = self.check_task(task)
+        outputs, return_hidden = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, tasks=[task], **kwargs
+        )
+        logits = self.head(task, outputs, attention_mask)
+        task_loss = self.task_loss(task, logits, labels, start_positions, end_positions)
+        return SoraMultiTaskOutput(
+            loss=None if task_loss is None else self.weighted_loss(task, task_loss),
+            task_loss=task_loss,
+            hidden_states=outputs.hidden_states if return_hidden else None,
+            attentions=outputs.attentions,
+            **logits,
+        )
+
+
 __all__ = [
     "SoraPreTrainedModel",
     "SoraModel",
@@ -1170,4 +1513,7 @@ __all__ = [
     "SoraForSentenceEmbedding",
     "SoraForPreTrainingOutput",
     "SoraSentenceEmbeddingOutput",
+    "SoraForMultiTask",
+    "SoraMultiTaskOutput",
+    "SoraTaskUncertainty",
 ]

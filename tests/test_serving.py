@@ -117,9 +117,11 @@ def test_task_comes_from_the_architecture_and_unknown_tasks_are_refused():
 
 
 def test_concurrent_requests_share_a_batch_and_get_the_unbatched_answers(classifier):
-    # max_wait_ms long enough that the 10 concurrent requests meet in the queue; max_batch_size splits them 8 + 2
-    app = create_app(classifier, "text-classification", settings=ServerSettings(max_batch_size=8, max_wait_ms=300))
-    texts = [REVIEWS[i % len(REVIEWS)] + "!" * i for i in range(10)]  # different lengths: batches are padded
+    # max_wait_ms long enough that the 10 concurrent requests meet in the queue; max_batch_size splits them 8 + 2;
+    # each call sorts its items by length and runs forward passes of 3, so outputs must find their way back
+    settings = ServerSettings(max_batch_size=8, forward_batch_size=3, max_wait_ms=300)
+    app = create_app(classifier, "text-classification", settings=settings)
+    texts = [REVIEWS[i % len(REVIEWS)] + "!" * (10 - i) for i in range(10)]  # lengths not in request order
 
     async def scenario(client):
         singles = await asyncio.gather(*(client.post("/v1/predict", json={"inputs": text}) for text in texts))

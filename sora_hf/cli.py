@@ -3,7 +3,7 @@
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
-sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 5]
+sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel]
 sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment]
@@ -95,6 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = ServerSettings(
         max_batch_size=args.max_batch_size,
+        forward_batch_size=args.forward_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_queue_size=args.max_queue_size,
         max_text_chars=args.max_text_chars,
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", help="pipeline device, e.g. cpu, cuda:0 (default: transformers' choice)")
     serve.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="items per model call (1: no batching)")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    serve.add_argument("--forward-batch-size", type=int, default=8, help="length-sorted items per forward pass")
+    serve.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill")
     serve.add_argument("--max-queue-size", type=int, default=1024, help="queued items before 503")
     serve.add_argument("--max-text-chars", type=int, default=4096, help="characters per text before 413")
     serve.add_argument("--max-texts-per-request", type=int, default=64, help="texts per request before 413")

@@ -91,7 +91,7 @@ def sample(app, name: str, **labels) -> float:
 # ---------------------------------------------------------------------------------------------------------- tasks
 
 
-def test_task_comes_from_the_architecture_and_unknown_tasks_are_refused():
+def test_task_comes_from_the_architecture_and_unknown_tasks_are_refused(tmp_path):
     def config(*architectures):
         return SoraConfig(**tiny_config_kwargs(architectures=list(architectures)))
 
@@ -111,6 +111,10 @@ def test_task_comes_from_the_architecture_and_unknown_tasks_are_refused():
         create_app(object(), "sentiment")
     with pytest.raises(ValueError, match="max_batch_size must be a positive integer, got 0"):
         ServerSettings(max_batch_size=0)
+    with pytest.raises(ValueError, match="task 'qa' cannot be served"):  # before anything loads
+        load_pipeline(str(tmp_path), task="qa")
+    with pytest.raises(FileNotFoundError, match="cannot load checkpoint .*no-such-model"):
+        load_pipeline(str(tmp_path / "no-such-model"))
 
 
 # ---------------------------------------------------------------------------------------------------------- batching

@@ -82,9 +82,15 @@ def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | 
     # Importing this module imported sora_hf, which registered Sora with the Auto classes and its pipelines.
     from transformers import AutoConfig, pipeline
 
+    if task is not None:
+        check_task(task)
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except OSError as error:  # not a folder, not in the cache (offline), or not a model: say which checkpoint
+        raise FileNotFoundError(f"cannot load checkpoint {checkpoint!r}: {error}") from error
     if task is None:
-        task = infer_task(AutoConfig.from_pretrained(checkpoint))
-    check_task(task)
+        task = infer_task(config)
+        check_task(task)
     kwargs = {} if device is None else {"device": device}
     return pipeline(task, model=checkpoint, tokenizer=checkpoint, **kwargs), task
 

@@ -5,9 +5,9 @@
 
 One process, one set of inputs, every variant at the same thread count. For each variant: test accuracy on the
 embedded `sentiment` test split, weight file size, and median latency at batch 1 and batch 32 (texts truncated to
-`--max-length` tokens, padded per batch as a served pipeline does). Latencies are taken round-robin (one call of
-each variant per round) so that load changes on a shared machine hit every variant alike; ratios are against torch
-fp32 in the same run. Variants:
+`--max-length` tokens, padded per batch as a served pipeline does; batch 1 cycles through 50 test texts). Each
+variant's calls run in a block, and the blocks go round three times so that load changes on a shared machine reach
+every variant; ratios are against torch fp32 in the same run. Variants:
 
 - torch fp32: the checkpoint as `from_pretrained` loads it (sdpa attention)
 - ort fp32: `sora_hf.deploy.export_onnx` of it under onnxruntime
@@ -131,20 +131,23 @@ def main() -> None:
             "parameters": params,
         }
 
-    # latency, round-robin over variants
+    # latency: each variant runs its calls in a block (onnxruntime's worker threads spin after a call and would
+    # steal the 2 cores from a torch call right behind it), and the blocks go round three times so that load drift
+    # on a shared machine reaches every variant
     single = [dict(next(batches_of(tokenizer, [t], 1, args.max_length, "np"))) for t in test.texts[:50]]
     batch32 = dict(next(batches_of(tokenizer, test.texts[:32], 32, args.max_length, "np")))
+    rounds = 3
     for label, inputs, repeats in (("batch_1", single, args.repeats), ("batch_32", [batch32], args.repeats // 5)):
         times = {name: [] for name in variants}
-        for run, _, _ in variants.values():  # warm-up
-            for x in inputs[:3]:
-                run(x)
-        for r in range(repeats):
-            x = inputs[r % len(inputs)]
+        for _ in range(rounds):
             for name, (run, _, _) in variants.items():
-                start = time.perf_counter()
-                run(x)
-                times[name].append(time.perf_counter() - start)
+                for x in inputs[:3]:  # warm-up
+                    run(x)
+                for r in range(max(1, repeats // rounds)):
+                    x = inputs[r % len(inputs)]
+                    start = time.perf_counter()
+                    run(x)
+                    times[name].append(time.perf_counter() - start)
         for name in variants:
             results[name][f"latency_ms_{label}"] = 1000 * statistics.median(times[name])
 

@@ -134,6 +134,11 @@ def random_start(like: torch.Tensor, mask: torch.Tensor, magnitude: float) -> to
     return noise / (_per_example_norm(noise) + _TINY) * magnitude
 
 
+def _grad_of(delta: torch.Tensor) -> torch.Tensor:
+    """The gradient a backward pass left on a perturbation; zeros where the loss did not depend on it."""
+    return delta.grad if delta.grad is not None else torch.zeros_like(delta)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the hook
 
@@ -306,7 +311,7 @@ class AdversarialTrainer(Trainer):
         with self.accelerator.no_sync(model):
             clean = self._loss(model, inputs, num_items_in_batch)
             self._backward(clean)
-        grads = [d.grad for d in hook.added]
+        grads = [_grad_of(d) for d in hook.added]
         masks = hook.masks
         deltas = [torch.zeros_like(g, dtype=torch.float32) for g in grads]
         if options.method == "fgm":
@@ -342,7 +347,7 @@ class AdversarialTrainer(Trainer):
             if last:
                 break
             deltas = [
-                project(d.detach().float() + options.alpha * normalise(d.grad, m), options.epsilon)
+                project(d.detach().float() + options.alpha * normalise(_grad_of(d), m), options.epsilon)
                 for d, m in zip(hook.added, hook.masks, strict=True)
             ]
         self._record_adversarial_loss(total)

@@ -10,6 +10,7 @@ from .modeling_sora import (
     SoraForCausalLM,
     SoraForMaskedLM,
     SoraForMultipleChoice,
+    SoraForMultiTask,
     SoraForPreTraining,
     SoraForQuestionAnswering,
     SoraForSentenceEmbedding,
@@ -19,7 +20,7 @@ from .modeling_sora import (
     SoraModel,
     SoraPreTrainedModel,
 )
-from .registration import register
+from .registration import AutoModelForMultiTask, register
 
 __version__ = "0.1.0"
 
@@ -38,5 +39,7 @@ __all__ = [
     "SoraForQuestionAnswering",
     "SoraForMultipleChoice",
     "SoraForSentenceEmbedding",
+    "SoraForMultiTask",
+    "AutoModelForMultiTask",
     "register",
 ]

@@ -1,6 +1,7 @@
 """`sora-hf`: a thin command line over the library; each command is one call of a Python function.
 
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
+sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=uniform] [--overwrite]
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
@@ -43,6 +44,21 @@ def _finetune(args: argparse.Namespace) -> int:
         overrides["checkpoint"] = args.checkpoint
     recipe = load_finetune_recipe(args.recipe, overrides)
     metrics = run_finetuning(recipe, overwrite=args.overwrite)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _multitask(args: argparse.Namespace) -> int:
+    from .multitask import load_multitask_recipe, run_multitask
+    from .recipes import parse_set_options
+
+    overrides = parse_set_options(args.set or [])
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    recipe = load_multitask_recipe(args.recipe, overrides)
+    metrics = run_multitask(recipe, overwrite=args.overwrite)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
@@ -188,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--checkpoint", help="the pre-trained model folder to start from")
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     finetune.set_defaults(func=_finetune)
+
+    multitask = sub.add_parser(
+        "multitask", help="train one shared encoder on several tasks (one head each) from a multi-task recipe"
+    )
+    multitask.add_argument("recipe", help="path to a recipe, e.g. recipes/multitask/zh-sentiment-ner.yaml")
+    multitask.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    multitask.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
+    multitask.add_argument("--checkpoint", help="the pre-trained encoder (or multi-task model) to start from")
+    multitask.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    multitask.set_defaults(func=_multitask)
 
     quick = sub.add_parser(
         "quickstart", help="the main job: pre-train the tiny Chinese encoder, fine-tune it on sentiment, use it"

@@ -1305,15 +1305,23 @@ class SoraTaskUncertainty(nn.Module):
     write `1/(2 sigma^2) L + log sigma` for regression and `1/sigma^2 L + log sigma` for classification; dropping the
     constant factors (as most implementations do) gives the same form for every task type and the same optimum
     ordering. `s_t` starts at 0, i.e. at weight 1 for every task. A module (not a bare parameter) so that peft's
-    `modules_to_save` can keep it trainable under LoRA.
+    `modules_to_save` can keep it trainable under LoRA; one vector `log_variances`, in the order of `task_names`.
     """
 
     def __init__(self, task_names: list[str]):
         super().__init__()
-        self.log_variances = nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in task_names})
+        self.task_names = list(task_names)
+        self.log_variances = nn.Parameter(torch.zeros(len(self.task_names)))
+
+    def log_variance(self, task: str) -> torch.Tensor:
+        return self.log_variances[self.task_names.index(task)]
+
+    def as_dict(self) -> dict[str, float]:
+        """Task name -> learned log-variance `s_t` (its loss weight is `exp(-s_t)`)."""
+        return dict(zip(self.task_names, self.log_variances.detach().float().tolist(), strict=True))
 
     def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
-        s = self.log_variances[task]
+        s = self.log_variance(task)
         return torch.exp(-s) * loss + s
 
 
@@ -1371,8 +1379,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, SoraTaskUncertainty):
-            for value in module.log_variances.values():
-                init.zeros_(value)
+            init.zeros_(module.log_variances)
 
     def task_type(self, task: str) -> str:
         return self.config.tasks[self.check_task(task)]["type"]

@@ -17,11 +17,13 @@ refused: transformers maps them to "translation" only to reject them; pass `src_
 
 from __future__ import annotations
 
+from .multitask import SoraMultiTaskPipeline
 from .question_answering import SoraQuestionAnsweringPipeline
 from .sentence_similarity import SoraSentenceSimilarityPipeline
 from .text2text import SoraSummarizationPipeline, SoraText2TextGenerationPipeline, SoraTranslationPipeline
 
 __all__ = [
+    "SoraMultiTaskPipeline",
     "SoraQuestionAnsweringPipeline",
     "SoraSentenceSimilarityPipeline",
     "SoraSummarizationPipeline",
@@ -58,3 +60,15 @@ def register_pipelines() -> None:
         if current is not None and current.get("impl") is pipeline_class:
             continue
         registry.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto_class, type="text")
+    _register_multitask(registry)
+
+
+def _register_multitask(registry) -> None:
+    """`pipeline("multi-task", model=...)`: every head of a `SoraForMultiTask` for one text."""
+    from ..registration import AutoModelForMultiTask  # imported late: registration imports this package
+
+    current = registry.supported_tasks.get("multi-task")
+    if current is None or current.get("impl") is not SoraMultiTaskPipeline:
+        registry.register_pipeline(
+            "multi-task", pipeline_class=SoraMultiTaskPipeline, pt_model=AutoModelForMultiTask, type="text"
+        )

@@ -1,0 +1,658 @@
+"""Multi-task learning: one shared Sora encoder, one head per task, trained from one recipe.
+
+`run_multitask(recipe)` loads every task with the fine-tuning loaders (`finetuning.load_task`, the `encode_*`
+functions), builds a `SoraForMultiTask` over the pre-trained encoder, and trains it with `MultiTaskTrainer`: each
+batch holds the examples of one task, the task drawn per batch with probabilities proportional to the tasks' sizes,
+temperature-scaled (`p_i ∝ n_i^(1/T)`) or uniform. Each batch's loss is weighted by the task's fixed `loss_weight` or
+by learned uncertainty (`SoraTaskUncertainty`, in the model so that it is saved with it). Every task is then scored
+on its own test split with `task_metrics.score`, and the run folder gets the model, the tokenizer, `metrics.json`
+with one block per task, per-task predictions and reports under `tasks/<name>/`, a loss curve and a model card.
+
+A recipe (`recipes/multitask/zh-sentiment-ner.yaml`):
+
+```yaml
+name: zh-sentiment-ner
+checkpoint: runs/quickstart/pretrain
+output_dir: runs/zh-sentiment-ner
+method: full                # or lora
+sampling: temperature       # proportional | temperature | uniform
+temperature: 2.0
+loss_weighting: fixed       # fixed | uncertainty
+tasks:
+  sentiment: {data: {embedded: sentiment}}
+  ner: {data: {embedded: ner}, loss_weight: 1.0}
+training: {num_train_epochs: 1}
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainingArguments, set_seed
+
+from . import task_metrics
+from .recipes import (
+    LORA_KEYS,
+    FinetuneDataSection,
+    FinetuneRecipe,
+    RecipeError,
+    _suggest,
+    check_keys,
+    coerce_numbers,
+    model_config_names,
+    parse_finetune_recipe,
+    read_recipe,
+    training_argument_names,
+)
+
+logger = logging.getLogger(__name__)
+
+SAMPLING = ("proportional", "temperature", "uniform")
+LOSS_WEIGHTING = ("fixed", "uncertainty")
+TASK_KEYS = {"data", "loss_weight"}
+# the heads SoraForMultiTask has; embedded tasks of other types (pinyin: seq2seq) are refused at parse time
+SUPPORTED_TYPES = ("classification", "token_classification", "question_answering")
+EMBEDDED_TYPES = {
+    "sentiment": "classification",
+    "ner": "token_classification",
+    "pos": "token_classification",
+    "seg": "token_classification",
+    "qa": "question_answering",
+    "pinyin": "seq2seq",
+}
+DEFAULT_TRAINING = dict(
+    per_device_train_batch_size=32,
+    per_device_eval_batch_size=64,
+    learning_rate=5e-4,
+    weight_decay=0.01,
+    warmup_steps=0.06,
+    num_train_epochs=3,
+    logging_steps=25,
+    eval_strategy="no",  # each task is scored on its own test split after training
+    save_strategy="no",
+    report_to="none",
+    dataloader_num_workers=0,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recipe
+
+
+@dataclass
+class TaskSection:
+    """One task of a multi-task recipe: its data (the fine-tuning `data:` section) and fixed loss weight."""
+
+    data: FinetuneDataSection
+    loss_weight: float = 1.0
+
+
+@dataclass
+class MultiTaskRecipe:
+    name: str
+    output_dir: str
+    checkpoint: str  # a pre-trained Sora encoder folder, or a saved multi-task model to continue
+    tasks: dict[str, TaskSection]
+    method: str = "full"  # full | lora
+    max_length: int = 128
+    doc_stride: int = 32
+    seed: int = 42
+    sampling: str = "proportional"  # proportional | temperature | uniform
+    temperature: float = 2.0  # sampling: temperature -> p_i ∝ n_i^(1/T)
+    loss_weighting: str = "fixed"  # fixed | uncertainty
+    lora: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides (pooling, dropout...)
+    training: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source_path: str | None = None
+
+    def task_recipe(self, task: str) -> FinetuneRecipe:
+        """The fine-tuning recipe of one task, so that the fine-tuning loaders and encoders serve it unchanged."""
+        return FinetuneRecipe(
+            name=f"{self.name}/{task}",
+            output_dir=self.output_dir,
+            checkpoint=self.checkpoint,
+            method=self.method,
+            max_length=self.max_length,
+            doc_stride=self.doc_stride,
+            seed=self.seed,
+            data=self.tasks[task].data,
+        )
+
+
+def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) -> MultiTaskRecipe:
+    """Validate a multi-task recipe completely (keys, tasks, sampling, weighting) before any data is loaded."""
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping at the top level")
+    check_keys("recipe", raw, {f.name for f in dataclasses.fields(MultiTaskRecipe)} - {"source_path"})
+    for required in ("name", "output_dir", "checkpoint", "tasks"):
+        if required not in raw:
+            raise RecipeError(f"recipe is missing the required key {required!r}")
+    raw_tasks = raw["tasks"]
+    if not isinstance(raw_tasks, dict) or not raw_tasks:
+        raise RecipeError("recipe.tasks must map task names to {data: ..., loss_weight: ...}, one entry per task")
+    tasks = {}
+    for name, spec in raw_tasks.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise RecipeError(f"task name {name!r} must be a Python identifier (it names the task's head)")
+        if not isinstance(spec, dict) or "data" not in spec:
+            raise RecipeError(f"tasks.{name} must be a mapping with a `data:` section, got {spec!r}")
+        check_keys(f"tasks.{name}", spec, TASK_KEYS)
+        # the fine-tuning parser validates the data section (exactly one of embedded/train_file, task_type...)
+        data = parse_finetune_recipe(
+            {"name": name, "output_dir": ".", "checkpoint": ".", "data": spec["data"]}, source_path
+        ).data
+        task_type = data.task_type or EMBEDDED_TYPES.get(data.embedded or "")
+        if task_type not in SUPPORTED_TYPES:
+            raise RecipeError(
+                f"tasks.{name}: task type {task_type!r} has no multi-task head; supported: {', '.join(SUPPORTED_TYPES)}"
+            )
+        weight = coerce_numbers({"w": spec.get("loss_weight", 1.0)})["w"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise RecipeError(f"tasks.{name}.loss_weight={spec.get('loss_weight')!r} must be a positive number")
+        tasks[name] = TaskSection(data=data, loss_weight=float(weight))
+    lora = raw.get("lora") or {}
+    check_keys("lora", lora, LORA_KEYS)
+    model = raw.get("model") or {}
+    check_keys("model", model, model_config_names() - {"tasks", "task_loss_weighting"})
+    training = raw.get("training") or {}
+    check_keys("training", training, training_argument_names())
+    recipe = MultiTaskRecipe(
+        **{k: v for k, v in raw.items() if k not in ("tasks", "lora", "model", "training")},
+        tasks=tasks,
+        lora=coerce_numbers(lora),
+        model=coerce_numbers(model),
+        training=coerce_numbers(training),
+        source_path=source_path,
+    )
+    recipe.temperature = float(recipe.temperature)
+    if recipe.method not in ("lora", "full"):
+        raise RecipeError(f"recipe.method={recipe.method!r} must be 'lora' or 'full'")
+    if recipe.sampling not in SAMPLING:
+        raise RecipeError(
+            f"recipe.sampling={recipe.sampling!r} must be one of {', '.join(SAMPLING)}"
+            f"{_suggest(str(recipe.sampling), SAMPLING)}"
+        )
+    if not recipe.temperature > 0:
+        raise RecipeError(f"recipe.temperature={recipe.temperature} must be positive")
+    if recipe.loss_weighting not in LOSS_WEIGHTING:
+        raise RecipeError(
+            f"recipe.loss_weighting={recipe.loss_weighting!r} must be one of {', '.join(LOSS_WEIGHTING)}"
+        )
+    if recipe.doc_stride >= recipe.max_length // 2:
+        raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
+    if training.get("eval_strategy", "no") != "no":
+        raise RecipeError(
+            f"training.eval_strategy={training['eval_strategy']!r}: a multi-task run scores every task on its own "
+            "test split after training; leave eval_strategy out (or 'no')"
+        )
+    return recipe
+
+
+def load_multitask_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> MultiTaskRecipe:
+    return parse_multitask_recipe(read_recipe(path, overrides), source_path=str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# task sampling
+
+
+def task_probabilities(sizes: dict[str, int], sampling: str, temperature: float = 1.0) -> dict[str, float]:
+    """Probability of drawing each task for a batch: `p_i ∝ n_i` (proportional), `p_i ∝ n_i^(1/T)` (temperature)
+    or `1/K` (uniform). Temperature 1 is proportional; a large T tends to uniform (Arivazhagan et al., 2019)."""
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling={sampling!r} must be one of {SAMPLING}")
+    if any(n <= 0 for n in sizes.values()):
+        raise ValueError(f"every task needs training examples, got sizes {sizes}")
+    exponent = {"proportional": 1.0, "temperature": 1.0 / temperature, "uniform": 0.0}[sampling]
+    weights = {task: float(n) ** exponent for task, n in sizes.items()}
+    total = sum(weights.values())
+    return {task: w / total for task, w in weights.items()}
+
+
+class TaskBatchSampler:
+    """Batches of one task each: the task is drawn per batch from `probabilities`, its examples in a seeded shuffled
+    order (reshuffled each time the task's data is used up). Yields indices into `MultiTaskDataset`.
+
+    An epoch is as many batches as the tasks' data fill (`sum ceil(n_i / batch_size)`) unless `num_batches` says
+    otherwise; with proportional sampling every task is then seen about once per epoch.
+    """
+
+    def __init__(
+        self,
+        sizes: dict[str, int],
+        batch_size: int,
+        probabilities: dict[str, float],
+        seed: int = 42,
+        num_batches: int | None = None,
+    ):
+        self.tasks = list(sizes)
+        self.sizes = [sizes[t] for t in self.tasks]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int).tolist()
+        self.batch_size = batch_size
+        self.probabilities = np.array([probabilities[t] for t in self.tasks], dtype=float)
+        self.seed = seed
+        self.epoch = 0
+        self.num_batches = num_batches or sum(math.ceil(n / batch_size) for n in self.sizes)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def task_sequence(self) -> list[str]:
+        """The task of each batch of the current epoch (what `__iter__` will draw)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return [self.tasks[i] for i in rng.choice(len(self.tasks), size=self.num_batches, p=self.probabilities)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch, 1])
+        orders = [rng.permutation(n) for n in self.sizes]
+        cursors = [0] * len(self.tasks)
+        index = {t: i for i, t in enumerate(self.tasks)}
+        for task in self.task_sequence():
+            i = index[task]
+            batch = []
+            while len(batch) < min(self.batch_size, self.sizes[i]):
+                if cursors[i] == self.sizes[i]:
+                    # a new pass over the task: examples already in this batch go last, so no batch repeats one
+                    order = rng.permutation(self.sizes[i])
+                    in_batch = np.isin(order, batch)
+                    orders[i], cursors[i] = np.concatenate([order[~in_batch], order[in_batch]]), 0
+                take = min(self.batch_size - len(batch), self.sizes[i] - cursors[i])
+                batch.extend(orders[i][cursors[i] : cursors[i] + take].tolist())
+                cursors[i] += take
+            yield [self.offsets[i] + j for j in batch]
+
+
+class MultiTaskDataset(torch.utils.data.Dataset):
+    """The tasks' feature datasets end to end; item `k` is `(task, features row)`."""
+
+    def __init__(self, datasets: dict[str, Any]):
+        self.tasks = list(datasets)
+        self.datasets = datasets
+        self.bounds = np.cumsum([len(d) for d in datasets.values()]).tolist()
+
+    def __len__(self) -> int:
+        return self.bounds[-1] if self.bounds else 0
+
+    def sizes(self) -> dict[str, int]:
+        return {task: len(self.datasets[task]) for task in self.tasks}
+
+    def __getitem__(self, k: int) -> tuple[str, dict[str, Any]]:
+        i = int(np.searchsorted(self.bounds, k, side="right"))
+        start = self.bounds[i - 1] if i else 0
+        return self.tasks[i], self.datasets[self.tasks[i]][k - start]
+
+
+class MultiTaskCollator:
+    """Pads a one-task batch with that task's collator and names the task in the batch (`batch["task"]`)."""
+
+    def __init__(self, collators: dict[str, Any]):
+        self.collators = collators
+
+    def __call__(self, items: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        tasks = {task for task, _ in items}
+        if len(tasks) != 1:
+            raise ValueError(f"a multi-task batch must hold one task, got {sorted(tasks)}")
+        (task,) = tasks
+        batch = dict(self.collators[task]([row for _, row in items]))
+        batch["task"] = task
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trainer
+
+
+class MultiTaskTrainer(Trainer):
+    """`Trainer` whose training batches each come from one task (`TaskBatchSampler`), and whose logs add each
+    task's mean unweighted loss (`loss_<task>`) and, with uncertainty weighting, its current weight
+    (`weight_<task>` = exp(-s))."""
+
+    def __init__(
+        self,
+        *args: Any,
+        task_collators: dict[str, Any],
+        probabilities: dict[str, float],
+        num_batches: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.task_collators = task_collators
+        self.probabilities = probabilities
+        self.num_batches = num_batches
+        self.task_batches: dict[str, int] = defaultdict(int)
+        self._task_losses: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def get_train_dataloader(self) -> DataLoader:
+        dataset: MultiTaskDataset = self.train_dataset
+        sampler = TaskBatchSampler(
+            dataset.sizes(),
+            self._train_batch_size,
+            self.probabilities,
+            seed=self.args.seed,
+            num_batches=self.num_batches,
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=MultiTaskCollator(self.task_collators),
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        task = inputs["task"]
+        outputs = model(**inputs)
+        if model.training:
+            self.task_batches[task] += 1
+            self._task_losses[task].append(outputs["task_loss"].detach())
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._task_losses:
+            for task, losses in sorted(self._task_losses.items()):
+                logs[f"loss_{task}"] = round(float(torch.stack(losses).mean()), 4)
+            self._task_losses.clear()
+            uncertainty = getattr(unwrap(self.model), "task_uncertainty", None)
+            if uncertainty is not None:
+                for task, s in sorted(uncertainty_log_variances(uncertainty).items()):
+                    logs[f"weight_{task}"] = round(math.exp(-s), 4)
+        super().log(logs, start_time)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The SoraForMultiTask inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def uncertainty_log_variances(module: nn.Module) -> dict[str, float]:
+    """The learned `s_t` of a `SoraTaskUncertainty` (also when peft wraps it in `modules_to_save`)."""
+    inner = getattr(module, "modules_to_save", None)
+    if inner is not None:  # peft ModulesToSaveWrapper: the trained copy
+        module = inner["default"] if "default" in inner else next(iter(inner.values()))
+    return module.as_dict()
+
+
+class TaskView(nn.Module):
+    """A multi-task model seen as a single-task one (`view(**batch)` == `model(task=..., **batch)`), so that the
+    fine-tuning prediction code scores each task unchanged."""
+
+    def __init__(self, model: nn.Module, task: str):
+        super().__init__()
+        self.inner = model
+        self.task = task
+
+    def forward(self, **inputs: Any):
+        return self.inner(task=self.task, **inputs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the run
+
+
+def build_config(recipe: MultiTaskRecipe, infos: dict[str, Any]):
+    """The multi-task config: the checkpoint's encoder with one head per recipe task. A checkpoint that already is a
+    multi-task model must have the same tasks with the same labels (its heads are trained for those labels)."""
+    from .configuration_sora import SoraConfig
+
+    checkpoint = Path(recipe.checkpoint)
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} has no config.json: not a saved model folder")
+    base = SoraConfig.from_pretrained(checkpoint)
+    if base.is_decoder or base.is_encoder_decoder:
+        kind = "an encoder-decoder" if base.is_encoder_decoder else "a causal decoder"
+        raise RecipeError(
+            f"checkpoint {checkpoint} is {kind} ({base.architectures}); multi-task heads need a Sora encoder "
+            "(pre-trained with the mlm or rtd objective)"
+        )
+    tasks = {}
+    for name, info in infos.items():
+        spec: dict[str, Any] = {"type": info.task_type, "loss_weight": recipe.tasks[name].loss_weight}
+        if info.task_type != "question_answering":
+            spec["labels"] = list(info.label_names or [])
+        if info.task_type == "classification" and info.problem_type:
+            spec["problem_type"] = info.problem_type
+            if info.problem_type == "regression":
+                spec["labels"] = ["score"]
+        if info.tag_scheme:
+            spec["tag_scheme"] = info.tag_scheme
+        tasks[name] = spec
+    if base.tasks:
+        check_tasks_match(tasks, base.tasks, checkpoint)
+    return SoraConfig.from_pretrained(
+        checkpoint, tasks=tasks, task_loss_weighting=recipe.loss_weighting, **recipe.model
+    )
+
+
+def check_tasks_match(tasks: dict[str, dict], saved: dict[str, dict], checkpoint: Path | str) -> None:
+    """Raise RecipeError naming the first task whose name, type or label list differs from a saved model's."""
+    for name, spec in tasks.items():
+        if name not in saved:
+            raise RecipeError(
+                f"task {name!r} is not among the tasks of the multi-task checkpoint {checkpoint} "
+                f"({sorted(saved)}); a saved multi-task model keeps its heads"
+            )
+        have = saved[name]
+        if have["type"] != spec["type"]:
+            raise RecipeError(
+                f"task {name!r} is {spec['type']} in the data but {have['type']} in the checkpoint {checkpoint}"
+            )
+        data_labels, saved_labels = list(spec.get("labels") or []), list(have.get("labels") or [])
+        if data_labels != saved_labels:
+            unseen = [label for label in data_labels if label not in saved_labels]
+            detail = f"labels the checkpoint lacks: {_preview(unseen)}" if unseen else "same labels, another order"
+            raise RecipeError(
+                f"task {name!r}: the data's labels {_preview(data_labels)} disagree with the labels of the multi-task "
+                f"checkpoint {checkpoint} ({_preview(saved_labels)}; {detail}); its head was trained for those, in "
+                "that order"
+            )
+
+
+def _preview(labels: list, limit: int = 8) -> str:
+    shown = ", ".join(repr(label) for label in labels[:limit])
+    return f"[{shown}, ... {len(labels)} in all]" if len(labels) > limit else f"[{shown}]"
+
+
+def load_multitask_model(recipe: MultiTaskRecipe, config, tokenizer):
+    from .modeling_sora import SoraForMultiTask
+    from .tokenizer import check_tokenizer_fits
+
+    checkpoint = Path(recipe.checkpoint)
+    model, loading = SoraForMultiTask.from_pretrained(checkpoint, config=config, output_loading_info=True)
+    missing_body = [k for k in loading["missing_keys"] if k.startswith("model.")]
+    if missing_body:
+        raise RecipeError(
+            f"checkpoint {checkpoint} ({config.architectures}) has no weights for {len(missing_body)} encoder "
+            f"parameters, e.g. {missing_body[:3]}: it is not a Sora encoder"
+        )
+    check_tokenizer_fits(tokenizer, model.config)
+    return model
+
+
+def apply_multitask_lora(model: nn.Module, options: dict[str, Any]):
+    """LoRA on the shared encoder; every task head (and the uncertainty weights) trained whole and saved."""
+    from peft import LoraConfig, get_peft_model
+
+    from .lora import LoraOptions
+
+    opts = LoraOptions(**options)
+    heads = [f"heads.{task}" for task in model.task_names]
+    if model.task_uncertainty is not None:
+        heads.append("task_uncertainty")
+    kwargs: dict[str, Any] = dict(
+        r=opts.r,
+        lora_alpha=opts.alpha,
+        lora_dropout=opts.dropout,
+        modules_to_save=sorted(set(heads) | set(opts.modules_to_save)),
+    )
+    if opts.target_modules is not None:
+        kwargs["target_modules"] = opts.target_modules
+    return get_peft_model(model, LoraConfig(**kwargs))
+
+
+def run_multitask(
+    recipe: MultiTaskRecipe, *, overwrite: bool = False, callbacks: list | None = None
+) -> dict[str, Any]:
+    """Train one shared encoder on every task of the recipe, score each task, save; returns `metrics.json`."""
+    from .finetuning import _peak_memory_mb, build_features, collator_for, load_task, predict
+    from .lora import count_parameters
+    from .pretraining import check_output_dir, for_this_machine, save_recipe
+    from .reporting import plot_loss_curve, write_metrics, write_model_card
+    from .tokenizer import load_tokenizer
+
+    output_dir = Path(recipe.output_dir)
+    check_output_dir(output_dir, overwrite, resume=False)
+    if overwrite and output_dir.is_dir():
+        shutil.rmtree(output_dir)
+    set_seed(recipe.seed)
+
+    datasets, infos = {}, {}
+    for task in recipe.tasks:
+        datasets[task], infos[task] = load_task(recipe.task_recipe(task))
+        if infos[task].task_type not in SUPPORTED_TYPES:
+            raise RecipeError(f"tasks.{task}: {infos[task].task_type} has no multi-task head")
+    config = build_config(recipe, infos)  # label / checkpoint checks before anything is tokenised or trained
+    tokenizer = load_tokenizer(recipe.checkpoint)
+    model = load_multitask_model(recipe, config, tokenizer)
+    train_features, test_features, collators = {}, {}, {}
+    for task, info in infos.items():
+        num_labels = len(info.label_names) if info.label_names else 1
+        train_features[task], test_features[task] = build_features(
+            recipe.task_recipe(task), info, datasets[task], tokenizer, num_labels
+        )
+        collators[task] = collator_for(info.task_type, tokenizer, model)
+    if recipe.method == "lora":
+        model = apply_multitask_lora(model, recipe.lora)
+    parameters = count_parameters(model)
+
+    train_dataset = MultiTaskDataset({task: f.dataset for task, f in train_features.items()})
+    probabilities = task_probabilities(train_dataset.sizes(), recipe.sampling, recipe.temperature)
+    logger.info("%s: task probabilities %s", recipe.name, probabilities)
+    kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+    kwargs.setdefault("seed", recipe.seed)
+    args = TrainingArguments(**for_this_machine(kwargs))
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        task_collators=collators,
+        probabilities=probabilities,
+    )
+    memory_before = _peak_memory_mb(args.device)
+    started = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - started
+    peak_memory = _peak_memory_mb(args.device)
+
+    per_task = {}
+    for task, info in infos.items():
+        test = datasets[task]["test"]
+        view = TaskView(trainer.model, task)
+        predictions = predict(
+            view, info.task_type, test_features[task], collators[task], tokenizer, test,
+            args.per_device_eval_batch_size, recipe.task_recipe(task),
+        )  # fmt: skip
+        scores = task_metrics.score(info, test, predictions)
+        scores.update(
+            task_type=info.task_type,
+            train_examples=len(datasets[task]["train"]),
+            test_examples=len(test),
+            train_batches=trainer.task_batches.get(task, 0),
+            sampling_probability=round(probabilities[task], 4),
+        )
+        report_dir = output_dir / "tasks" / task
+        report_dir.mkdir(parents=True, exist_ok=True)
+        task_metrics.write_reports(report_dir, info, test, predictions, scores)
+        per_task[task] = scores
+    metrics: dict[str, Any] = {
+        "recipe": recipe.name,
+        "tasks": per_task,
+        "method": recipe.method,
+        "sampling": recipe.sampling,
+        "temperature": recipe.temperature if recipe.sampling == "temperature" else None,
+        "loss_weighting": recipe.loss_weighting,
+        "checkpoint": str(recipe.checkpoint),
+        "train_steps": trainer.state.global_step,
+        "train_loss": train_output.training_loss,
+        "train_seconds": round(train_seconds, 2),
+        "peak_memory_mb": round(peak_memory, 1),
+        "peak_memory_increase_mb": round(max(peak_memory - memory_before, 0.0), 1),
+        "device": str(args.device),
+        **parameters,
+    }
+    base = unwrap(trainer.model)
+    if base.task_uncertainty is not None:
+        learned = uncertainty_log_variances(base.task_uncertainty)
+        metrics["learned_log_variances"] = learned
+        metrics["learned_loss_weights"] = {t: math.exp(-s) for t, s in learned.items()}
+    save_multitask(trainer.model, tokenizer, output_dir, recipe.method)
+    write_metrics(output_dir, metrics)
+    plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    recipe_text = save_recipe(recipe.source_path, output_dir)
+    headline = {
+        f"test_{task}_{key[5:]}": value
+        for task, scores in per_task.items()
+        for key, value in scores.items()
+        if key.startswith("test_") and isinstance(value, (int, float))
+    }
+    write_model_card(
+        output_dir,
+        title=f"Sora {recipe.name}",
+        summary=recipe.description
+        or f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
+        metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
+        recipe_text=recipe_text,
+        pipeline_tag="multi-task",
+        tags=["multi-task", recipe.method, *sorted({i.task_type for i in infos.values()})],
+        dataset_name=", ".join(i.description or i.name for i in infos.values()),
+        recipe_command="sora-hf multitask recipe.yaml",
+    )
+    return metrics
+
+
+def save_multitask(model, tokenizer, output_dir: Path, method: str) -> None:
+    """Full: the model. LoRA: the adapter (heads included) in `adapter/`, and the merged plain SoraForMultiTask."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if method == "lora":
+        model.save_pretrained(output_dir / "adapter")
+        tokenizer.save_pretrained(output_dir / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
+__all__ = [
+    "MultiTaskRecipe",
+    "TaskSection",
+    "parse_multitask_recipe",
+    "load_multitask_recipe",
+    "task_probabilities",
+    "TaskBatchSampler",
+    "MultiTaskDataset",
+    "MultiTaskCollator",
+    "MultiTaskTrainer",
+    "TaskView",
+    "check_tasks_match",
+    "run_multitask",
+]

@@ -47,6 +47,18 @@ def gated_width(intermediate: int) -> int:
     return 64 * round(intermediate * 2 / 3 / 64)
 
 
+def gated_sizes(p: dict, max_positions: int) -> dict:
+    """Config sizes of a gated-MLP model (Sora, Llama, ModernBERT) matching the preset's plain-MLP reference."""
+    return dict(
+        vocab_size=p["vocab"],
+        hidden_size=p["hidden"],
+        num_hidden_layers=p["layers"],
+        num_attention_heads=p["heads"],
+        intermediate_size=gated_width(p["intermediate"]),
+        max_position_embeddings=max_positions,
+    )
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -120,48 +132,29 @@ def train_throughput(make_model: Callable, batch: dict, real_tokens: int, device
 
 
 def encoder_models(p: dict, attn: str) -> dict[str, Callable]:
-    common = dict(vocab_size=p["vocab"], hidden_size=p["hidden"], num_hidden_layers=p["layers"])
+    gated = gated_sizes(p, max_positions=max(p["seq"], 512))
+
+    def sora(padding_free: bool) -> SoraForMaskedLM:
+        config = SoraConfig(**gated, sparse_prediction=True, padding_free=padding_free, attn_implementation=attn)
+        return SoraForMaskedLM(config)
+
     return {
-        "sora": lambda: SoraForMaskedLM(
-            SoraConfig(
-                **common,
-                num_attention_heads=p["heads"],
-                intermediate_size=gated_width(p["intermediate"]),
-                max_position_embeddings=max(p["seq"], 512),
-                sparse_prediction=True,
-                attn_implementation=attn,
-            )
-        ),
-        "sora_padding_free": lambda: SoraForMaskedLM(
-            SoraConfig(
-                **common,
-                num_attention_heads=p["heads"],
-                intermediate_size=gated_width(p["intermediate"]),
-                max_position_embeddings=max(p["seq"], 512),
-                sparse_prediction=True,
-                padding_free=True,
-                attn_implementation=attn,
-            )
-        ),
+        "sora": lambda: sora(padding_free=False),
+        "sora_padding_free": lambda: sora(padding_free=True),
         "bert": lambda: BertForMaskedLM(
             BertConfig(
-                **common,
+                vocab_size=p["vocab"],
+                hidden_size=p["hidden"],
+                num_hidden_layers=p["layers"],
                 num_attention_heads=p["heads"],
                 intermediate_size=p["intermediate"],
                 max_position_embeddings=max(p["seq"], 512),
                 attn_implementation="sdpa",
             )
         ),
+        # ModernBERT's Wi is (hidden, 2 * intermediate): the gated width gives it the same size as Sora
         "modernbert": lambda: ModernBertForMaskedLM(
-            ModernBertConfig(
-                **common,
-                num_attention_heads=p["heads"],
-                intermediate_size=gated_width(p["intermediate"]),  # its Wi is (hidden, 2 * intermediate)
-                max_position_embeddings=max(p["seq"], 512),
-                sparse_prediction=True,
-                pad_token_id=0,
-                attn_implementation=attn,
-            )
+            ModernBertConfig(**gated, sparse_prediction=True, pad_token_id=0, attn_implementation=attn)
         ),
     }
 
@@ -174,12 +167,12 @@ def run_training(kind: str, p: dict, device, steps: int, warmup: int, padding: f
         if padding == 0:
             models.pop("sora_padding_free")  # nothing to drop
     else:
-        common = dict(vocab_size=p["vocab"], hidden_size=p["hidden"], num_hidden_layers=p["layers"])
-        common.update(num_attention_heads=p["heads"], intermediate_size=gated_width(p["intermediate"]))
-        common.update(max_position_embeddings=max(seq, 512))
+        common = gated_sizes(p, max_positions=max(seq, 512))
         models = {
             "sora": lambda: SoraForCausalLM(SoraConfig(**common, is_decoder=True, attn_implementation=attn)),
-            "llama": lambda: LlamaForCausalLM(LlamaConfig(**common, attn_implementation=attn)),
+            "llama": lambda: LlamaForCausalLM(
+                LlamaConfig(**common, tie_word_embeddings=True, attn_implementation=attn)
+            ),
         }
     results = {}
     for name, make in models.items():
@@ -210,13 +203,15 @@ def run_training(kind: str, p: dict, device, steps: int, warmup: int, padding: f
 
 @torch.inference_mode()
 def run_decoding(p: dict, device, new_tokens: int, batch_sizes: list[int], attn: str) -> dict:
-    common = dict(vocab_size=p["vocab"], hidden_size=p["hidden"], num_hidden_layers=p["layers"])
-    common.update(num_attention_heads=p["heads"], intermediate_size=gated_width(p["intermediate"]))
-    common.update(max_position_embeddings=2048)
+    common = gated_sizes(p, max_positions=2048)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     sora = SoraForCausalLM(SoraConfig(**common, is_decoder=True, attn_implementation=attn)).to(device, dtype).eval()
-    llama = LlamaForCausalLM(LlamaConfig(**common, attn_implementation=attn)).to(device, dtype).eval()
+    llama = (
+        LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=True, attn_implementation=attn))
+        .to(device, dtype)
+        .eval()
+    )
     variants = {
         "llama_dynamic_cache": (llama, {}),
         "llama_static_cache": (llama, {"cache_implementation": "static"}),

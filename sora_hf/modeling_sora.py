@@ -363,6 +363,10 @@ SORA_AUTO_MAP = {
 class SoraPreTrainedModel(PreTrainedModel):
     config: SoraConfig
     base_model_prefix = "model"
+    # Most heads' losses are a mean over their own batch (they do not read `num_items_in_batch`), so Trainer must
+    # divide them by the gradient-accumulation steps itself, which it does only for models that say so. The LM heads
+    # that do divide by `num_items_in_batch` set this back to True.
+    accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     _no_split_modules = ["SoraLayer"]
     _skip_keys_device_placement = ["past_key_values"]
@@ -623,6 +627,7 @@ class SoraMLMHead(nn.Module):
 
 
 class SoraForMaskedLM(SoraPreTrainedModel):
+    accepts_loss_kwargs = True  # the loss divides by Trainer's `num_items_in_batch` when given
     _tied_weights_keys = {"decoder.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: SoraConfig):
@@ -719,10 +724,6 @@ class SoraForPreTraining(SoraPreTrainedModel):
     `input_ids` (replaced-token detection at inference).
     """
 
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
-
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.model = SoraModel(config, is_causal=False)
@@ -779,6 +780,7 @@ class SoraForPreTraining(SoraPreTrainedModel):
 
 
 class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
+    accepts_loss_kwargs = True  # the loss divides by Trainer's `num_items_in_batch` when given
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: SoraConfig):
@@ -925,10 +927,6 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
 class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
     """Encoder-decoder LM for translation, summarisation, style transfer and denoising pre-training."""
 
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
-
     _tied_weights_keys = {
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
@@ -1019,10 +1017,6 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
 class SoraForSequenceClassification(SoraPreTrainedModel):
     """Single-label, multi-label or regression head (`config.problem_type`, inferred from the labels if unset)."""
 
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
-
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -1064,10 +1058,6 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
 
 class SoraForMultipleChoice(SoraPreTrainedModel):
     """Scores each `(batch, num_choices, seq)` choice with the pooled head; softmax over choices."""
-
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -1113,10 +1103,6 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
 class SoraForTokenClassification(SoraPreTrainedModel):
     """Per-token labels (NER, POS, word segmentation)."""
 
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
-
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -1155,10 +1141,6 @@ class SoraForTokenClassification(SoraPreTrainedModel):
 
 class SoraForQuestionAnswering(SoraPreTrainedModel):
     """Extractive QA: start and end logits over the tokens."""
-
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -1220,10 +1202,6 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
     With `labels` and a second sentence (`input_ids_b`, `attention_mask_b`), trains with the CoSENT loss on the
     cosine similarity of each pair (labels: a similarity score or 0/1).
     """
-
-    # the loss is a mean over this batch (it does not read `num_items_in_batch`): Trainer must then divide it by
-    # the gradient-accumulation steps itself, which it does only for models that say so
-    accepts_loss_kwargs = False
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -1348,7 +1326,6 @@ class SoraForMultiTask(SoraPreTrainedModel):
     """
 
     _auto_class = "AutoModelForMultiTask"  # sora_hf's auto class: `save_pretrained` writes its auto_map entry
-    accepts_loss_kwargs = False  # one batch = one task: Trainer must not rescale by a cross-task token count
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)

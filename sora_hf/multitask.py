@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments, set_seed
 
 from . import task_metrics
+from .finetuning import DEFAULT_TRAINING as FINETUNE_TRAINING
 from .recipes import (
     LORA_KEYS,
     FinetuneDataSection,
@@ -74,19 +75,13 @@ EMBEDDED_TYPES = {
     "qa": "question_answering",
     "pinyin": "seq2seq",
 }
-DEFAULT_TRAINING = dict(
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
-    learning_rate=5e-4,
-    weight_decay=0.01,
-    warmup_steps=0.06,
-    num_train_epochs=3,
-    logging_steps=25,
-    eval_strategy="no",  # each task is scored on its own test split after training
-    save_strategy="no",
-    report_to="none",
-    dataloader_num_workers=0,
-)
+# fine-tuning's defaults, but no evaluation or checkpoints during training: each task is scored on its own test
+# split after training
+DEFAULT_TRAINING = {
+    **{k: v for k, v in FINETUNE_TRAINING.items() if k != "save_total_limit"},
+    "eval_strategy": "no",
+    "save_strategy": "no",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -60,3 +60,13 @@ def random_batch(batch: int = 3, seq: int = 10, seed: int = 0, pad_rows: dict | 
         attention_mask[row, seq - n_pad :] = 0
         input_ids[row, seq - n_pad :] = 0
     return input_ids, attention_mask
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """A tokenizer trained on the shipped Chinese corpus, for recipe runs; test modules may define their own."""
+    from sora_hf.data import load_pretraining_text
+    from sora_hf.tokenizer import train_tokenizer
+
+    texts = load_pretraining_text("all")["text"][:3000]
+    return train_tokenizer(iter(texts), vocab_size=2000, min_frequency=1, model_max_length=64)

@@ -27,12 +27,6 @@ TRAINING = {
 }
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    texts = load_pretraining_text("all")["text"][:3000]
-    return train_tokenizer(iter(texts), vocab_size=2000, min_frequency=1, model_max_length=64)
-
-
 def _save(model_class, tokenizer, folder, **overrides):
     torch.manual_seed(0)
     model = model_class(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer), **overrides)))

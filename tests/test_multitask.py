@@ -24,7 +24,6 @@ from sora_hf import (
     SoraForSequenceClassification,
     SoraForTokenClassification,
 )
-from sora_hf.data import load_pretraining_text
 from sora_hf.multitask import (
     MultiTaskCollator,
     MultiTaskDataset,
@@ -35,7 +34,6 @@ from sora_hf.multitask import (
 )
 from sora_hf.pipelines.multitask import group_entities
 from sora_hf.recipes import RecipeError
-from sora_hf.tokenizer import train_tokenizer
 
 TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
@@ -289,12 +287,6 @@ TRAINING = {
     "learning_rate": 3e-3,
     "disable_tqdm": True,
 }
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    texts = load_pretraining_text("all")["text"][:3000]
-    return train_tokenizer(iter(texts), vocab_size=2000, min_frequency=1, model_max_length=64)
 
 
 @pytest.fixture(scope="module")

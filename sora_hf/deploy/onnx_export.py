@@ -310,30 +310,20 @@ def export_onnx(
         warnings.filterwarnings("ignore", message=".*aten::index.*")
         args = tuple(example[name] for name in names_in)
         if exporter == "torchscript":
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(output_dir / ONNX_FILE),
-                input_names=names_in,
-                output_names=names_out,
-                dynamic_axes=axes,
-                opset_version=opset,
-                dynamo=False,
-            )
+            dynamic = dict(dynamic_axes=axes, dynamo=False)
         else:
             batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
             shapes = {name: {0: batch, 1: seq} for name in names_in}
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(output_dir / ONNX_FILE),
-                input_names=names_in,
-                output_names=names_out,
-                dynamic_shapes=shapes,
-                opset_version=opset,
-                dynamo=True,
-                verbose=False,
-            )
+            dynamic = dict(dynamic_shapes=shapes, dynamo=True, verbose=False)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(output_dir / ONNX_FILE),
+            input_names=names_in,
+            output_names=names_out,
+            opset_version=opset,
+            **dynamic,
+        )
     info = ExportInfo(
         architecture=spec.architecture,
         task=spec.task,

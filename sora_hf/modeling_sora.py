@@ -9,8 +9,9 @@ This file imports only torch, transformers and `configuration_sora`, so that `sa
 weights and the model loads with `trust_remote_code=True` where sora_hf is not installed.
 """
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -47,6 +48,24 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .configuration_sora import SoraConfig
 
 logger = logging.get_logger(__name__)
+
+# transformers 5.24 renamed the cache argument of forwards, masks and `generate()` from `past_key_values` to `cache`,
+# and the cache field of the outputs with it; 5.17-5.23 use the old name. Sora's forwards accept both names and speak
+# to transformers in the one the installed release uses, so a checkpoint's remote code decodes right on either.
+CACHE_ARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
+
+
+def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The cache a caller passed, under either name."""
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Pass the cache as `cache` or as `past_key_values`, not both.")
+    return cache if cache is not None else past_key_values
+
+
+def output_cache(outputs: ModelOutput) -> Cache | None:
+    """The cache an output carries, whatever the installed transformers calls its field."""
+    return getattr(outputs, CACHE_FIELD, None)
 
 
 class SoraRMSNorm(nn.Module):
@@ -177,44 +196,38 @@ class SoraAttention(nn.Module):
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         key_value_states: torch.Tensor | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         query_states = self.q_proj(hidden_states).view(*input_shape, -1, self.head_dim).transpose(1, 2)
 
-        cache = past_key_values
-        if isinstance(past_key_values, EncoderDecoderCache):
-            cache = (
-                past_key_values.cross_attention_cache
-                if self.is_cross_attention
-                else past_key_values.self_attention_cache
-            )
+        layer_cache = cache
+        if isinstance(cache, EncoderDecoderCache):
+            layer_cache = cache.cross_attention_cache if self.is_cross_attention else cache.self_attention_cache
 
         if self.is_cross_attention:
-            is_updated = isinstance(past_key_values, EncoderDecoderCache) and past_key_values.is_updated.get(
-                self.layer_idx, False
-            )
+            is_updated = isinstance(cache, EncoderDecoderCache) and cache.is_updated.get(self.layer_idx, False)
             if is_updated:
                 # the encoder states do not change while decoding: reuse their projections
-                key_states = cache.layers[self.layer_idx].keys
-                value_states = cache.layers[self.layer_idx].values
+                key_states = layer_cache.layers[self.layer_idx].keys
+                value_states = layer_cache.layers[self.layer_idx].values
             else:
                 kv_shape = (*key_value_states.shape[:-1], -1, self.head_dim)
                 key_states = self.k_proj(key_value_states).view(kv_shape).transpose(1, 2)
                 value_states = self.v_proj(key_value_states).view(kv_shape).transpose(1, 2)
-                if isinstance(past_key_values, EncoderDecoderCache):
-                    key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
-                    past_key_values.is_updated[self.layer_idx] = True
+                if isinstance(cache, EncoderDecoderCache):
+                    key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx)
+                    cache.is_updated[self.layer_idx] = True
         else:
             kv_shape = (*input_shape, -1, self.head_dim)
             key_states = self.k_proj(hidden_states).view(kv_shape).transpose(1, 2)
             value_states = self.v_proj(hidden_states).view(kv_shape).transpose(1, 2)
             cos, sin = position_embeddings
             query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
-            if cache is not None:
-                key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
+            if layer_cache is not None:
+                key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -254,7 +267,7 @@ class SoraLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> torch.Tensor:
         residual = hidden_states
@@ -262,7 +275,7 @@ class SoraLayer(GradientCheckpointingLayer):
             self.input_layernorm(hidden_states),
             position_embeddings=position_embeddings,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             **kwargs,
         )
         hidden_states = residual + self.dropout(hidden_states)
@@ -272,7 +285,7 @@ class SoraLayer(GradientCheckpointingLayer):
             hidden_states, _ = self.cross_attn(
                 self.cross_attn_layernorm(hidden_states),
                 attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 key_value_states=encoder_hidden_states,
                 **kwargs,
             )
@@ -369,7 +382,7 @@ class SoraPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     _no_split_modules = ["SoraLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -447,18 +460,22 @@ class SoraModel(SoraPreTrainedModel):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
+        r"""cache / past_key_values: the KV cache of earlier steps (one argument under two names: transformers 5.24
+        calls it `cache`, earlier releases `past_key_values`)."""
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        if self._runs_padding_free(attention_mask, position_ids, encoder_hidden_states, past_key_values, kwargs):
+        cache = _one_cache(cache, past_key_values)
+        if self._runs_padding_free(attention_mask, position_ids, encoder_hidden_states, cache, kwargs):
             return self._padding_free_forward(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
         return self._forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
@@ -466,12 +483,12 @@ class SoraModel(SoraPreTrainedModel):
             **kwargs,
         )
 
-    def _runs_padding_free(self, attention_mask, position_ids, encoder_hidden_states, past_key_values, kwargs) -> bool:
+    def _runs_padding_free(self, attention_mask, position_ids, encoder_hidden_states, cache, kwargs) -> bool:
         """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache)."""
         wanted = self.config.padding_free
         if wanted is None:
             wanted = self.config._attn_implementation.startswith("flash_attention")
-        if not wanted or self.is_causal or encoder_hidden_states is not None or past_key_values is not None:
+        if not wanted or self.is_causal or encoder_hidden_states is not None or cache is not None:
             return False
         if attention_mask is None or attention_mask.dim() != 2 or position_ids is not None:
             return False
@@ -522,7 +539,7 @@ class SoraModel(SoraPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
@@ -539,19 +556,15 @@ class SoraModel(SoraPreTrainedModel):
 
         if not self.is_causal:
             use_cache = False
-        if use_cache and past_key_values is None and not self.training:
+        if use_cache and cache is None and not self.training:
             # training never reads a cache back, and without one packed sequences (position ids restarting,
             # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
-            past_key_values = (
+            cache = (
                 EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
                 if encoder_hidden_states is not None
                 else DynamicCache(config=self.config)
             )
-        self_attn_cache = (
-            past_key_values.self_attention_cache
-            if isinstance(past_key_values, EncoderDecoderCache)
-            else past_key_values
-        )
+        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
 
         if position_ids is None:
             past_seen_tokens = self_attn_cache.get_seq_length() if self_attn_cache is not None else 0
@@ -563,8 +576,8 @@ class SoraModel(SoraPreTrainedModel):
                 config=self.config,
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
-                past_key_values=self_attn_cache,
                 position_ids=position_ids,
+                **{CACHE_ARG: self_attn_cache},
             )
         else:
             # several sequences packed into one row (padding-free, or transformers' DataCollatorWithFlattening):
@@ -594,14 +607,13 @@ class SoraModel(SoraPreTrainedModel):
                 encoder_hidden_states,
                 encoder_attention_mask=cross_mask,
                 position_embeddings=position_embeddings,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 **kwargs,
             )
         hidden_states = self.norm(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None}
         )
 
 
@@ -808,15 +820,17 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        cache: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        r"""labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted."""
+        r"""labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted.
+        cache / past_key_values: the KV cache (transformers 5.24 passes `cache`, earlier releases `past_key_values`)."""
         kwargs.pop("token_type_ids", None)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=_one_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -830,7 +844,7 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: output_cache(outputs)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -883,6 +897,7 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
         if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -908,13 +923,13 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
             inputs_embeds=decoder_inputs_embeds,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=_one_cache(cache, past_key_values),
             use_cache=use_cache,
             **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **{CACHE_FIELD: output_cache(decoder_outputs)},
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -973,6 +988,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""labels: target ids (-100 where no loss); decoder inputs are derived from them when not given."""
@@ -987,7 +1003,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=_one_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -1004,7 +1020,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: output_cache(outputs)},
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,

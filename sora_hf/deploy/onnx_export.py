@@ -29,6 +29,8 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
+from ..modeling_sora import CACHE_ARG, output_cache
+
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
@@ -81,11 +83,11 @@ class _DecoderStep(nn.Module):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
+            **{CACHE_ARG: cache},
             use_cache=True,
         )
         present = []
-        for layer in out.past_key_values.layers:
+        for layer in output_cache(out).layers:
             present += [layer.keys, layer.values]
         return (out.logits, *present)
 

@@ -8,12 +8,17 @@ default: masked LM, classification, QA...), a causal decoder (`is_decoder=True`:
 This file imports only transformers so that it travels to the Hub as custom code beside `modeling_sora.py`.
 """
 
+import copy
+
 from huggingface_hub.dataclasses import strict
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
+from transformers.utils import logging
 
-POOLING_MODES = ("cls", "mean")
+logger = logging.get_logger(__name__)
+
+POOLING_MODES = ("cls", "mean", "last")
 MULTITASK_TYPES = ("classification", "token_classification", "question_answering")
 TASK_SPEC_KEYS = ("type", "labels", "problem_type", "tag_scheme", "loss_weight")
 TASK_LOSS_WEIGHTINGS = ("fixed", "uncertainty")
@@ -42,7 +47,9 @@ class SoraConfig(PreTrainedConfig):
         hidden_dropout (`float`): dropout on embeddings and on each block's residual branches.
         attention_dropout (`float`): dropout on attention probabilities.
         classifier_dropout (`float`, *optional*): dropout before task heads; defaults to `hidden_dropout`.
-        classifier_pooling (`"cls"` or `"mean"`): how a layer's token states become one vector for pooled heads.
+        classifier_pooling (`"cls"`, `"mean"` or `"last"`): how a layer's token states become one vector for pooled
+            heads: the first token, the mean of the real tokens, or the last real token (a decoder's `"cls"`, since
+            under causal attention only the last token has seen the whole sequence).
         multi_level_attention (`bool`): pooled heads (sequence classification, multiple choice, sentence embeddings)
             attend over the pooled vectors of *all* layers with a learned query instead of using the last layer only.
         is_decoder (`bool`): causal self-attention (decoder-only model).
@@ -80,7 +87,7 @@ class SoraConfig(PreTrainedConfig):
     """
 
     model_type = "sora"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
     base_model_tp_plan = {
         "layers.*.self_attn.q_proj": "colwise",
         "layers.*.self_attn.k_proj": "colwise",
@@ -283,6 +290,35 @@ class SoraConfig(PreTrainedConfig):
             **{
                 **self.to_dict(),
                 "hidden_size": self.generator_hidden_size,
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "SoraConfig":
+        """A saved config with a new `num_labels` (`from_pretrained(ckpt, num_labels=5, ignore_mismatched_sizes=True)`,
+        fine-tuning a fine-tuned model on other labels) gets a new head with placeholder labels, as BERT does; only a
+        config built by hand with both disagreeing is refused, in `__init__`."""
+        num_labels = kwargs.get("num_labels")
+        id2label = config_dict.get("id2label")
+        if (
+            num_labels is not None
+            and id2label is not None
+            and len(id2label) != num_labels
+            and "id2label" not in kwargs
+        ):
+            logger.warning(
+                f"num_labels={num_labels} replaces the checkpoint's {len(id2label)} labels "
+                f"({list(id2label.values())[:10]}): the classifier is newly initialised with LABEL_0..LABEL_{num_labels - 1}."
+            )
+            config_dict = {key: value for key, value in config_dict.items() if key not in ("id2label", "label2id")}
+        return super().from_dict(config_dict, **kwargs)
+
+    def get_text_config(self, decoder=None, encoder=None) -> "SoraConfig":
+        """The decoder of an encoder-decoder has `num_decoder_layers` blocks: caches (dynamic and static) size
+        themselves from this view."""
+        config = super().get_text_config(decoder=decoder, encoder=encoder)
+        if decoder and not encoder and self.is_encoder_decoder and self.num_decoder_layers != self.num_hidden_layers:
+            config = copy.deepcopy(config)
+            config.num_hidden_layers = self.num_decoder_layers
+        return config
+
                 "intermediate_size": self.generator_intermediate_size,
                 "num_hidden_layers": self.generator_num_hidden_layers,
                 "num_attention_heads": self.generator_num_attention_heads,

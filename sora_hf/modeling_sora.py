@@ -9,6 +9,7 @@ This file imports only torch, transformers and `configuration_sora`, so that `sa
 weights and the model loads with `trust_remote_code=True` where sora_hf is not installed.
 """
 
+import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -299,7 +300,8 @@ class SoraLayer(GradientCheckpointingLayer):
 class SoraPooler(nn.Module):
     """Turns token states into one vector per sequence.
 
-    Each layer is pooled with `config.classifier_pooling` (`cls`: first token, `mean`: mean over real tokens). With
+    Each layer is pooled with `config.classifier_pooling` (`cls`: first token, `mean`: mean over real tokens, `last`:
+    last real token, what a decoder's `cls` means since its first token has seen nothing else). With
     `config.multi_level_attention`, every layer's pooled (and RMS-normalised) vector is a candidate and a learned
     attention (`v^T tanh(W h_l)`, softmax over layers) mixes them, so a head can draw on lower layers' lexical
     features as well as the top layer's. The query starts at zero, i.e. as a uniform average of the layers.
@@ -308,6 +310,9 @@ class SoraPooler(nn.Module):
     def __init__(self, config: SoraConfig):
         super().__init__()
         self.pooling = config.classifier_pooling
+        if config.is_decoder and self.pooling == "cls":
+            # under causal attention the first token has seen nothing: pool the last real one, as Llama's heads do
+            self.pooling = "last"
         self.multi_level = config.multi_level_attention
         if self.multi_level:
             self.level_norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -317,6 +322,12 @@ class SoraPooler(nn.Module):
     def pool(self, hidden_state: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.pooling == "cls":
             return hidden_state[:, 0]
+        if self.pooling == "last":
+            if attention_mask is None:
+                return hidden_state[:, -1]
+            positions = torch.arange(hidden_state.shape[1], device=hidden_state.device)
+            last = (positions * attention_mask.to(positions.dtype)).argmax(-1)  # right or left padding alike
+            return hidden_state[torch.arange(hidden_state.shape[0], device=hidden_state.device), last]
         if attention_mask is None:
             return hidden_state.mean(dim=1)
         mask = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
@@ -435,13 +446,29 @@ class SoraModel(SoraPreTrainedModel):
         self.layers = nn.ModuleList(
             [
                 SoraLayer(config, i, is_causal=self.is_causal, add_cross_attention=add_cross_attention)
-                for i in range(config.num_hidden_layers)
+                # the decoder of an encoder-decoder has its own depth
+                for i in range(config.num_decoder_layers if add_cross_attention else config.num_hidden_layers)
             ]
         )
         self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = SoraRotaryEmbedding(config=config)
         self.gradient_checkpointing = False
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As for BART: the bare model of an encoder-decoder checkpoint (what `AutoModel` loads) is the
+        encoder-decoder `SoraSeq2SeqModel`, not an encoder stack that would drop half the weights."""
+        config = kwargs.get("config")
+        if cls is SoraModel and isinstance(config, SoraConfig) and config.is_encoder_decoder:
+            return SoraSeq2SeqModel.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def _from_config(cls, config: SoraConfig, **kwargs):
+        if cls is SoraModel and config.is_encoder_decoder:
+            return SoraSeq2SeqModel._from_config(config, **kwargs)
+        return super()._from_config(config, **kwargs)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -519,7 +546,9 @@ class SoraModel(SoraPreTrainedModel):
             else inputs_embeds.reshape(batch_size * seq_len, -1)[indices].unsqueeze(0),
             "token_type_ids": None if token_type_ids is None else token_type_ids.flatten()[indices].unsqueeze(0),
         }
-        outputs = self._forward(**packed, attention_mask=None, position_ids=position_ids, use_cache=False, **kwargs)
+        outputs = self._forward(
+            **packed, attention_mask=None, position_ids=position_ids, use_cache=False, return_dict=True, **kwargs
+        )
 
         def pad_back(states: torch.Tensor) -> torch.Tensor:
             padded = states.new_zeros(batch_size * seq_len, states.shape[-1])
@@ -672,6 +701,7 @@ class SoraForMaskedLM(SoraPreTrainedModel):
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
+            return_dict=True,
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
@@ -747,6 +777,15 @@ class SoraForPreTraining(SoraPreTrainedModel):
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """The generator has a vocabulary of its own: it must grow with the discriminator's, or it samples ids
+        (and reads new tokens) outside its embedding."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.generator.resize_token_embeddings(embeddings.num_embeddings, mean_resizing=mean_resizing)
+        return embeddings
+
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -756,7 +795,11 @@ class SoraForPreTraining(SoraPreTrainedModel):
         discriminator_input = input_ids
         if labels is not None:
             gen_out = self.generator(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, labels=labels
+                return_dict=True,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                labels=labels,
             )
             generator_loss, generator_logits = gen_out.loss, gen_out.logits
             with torch.no_grad():
@@ -769,7 +812,11 @@ class SoraForPreTraining(SoraPreTrainedModel):
                 original = torch.where(masked, labels, input_ids)
                 replaced_labels = (discriminator_input != original).long()
         outputs = self.model(
-            input_ids=discriminator_input, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+            return_dict=True,
+            input_ids=discriminator_input,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            **kwargs,
         )
         logits = self.discriminator_head(outputs.last_hidden_state)
         loss = discriminator_loss = None
@@ -795,11 +842,22 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
     accepts_loss_kwargs = True  # the loss divides by Trainer's `num_items_in_batch` when given
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
+def _with_shape(config: SoraConfig, **shape: bool) -> SoraConfig:
+    """`config` with the shape flags a head implies, copied first if that changes it: a model never edits the
+    config object its caller still holds (a `SoraModel(cfg)` built after `SoraForCausalLM(cfg)` stays an encoder)."""
+    if all(getattr(config, key) == value for key, value in shape.items()):
+        return config
+    config = copy.deepcopy(config)
+    for key, value in shape.items():
+        setattr(config, key, value)
+    return config
+
+
     def __init__(self, config: SoraConfig):
-        # a causal LM is a decoder whatever the config said; record it so AutoModel reloads it as one
-        config.is_decoder = True
-        super().__init__(config)
-        self.model = SoraModel(config, is_causal=True)
+        # a causal LM is a decoder whatever the config said; record it (on a copy: the caller's config stays an
+        # encoder's) so that AutoModel reloads the checkpoint as a decoder
+        super().__init__(_with_shape(config, is_decoder=True))
+        self.model = SoraModel(self.config, is_causal=True)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -835,6 +893,7 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
+            return_dict=True,
         hidden_states = outputs.last_hidden_state
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, slice_indices, :])
@@ -865,8 +924,8 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
     _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
 
     def __init__(self, config: SoraConfig):
-        config.is_encoder_decoder = True
-        super().__init__(config)
+        super().__init__(_with_shape(config, is_encoder_decoder=True))
+        config = self.config
         self.encoder = SoraModel(config, is_causal=False)
         self.decoder = SoraModel(config, is_causal=True, add_cross_attention=True)
         self.post_init()
@@ -909,7 +968,11 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
             )
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+                return_dict=True,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                **kwargs,
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(
@@ -926,6 +989,7 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
             cache=_one_cache(cache, past_key_values),
             use_cache=use_cache,
             **kwargs,
+            return_dict=True,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -948,9 +1012,8 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
     }
 
     def __init__(self, config: SoraConfig):
-        config.is_encoder_decoder = True
-        super().__init__(config)
-        self.model = SoraSeq2SeqModel(config)
+        super().__init__(_with_shape(config, is_encoder_decoder=True))
+        self.model = SoraSeq2SeqModel(self.config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -1010,6 +1073,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)
+            return_dict=True,
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
@@ -1036,7 +1100,7 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.model = SoraModel(config, is_causal=False)
+        self.model = SoraModel(config)
         self.classifier = SoraClassificationHead(config, config.num_labels)
         self.post_init()
 
@@ -1065,6 +1129,7 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(
+            return_dict=True,
             loss=loss,
             logits=logits,
             hidden_states=outputs.hidden_states if return_hidden else None,
@@ -1077,7 +1142,7 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.model = SoraModel(config, is_causal=False)
+        self.model = SoraModel(config)
         self.classifier = SoraClassificationHead(config, 1)
         self.post_init()
 
@@ -1111,6 +1176,7 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
         return MultipleChoiceModelOutput(
             loss=loss,
             logits=logits,
+            return_dict=True,
             hidden_states=outputs.hidden_states if return_hidden else None,
             attentions=outputs.attentions,
         )
@@ -1122,7 +1188,7 @@ class SoraForTokenClassification(SoraPreTrainedModel):
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.model = SoraModel(config, is_causal=False)
+        self.model = SoraModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -1151,6 +1217,7 @@ class SoraForTokenClassification(SoraPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(logits, labels, self.config)
         return TokenClassifierOutput(
+            return_dict=True,
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
@@ -1160,7 +1227,7 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.model = SoraModel(config, is_causal=False)
+        self.model = SoraModel(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -1189,6 +1256,7 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
         start_logits = start_logits.squeeze(-1).contiguous()
         end_logits = end_logits.squeeze(-1).contiguous()
         loss = None
+            return_dict=True,
         if start_positions is not None and end_positions is not None:
             loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
         return QuestionAnsweringModelOutput(
@@ -1221,14 +1289,18 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.model = SoraModel(config, is_causal=False)
+        self.model = SoraModel(config)
         self.pooler = SoraPooler(config)
         self.post_init()
 
     def encode(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
         kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
         outputs = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+            return_dict=True,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            **kwargs,
         )
         embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
         return embeddings, weights, outputs, return_hidden
@@ -1351,7 +1423,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
                 "['negative', 'positive']}}"
             )
         self.task_names = sorted(config.tasks)  # config.json stores the mapping with sorted keys
-        self.model = SoraModel(config, is_causal=False)
+        self.model = SoraModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         heads = {}
         for name in self.task_names:
@@ -1440,6 +1512,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
         if spec["type"] == "question_answering":
             if start_positions is None or end_positions is None:
                 return None
+            return_dict=True,
             start_logits, end_logits = logits["start_logits"], logits["end_logits"]
             ignored = start_logits.size(1)
             start = start_positions.view(-1).to(start_logits.device).clamp(0, ignored)

@@ -1,12 +1,23 @@
 # One entry point for a fresh machine: `make quickstart` (the main job) and `make test` (the test suite).
 # Both create .venv and install what they need: torch first (the CPU build, pinned so pip never pulls a CUDA one),
 # then sora_hf with its dev extra.
+#
+# `make test` tests both ends of the transformers range that pyproject.toml declares: the whole suite on what pip
+# resolves today (.venv), then the model, generation, remote-code, pipeline and peft tests on the oldest declared
+# release, pinned (.venv-oldest), then a built wheel installed into a fresh venv, run from outside the checkout.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
+OLDEST_VENV ?= .venv-oldest
+OLDEST_TRANSFORMERS := $(shell sed -n 's/^ *"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+OLDEST_TESTS ?= tests/test_modeling.py tests/test_modeling_conventions.py tests/test_generation_parity.py \
+	tests/test_remote_code.py tests/test_pipelines_sora.py tests/test_pipelines_transformers.py \
+	tests/test_pipelines_custom.py tests/test_sentence_embeddings.py tests/test_peft_methods.py \
+	tests/test_tensor_parallel.py
+TEST_ENV = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) OMP_NUM_THREADS=1
 
-.PHONY: setup test quickstart lint clean
+.PHONY: setup test test-newest test-oldest test-wheel quickstart lint clean
 
 setup: $(VENV)/.installed
 
@@ -17,9 +28,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-test: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) OMP_NUM_THREADS=1 \
-		$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+$(OLDEST_VENV)/.installed: pyproject.toml
+	test -n "$(OLDEST_TRANSFORMERS)" || { echo "no transformers>=X,<Y line in pyproject.toml"; exit 1; }
+	python3 -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(OLDEST_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers==$(OLDEST_TRANSFORMERS)"
+	touch $@
+
+test: test-newest test-oldest test-wheel
+
+test-newest: setup
+	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+
+test-oldest: $(OLDEST_VENV)/.installed
+	@$(OLDEST_VENV)/bin/python -c "import transformers; print('oldest declared transformers:', transformers.__version__)"
+	$(TEST_ENV) $(OLDEST_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) $(OLDEST_TESTS)
+
+test-wheel:
+	bash .ci/wheel-smoke
 
 quickstart: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/sora-hf quickstart --output-dir runs/quickstart
@@ -29,4 +56,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check sora_hf tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(OLDEST_VENV) runs

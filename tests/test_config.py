@@ -38,8 +38,9 @@ def test_derived_defaults_and_round_trip(tmp_path):
 
 def test_named_labels_survive_and_placeholder_labels_resize(tmp_path):
     SoraConfig(**tiny_config_kwargs(id2label={0: "neg", 1: "pos", 2: "neu"})).save_pretrained(tmp_path / "named")
-    with pytest.raises(ValueError, match="num_labels=2 but id2label has 3"):
-        SoraConfig.from_pretrained(tmp_path / "named", num_labels=2)
+    assert SoraConfig.from_pretrained(tmp_path / "named", num_labels=3).id2label == {0: "neg", 1: "pos", 2: "neu"}
+    # a new label count replaces them, as BERT does (fine-tuning a fine-tuned model on other labels)
+    assert SoraConfig.from_pretrained(tmp_path / "named", num_labels=2).id2label == {0: "LABEL_0", 1: "LABEL_1"}
     SoraConfig(**tiny_config_kwargs(num_labels=3)).save_pretrained(tmp_path / "placeholder")
     assert SoraConfig.from_pretrained(tmp_path / "placeholder", num_labels=5).num_labels == 5
 

@@ -404,6 +404,22 @@ def test_similarity_mean_pooling(encoder, tokenizer):
     assert several[0] == pytest.approx(scores[1:], abs=1e-5) and several[1] == []
 
 
+def test_bert_folder_loads_as_before_for_similarity_and_feature_extraction(encoder, tokenizer, tmp_path):
+    """The folder-aware model class of the embedding tasks changes nothing for BERT: `BertModel` either way, and the
+    folder gives what the model object gives."""
+    encoder.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    inputs = {"source_sentence": "the cat eats a fish .", "sentences": ["a dog", "we see a big green tree ."]}
+    similarity = transformers.pipeline("sentence-similarity", model=str(tmp_path))
+    assert type(similarity.model) is BertModel
+    from_object = transformers.pipeline("sentence-similarity", model=encoder, tokenizer=tokenizer)
+    assert similarity(inputs) == pytest.approx(from_object(inputs), abs=1e-6)
+    extract = transformers.pipeline("feature-extraction", model=str(tmp_path))
+    assert type(extract.model) is BertModel
+    expected = transformers.pipeline("feature-extraction", model=encoder, tokenizer=tokenizer)("a dog")
+    torch.testing.assert_close(torch.tensor(extract("a dog")), torch.tensor(expected))
+
+
 @dataclass
 class _EmbeddingOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None

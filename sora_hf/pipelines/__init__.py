@@ -13,16 +13,24 @@ name in `transformers.pipelines.REMOVED_TASKS`, registered or not. `register_pip
 names it registers from that dict (a module-level dict read at call time; nothing else in transformers uses it).
 On versions without `REMOVED_TASKS` (5.17-5.21) there is nothing to remove. `translation_xx_to_yy` task names stay
 refused: transformers maps them to "translation" only to reject them; pass `src_lang=`/`tgt_lang=` instead.
+
+Embedding tasks load a folder with the class it was saved from (see `_loading.py`): sentence-similarity loads the
+text-encoding head of any family whose folder was saved from one, and transformers' own feature-extraction task gets
+the same treatment for Sora folders only (its `AutoModel` is swapped for a subclass that differs from it only for
+`SoraForSentenceEmbedding` folders), so `pipeline(task, model=<folder>)` equals `pipeline(task, model=<object>)`.
 """
 
 from __future__ import annotations
 
+from ._loading import AutoModelOrTextEncoder, SoraAutoModelForFeatureExtraction
 from .multitask import SoraMultiTaskPipeline
 from .question_answering import SoraQuestionAnsweringPipeline
 from .sentence_similarity import SoraSentenceSimilarityPipeline
 from .text2text import SoraSummarizationPipeline, SoraText2TextGenerationPipeline, SoraTranslationPipeline
 
 __all__ = [
+    "AutoModelOrTextEncoder",
+    "SoraAutoModelForFeatureExtraction",
     "SoraMultiTaskPipeline",
     "SoraQuestionAnsweringPipeline",
     "SoraSentenceSimilarityPipeline",
@@ -39,7 +47,7 @@ def register_pipelines() -> None:
     A task already registered with the same class is left alone (re-registering would log an "Overwriting"
     warning on every call); a built-in or foreign pipeline under one of these names is replaced.
     """
-    from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM
     from transformers import pipelines as hf_pipelines
 
     tasks = (
@@ -47,7 +55,7 @@ def register_pipelines() -> None:
         ("summarization", SoraSummarizationPipeline, AutoModelForSeq2SeqLM),
         ("translation", SoraTranslationPipeline, AutoModelForSeq2SeqLM),
         ("text2text-generation", SoraText2TextGenerationPipeline, AutoModelForSeq2SeqLM),
-        ("sentence-similarity", SoraSentenceSimilarityPipeline, AutoModel),
+        ("sentence-similarity", SoraSentenceSimilarityPipeline, AutoModelOrTextEncoder),
     )
     registry = hf_pipelines.PIPELINE_REGISTRY
     removed = getattr(hf_pipelines, "REMOVED_TASKS", None)
@@ -61,6 +69,22 @@ def register_pipelines() -> None:
             continue
         registry.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto_class, type="text")
     _register_multitask(registry)
+    _load_sora_embedding_folders_with_their_head(registry)
+
+
+def _load_sora_embedding_folders_with_their_head(registry) -> None:
+    """feature-extraction: `AutoModel` -> `SoraAutoModelForFeatureExtraction` in the task's model classes.
+
+    The entry is edited in place, not re-registered: registering would make transformers' built-in
+    `FeatureExtractionPipeline` a "custom" pipeline whose `save_pretrained` writes `custom_pipelines`.
+    """
+    from transformers import AutoModel
+
+    entry = registry.supported_tasks.get("feature-extraction")
+    if entry is None:
+        return
+    classes = tuple(entry.get("pt", ()))
+    entry["pt"] = tuple(SoraAutoModelForFeatureExtraction if c is AutoModel else c for c in classes)
 
 
 def _register_multitask(registry) -> None:

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from transformers import AutoModel, AutoModelForTextEncoding, PretrainedConfig
+
+TEXT_ENCODING_AUTO_CLASS = "AutoModelForTextEncoding"
 
 
 def model_input_names(model: torch.nn.Module, tokenizer: Any) -> tuple[str, ...]:
@@ -61,3 +64,37 @@ def default_max_length(model: torch.nn.Module, tokenizer: Any, cap: int) -> int:
     if isinstance(max_positions, int) and max_positions > 0:
         limits.append(max_positions)
     return min(limits)
+
+
+def _class_names(model_class: Any) -> set[str]:
+    classes = model_class if isinstance(model_class, (list, tuple)) else (model_class,)
+    return {getattr(c, "__name__", str(c)) for c in classes}
+
+
+def text_encoding_class_names(config: PretrainedConfig) -> set[str]:
+    """Names of the class(es) `AutoModelForTextEncoding` loads for this config: registered, or from `auto_map`."""
+    names: set[str] = set()
+    reference = (getattr(config, "auto_map", None) or {}).get(TEXT_ENCODING_AUTO_CLASS)
+    for ref in reference if isinstance(reference, (list, tuple)) else [reference]:
+        if isinstance(ref, str):
+            names.add(ref.rsplit(".", 1)[-1])
+    try:
+        names |= _class_names(AutoModelForTextEncoding._model_mapping[type(config)])
+    except KeyError:
+        pass
+    return names
+
+
+def is_text_encoding_checkpoint(config: PretrainedConfig) -> bool:
+    """Whether the checkpoint was saved from its family's text-encoding head (`config.architectures` names it)."""
+    architectures = getattr(config, "architectures", None) or []
+    return bool(architectures) and bool(set(architectures) & text_encoding_class_names(config))
+
+
+def auto_class_for(model: Any) -> type:
+    """The transformers Auto class that loads `model`'s class back from a folder: `AutoModelForTextEncoding` for a
+    text-encoding head, else `AutoModel` (what a saved pipeline's `custom_pipelines` should name)."""
+    config = getattr(model, "config", None)
+    if config is not None and type(model).__name__ in text_encoding_class_names(config):
+        return AutoModelForTextEncoding
+    return AutoModel

@@ -6,6 +6,7 @@ is embedded on its own (a chunk of a `ChunkPipeline`), so `batch_size=` batches 
 
 from __future__ import annotations
 
+import os
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from ._utils import default_max_length, model_input_names, output_field
+from ._utils import auto_class_for, default_max_length, model_input_names, output_field
 
 
 class SoraSentenceSimilarityPipeline(ChunkPipeline):
@@ -34,8 +35,10 @@ class SoraSentenceSimilarityPipeline(ChunkPipeline):
 
     The embedding of a sentence is the model output's `embeddings` (batch, hidden) when the model returns one
     (e.g. `SoraForSentenceEmbedding`, which pools and may project as it was trained to), else the mean of
-    `last_hidden_state` over the attention mask (any `AutoModel` encoder). Inputs longer than the model's limit are
-    truncated (`max_length=` to choose the limit).
+    `last_hidden_state` over the attention mask (any `AutoModel` encoder). A folder loads with the class it was saved
+    from, so `model=<folder>` gives what `model=<the model object>` gives (a folder saved from a text-encoding head
+    loads that head, pooler included). Inputs longer than the model's limit are truncated (`max_length=` to choose
+    the limit).
     """
 
     _load_processor = False
@@ -49,6 +52,21 @@ class SoraSentenceSimilarityPipeline(ChunkPipeline):
         if self.tokenizer is None:
             raise ValueError(f"{type(self).__name__} needs a tokenizer")
         self._input_names = model_input_names(self.model, self.tokenizer)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`Pipeline.save_pretrained`, with `custom_pipelines` naming the transformers Auto class that loads this
+        model back (`AutoModelForTextEncoding` for an embedding head): sora_hf's own loader is not there for remote
+        code, and `AutoModel` would drop the head."""
+        registered = getattr(self, "_registered_impl", None)
+        if registered:
+            self._registered_impl = {
+                task: {**info, "pt": (auto_class_for(self.model),)} if info.get("impl") is type(self) else info
+                for task, info in registered.items()
+            }
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__dict__.pop("_registered_impl", None)
 
     def _sanitize_parameters(self, max_length: int | None = None, **kwargs: Any) -> tuple[dict, dict, dict]:
         if kwargs:

@@ -168,3 +168,23 @@ def test_resized_vocabulary_reaches_the_rtd_generator():
     ids[:, 2] = model.config.mask_token_id
     out = model(ids, attention_mask=mask, labels=labels)
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("head", ["masked_lm", "question_answering", "multiple_choice", "pretraining"])
+def test_padded_rows_equal_rows_alone_for_the_other_encoder_heads(head):
+    """No stock model holds Sora encoder weights, so each head is its own oracle: a padded row scores as it does alone
+    (the pooled heads and token classification are checked in test_modeling)."""
+    model_class, _, _, shapes = head_case(head)
+    model = make_model(model_class).eval()
+    ids, mask = random_batch(3, 9, pad_rows={0: 4, 2: 1})
+    key = next(iter(shapes))
+    with torch.no_grad():
+        if head == "multiple_choice":  # one question, three choices of different lengths
+            batched = model(ids[None], attention_mask=mask[None])[key][0]
+            alone = [model(ids[None, row, : int(mask[row].sum())][None])[key][0, 0] for row in range(3)]
+            torch.testing.assert_close(batched, torch.stack(alone), rtol=1e-5, atol=1e-5)
+            return
+        batched = model(ids, attention_mask=mask)[key]
+        for row in range(3):
+            n = int(mask[row].sum())
+            torch.testing.assert_close(batched[row, :n], model(ids[row : row + 1, :n])[key][0], rtol=1e-5, atol=1e-5)

@@ -38,7 +38,15 @@ MODEL_TYPE = "sora"
 CODE_FILES = ("modeling_sora.py", "configuration_sora.py")
 TOKENIZER_REQUIRED = ("tokenizer.json", "tokenizer_config.json")
 TOKENIZER_OPTIONAL = ("special_tokens_map.json", "added_tokens.json", "vocab.txt", "chat_template.jinja")
-EXTRA_PATTERNS = ("generation_config.json", "metrics.json", "recipe.yaml", "*.png")
+# modules.json / sentence_bert_config.json: a pushed embedding model loads in sentence-transformers with its own head
+EXTRA_PATTERNS = (
+    "generation_config.json",
+    "metrics.json",
+    "recipe.yaml",
+    "*.png",
+    "modules.json",
+    "sentence_bert_config.json",
+)
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 WEIGHTS_FILE = "model.safetensors"

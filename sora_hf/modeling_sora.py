@@ -1305,6 +1305,31 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
         embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
         return embeddings, weights, outputs, return_hidden
 
+    # sentence-transformers builds a folder without `modules.json` as the bare encoder + mean pooling, which drops this
+    # head's pooler; the saved `modules.json` names sora_hf's module that runs the head itself.
+    _sentence_transformers_module = "sora_hf.sentence_transformers_module.SoraSentenceEmbeddingModule"
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also writes `modules.json` for sentence-transformers, unless the folder's one already starts with this
+        head (a sentence-transformers pipeline built on it, e.g. with `Normalize` after it)."""
+        import json
+        import os
+
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        path = os.path.join(save_directory, "modules.json")
+        if not kwargs.get("is_main_process", True) or not os.path.isdir(save_directory):
+            return result
+        try:
+            with open(path, encoding="utf-8") as f:
+                if json.load(f)[0]["type"] == self._sentence_transformers_module:
+                    return result
+        except (OSError, ValueError, LookupError, TypeError):
+            pass
+        module = {"idx": 0, "name": "0", "path": "", "type": self._sentence_transformers_module}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump([module], f, indent=2)
+        return result
+
     @can_return_tuple
     def forward(
         self,

@@ -14,6 +14,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
+import transformers
 from conftest import tiny_config_kwargs
 from hub_server import TOKEN, HubServer
 
@@ -407,3 +408,15 @@ def test_push_custom_pipelines_then_run_them_without_sora_hf(online, tmp_path):
     local_labels = expected["clf"](context, top_k=None)
     assert [x["label"] for x in labels] == [x["label"] for x in local_labels]
     assert [x["score"] for x in labels] == pytest.approx([x["score"] for x in local_labels], abs=1e-5)
+
+
+def test_pushed_embedding_model_carries_its_sentence_transformers_files(online, checkpoints, tmp_path):
+    """Without modules.json on the Hub, SentenceTransformer(repo) falls back to mean pooling and drops the head."""
+    from sora_hf import SoraForSentenceEmbedding
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoints["root"] / "v1")
+    SoraForSentenceEmbedding(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer)))).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    result = push(tmp_path, "tester/sora-embedding")
+    files = online.repos["tester/sora-embedding"].commits[result.commit_sha].files
+    assert json.loads(files["modules.json"])[0]["type"].endswith("SoraSentenceEmbeddingModule")

@@ -65,6 +65,18 @@ AUTO_CLASSES = {
 # LoRA on every projection of attention and MLP: what works best for small encoders, and what "all-linear" would
 # pick minus the task heads (those are trained whole through `modules_to_save`).
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Sora's blocks name their modules as Llama's do (plus the cross-attention of the encoder-decoder): a peft method
+# whose defaults pick other modules than LoRA's for Llama (IA3: keys, values and the MLP output; LN tuning: norms...)
+# gets the same pick for Sora when every name in it is one of these.
+PEFT_MODULE_NAMES = {
+    *LORA_TARGET_MODULES,
+    "input_layernorm",
+    "cross_attn_layernorm",
+    "post_attention_layernorm",
+    "norm",
+}
+# LN tuning also tunes the norm before the decoder's cross-attention, which Llama lacks
+PEFT_EXTRA_MODULES = {"LNTUNING": ["cross_attn_layernorm"]}
 
 _registered = False
 
@@ -86,13 +98,44 @@ def register() -> None:
 
 
 def _register_peft() -> None:
+    """Sora's default modules in every table of peft's defaults, so that any peft method needs no `target_modules`.
+
+    peft keeps one table per method (`TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING`, and IA3's
+    `..._FEEDFORWARD_MODULES_MAPPING`); most are copies of LoRA's made when peft is imported, so a LoRA entry alone
+    reaches no other method. Which tables exist depends on the peft release: each one found is filled in.
+    """
     try:
         from peft.utils import constants
     except ImportError:  # peft is a dependency, but the model itself does not need it
         return
-    constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.setdefault(
-        SoraConfig.model_type, list(LORA_TARGET_MODULES)
-    )
+    lora_table = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    lora_llama = lora_table.get("llama")
+    for name, table in vars(constants).items():
+        method = _peft_table_method(name)
+        if method is None or not isinstance(table, dict) or SoraConfig.model_type in table:
+            continue
+        llama = table.get("llama")
+        if table is lora_table or llama == lora_llama or not _is_module_list(llama):
+            # LoRA's table or one copied from it (or a pick Sora cannot follow): Sora's LoRA default
+            modules = list(LORA_TARGET_MODULES)
+        else:
+            modules = [*llama, *PEFT_EXTRA_MODULES.get(method, [])]
+        table[SoraConfig.model_type] = modules
+
+
+def _peft_table_method(name: str) -> str | None:
+    """`"IA3_FEEDFORWARD"` for `TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING`; None for other names."""
+    prefix, suffixes = "TRANSFORMERS_MODELS_TO_", ("_TARGET_MODULES_MAPPING", "_MODULES_MAPPING")
+    if not name.startswith(prefix):
+        return None
+    for suffix in suffixes:
+        if name.endswith(suffix):
+            return name[len(prefix) : -len(suffix)]
+    return None
+
+
+def _is_module_list(modules) -> bool:
+    return isinstance(modules, (list, tuple, set)) and bool(modules) and set(modules) <= PEFT_MODULE_NAMES
 
 
 def _register_pipelines() -> None:

@@ -97,6 +97,12 @@ class SoraConfig(PreTrainedConfig):
         "layers.*.mlp.up_proj": "colwise",
         "layers.*.mlp.down_proj": "rowwise",
     }
+    # stage boundaries for pipeline parallelism (transformers, vLLM's Transformers backend), as Llama's
+    base_model_pp_plan = {
+        "embed_tokens": (["input_ids"], ["inputs_embeds"]),
+        "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "norm": (["hidden_states"], ["hidden_states"]),
+    }
 
     vocab_size: int = 16000
     hidden_size: int = 512
@@ -284,12 +290,6 @@ class SoraConfig(PreTrainedConfig):
                     f"SoraConfig.label2id {dict(self.label2id)} is not the inverse of id2label {id2label}."
                 )
 
-    def generator_config(self) -> "SoraConfig":
-        """The config of the small ELECTRA generator: same vocabulary and positions, narrower blocks."""
-        return SoraConfig(
-            **{
-                **self.to_dict(),
-                "hidden_size": self.generator_hidden_size,
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "SoraConfig":
         """A saved config with a new `num_labels` (`from_pretrained(ckpt, num_labels=5, ignore_mismatched_sizes=True)`,
@@ -319,6 +319,12 @@ class SoraConfig(PreTrainedConfig):
             config.num_hidden_layers = self.num_decoder_layers
         return config
 
+    def generator_config(self) -> "SoraConfig":
+        """The config of the small ELECTRA generator: same vocabulary and positions, narrower blocks."""
+        return SoraConfig(
+            **{
+                **self.to_dict(),
+                "hidden_size": self.generator_hidden_size,
                 "intermediate_size": self.generator_intermediate_size,
                 "num_hidden_layers": self.generator_num_hidden_layers,
                 "num_attention_heads": self.generator_num_attention_heads,

@@ -340,6 +340,9 @@ class SoraPooler(nn.Module):
         all_hidden_states: tuple[torch.Tensor, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns the pooled vectors `(batch, hidden)` and, with multi-level attention, the layer weights."""
+        if attention_mask is not None and attention_mask.shape[-1] > last_hidden_state.shape[1]:
+            # prefix tuning (peft) prepends its virtual tokens to the mask only: they have no states to pool
+            attention_mask = attention_mask[:, -last_hidden_state.shape[1] :]
         if not self.multi_level:
             return self.pool(last_hidden_state, attention_mask), None
         if all_hidden_states is None:
@@ -670,6 +673,10 @@ class SoraMLMHead(nn.Module):
 class SoraForMaskedLM(SoraPreTrainedModel):
     accepts_loss_kwargs = True  # the loss divides by Trainer's `num_items_in_batch` when given
     _tied_weights_keys = {"decoder.weight": "model.embed_tokens.weight"}
+    # the (tied) vocabulary projection is sharded on the vocabulary like the embedding, then gathered
+    _tp_plan = {"decoder": "colwise_gather_output"}
+    _pp_plan = {"head": (["hidden_states"], ["hidden_states"]), "decoder": (["hidden_states"], ["logits"])}
+    _fsdp_plan = {"head": "keep_full_weight", "decoder": "keep_full_weight"}
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
@@ -697,11 +704,11 @@ class SoraForMaskedLM(SoraPreTrainedModel):
     ) -> MaskedLMOutput:
         r"""labels: token ids to predict at masked positions, -100 elsewhere."""
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
-            return_dict=True,
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
@@ -773,10 +780,6 @@ class SoraForPreTraining(SoraPreTrainedModel):
         self.generator = SoraForMaskedLM(config.generator_config())
         self.post_init()
 
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
     ) -> nn.Embedding:
@@ -786,6 +789,10 @@ class SoraForPreTraining(SoraPreTrainedModel):
         self.generator.resize_token_embeddings(embeddings.num_embeddings, mean_resizing=mean_resizing)
         return embeddings
 
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -838,10 +845,6 @@ class SoraForPreTraining(SoraPreTrainedModel):
         )
 
 
-class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
-    accepts_loss_kwargs = True  # the loss divides by Trainer's `num_items_in_batch` when given
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
 def _with_shape(config: SoraConfig, **shape: bool) -> SoraConfig:
     """`config` with the shape flags a head implies, copied first if that changes it: a model never edits the
     config object its caller still holds (a `SoraModel(cfg)` built after `SoraForCausalLM(cfg)` stays an encoder)."""
@@ -852,6 +855,14 @@ def _with_shape(config: SoraConfig, **shape: bool) -> SoraConfig:
         setattr(config, key, value)
     return config
 
+
+class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
+    accepts_loss_kwargs = True  # the loss divides by Trainer's `num_items_in_batch` when given
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    # the (tied) vocabulary projection is sharded on the vocabulary like the embedding, then gathered
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+    _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+    _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: SoraConfig):
         # a causal LM is a decoder whatever the config said; record it (on a copy: the caller's config stays an
@@ -885,6 +896,7 @@ def _with_shape(config: SoraConfig, **shape: bool) -> SoraConfig:
         cache / past_key_values: the KV cache (transformers 5.24 passes `cache`, earlier releases `past_key_values`)."""
         kwargs.pop("token_type_ids", None)
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -893,7 +905,6 @@ def _with_shape(config: SoraConfig, **shape: bool) -> SoraConfig:
             use_cache=use_cache,
             **kwargs,
         )
-            return_dict=True,
         hidden_states = outputs.last_hidden_state
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, slice_indices, :])
@@ -981,6 +992,7 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
                 attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
             )
         decoder_outputs = self.decoder(
+            return_dict=True,
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
             inputs_embeds=decoder_inputs_embeds,
@@ -989,7 +1001,6 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
             cache=_one_cache(cache, past_key_values),
             use_cache=use_cache,
             **kwargs,
-            return_dict=True,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -1010,6 +1021,10 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
     }
+    # the (tied) vocabulary projection is sharded on the vocabulary like the embedding, then gathered
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+    _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+    _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: SoraConfig):
         super().__init__(_with_shape(config, is_encoder_decoder=True))
@@ -1061,6 +1076,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
@@ -1073,7 +1089,6 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)
-            return_dict=True,
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
@@ -1113,15 +1128,19 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
         kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
+            cache=_one_cache(cache, past_key_values),
             **kwargs,
         )
         logits = self.classifier(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
@@ -1129,7 +1148,6 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config)
         return SequenceClassifierOutput(
-            return_dict=True,
             loss=loss,
             logits=logits,
             hidden_states=outputs.hidden_states if return_hidden else None,
@@ -1164,6 +1182,7 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
         kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
         attention_mask = flat(attention_mask)
         outputs = self.model(
+            return_dict=True,
             input_ids=flat(input_ids),
             attention_mask=attention_mask,
             token_type_ids=flat(token_type_ids),
@@ -1176,7 +1195,6 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
         return MultipleChoiceModelOutput(
             loss=loss,
             logits=logits,
-            return_dict=True,
             hidden_states=outputs.hidden_states if return_hidden else None,
             attentions=outputs.attentions,
         )
@@ -1205,6 +1223,7 @@ class SoraForTokenClassification(SoraPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutput:
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
@@ -1217,7 +1236,6 @@ class SoraForTokenClassification(SoraPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(logits, labels, self.config)
         return TokenClassifierOutput(
-            return_dict=True,
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
@@ -1244,6 +1262,7 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
         **kwargs,
     ) -> QuestionAnsweringModelOutput:
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
@@ -1256,7 +1275,6 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
         start_logits = start_logits.squeeze(-1).contiguous()
         end_logits = end_logits.squeeze(-1).contiguous()
         loss = None
-            return_dict=True,
         if start_positions is not None and end_positions is not None:
             loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
         return QuestionAnsweringModelOutput(
@@ -1293,18 +1311,6 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
         self.pooler = SoraPooler(config)
         self.post_init()
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
-        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
-        outputs = self.model(
-            return_dict=True,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            **kwargs,
-        )
-        embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
-        return embeddings, weights, outputs, return_hidden
-
     # sentence-transformers builds a folder without `modules.json` as the bare encoder + mean pooling, which drops this
     # head's pooler; the saved `modules.json` names sora_hf's module that runs the head itself.
     _sentence_transformers_module = "sora_hf.sentence_transformers_module.SoraSentenceEmbeddingModule"
@@ -1329,6 +1335,18 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
         with open(path, "w", encoding="utf-8") as f:
             json.dump([module], f, indent=2)
         return result
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
+        outputs = self.model(
+            return_dict=True,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            **kwargs,
+        )
+        embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
+        return embeddings, weights, outputs, return_hidden
 
     @can_return_tuple
     def forward(
@@ -1500,6 +1518,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
         if pooled:
             kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
@@ -1537,7 +1556,6 @@ class SoraForMultiTask(SoraPreTrainedModel):
         if spec["type"] == "question_answering":
             if start_positions is None or end_positions is None:
                 return None
-            return_dict=True,
             start_logits, end_logits = logits["start_logits"], logits["end_logits"]
             ignored = start_logits.size(1)
             start = start_positions.view(-1).to(start_logits.device).clamp(0, ignored)

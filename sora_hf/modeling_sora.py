@@ -11,6 +11,8 @@ weights and the model loads with `trust_remote_code=True` where sora_hf is not i
 
 import copy
 import inspect
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -1318,9 +1320,6 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Also writes `modules.json` for sentence-transformers, unless the folder's one already starts with this
         head (a sentence-transformers pipeline built on it, e.g. with `Normalize` after it)."""
-        import json
-        import os
-
         result = super().save_pretrained(save_directory, *args, **kwargs)
         path = os.path.join(save_directory, "modules.json")
         if not kwargs.get("is_main_process", True) or not os.path.isdir(save_directory):

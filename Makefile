@@ -4,13 +4,14 @@
 #
 # `make test` tests both ends of the transformers range that pyproject.toml declares: the whole suite on what pip
 # resolves today (.venv), then the model, generation, remote-code, pipeline and peft tests on the oldest declared
-# release, pinned (.venv-oldest), then a built wheel installed into a fresh venv, run from outside the checkout.
+# transformers and peft releases, pinned (.venv-oldest), then a built wheel installed into a fresh venv, run from outside the checkout.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 OLDEST_VENV ?= .venv-oldest
 OLDEST_TRANSFORMERS := $(shell sed -n 's/^ *"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+OLDEST_PEFT := $(shell sed -n 's/^ *"peft>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 OLDEST_TESTS ?= tests/test_modeling.py tests/test_modeling_conventions.py tests/test_generation_parity.py \
 	tests/test_remote_code.py tests/test_pipelines_sora.py tests/test_pipelines_transformers.py \
 	tests/test_pipelines_custom.py tests/test_sentence_embeddings.py tests/test_peft_methods.py \
@@ -29,11 +30,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(OLDEST_VENV)/.installed: pyproject.toml
-	test -n "$(OLDEST_TRANSFORMERS)" || { echo "no transformers>=X,<Y line in pyproject.toml"; exit 1; }
+	test -n "$(OLDEST_TRANSFORMERS)" -a -n "$(OLDEST_PEFT)" || { echo "no transformers/peft floor in pyproject.toml"; exit 1; }
 	python3 -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install -q "$(TORCH)"
-	$(OLDEST_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers==$(OLDEST_TRANSFORMERS)"
+	$(OLDEST_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers==$(OLDEST_TRANSFORMERS)" "peft==$(OLDEST_PEFT)"
 	touch $@
 
 test: test-newest test-oldest test-wheel
@@ -42,7 +43,7 @@ test-newest: setup
 	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 test-oldest: $(OLDEST_VENV)/.installed
-	@$(OLDEST_VENV)/bin/python -c "import transformers; print('oldest declared transformers:', transformers.__version__)"
+	@$(OLDEST_VENV)/bin/python -c "import transformers, peft; print('oldest declared: transformers', transformers.__version__, 'peft', peft.__version__)"
 	$(TEST_ENV) $(OLDEST_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) $(OLDEST_TESTS)
 
 test-wheel:

@@ -229,7 +229,13 @@ class SoraAttention(nn.Module):
             value_states = self.v_proj(hidden_states).view(kv_shape).transpose(1, 2)
             cos, sin = position_embeddings
             query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
-            if layer_cache is not None:
+            if layer_cache is not None and CACHE_ARG == "cache":
+                # 5.24+: caches take the attention kwargs (a paged cache writes there what its attention reads)
+                key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
+            elif type(layer_cache).__name__ == "PagedAttentionCache":
+                # continuous batching before 5.24 hands its paged cache to the attention function, which fills it
+                kwargs["cache"] = layer_cache
+            elif layer_cache is not None:
                 key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(

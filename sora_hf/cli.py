@@ -1,6 +1,7 @@
 """`sora-hf`: a thin command line over the library; each command is one call of a Python function.
 
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
+sora-hf finetune sentiment [--checkpoint runs/zh-tiny-mlm] [--set training.num_train_epochs=1] [--overwrite]
 sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=uniform] [--overwrite]
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
@@ -8,6 +9,9 @@ sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel]
 sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment]
+
+A recipe is a file, or a shipped recipe by name (`zh-tiny-mlm`, `sentiment`: see `sora-hf <command> --help`),
+found in the installed package from any folder. Arguments and recipes are checked before torch is imported.
 """
 
 from __future__ import annotations
@@ -16,17 +20,50 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from .distributed import is_main_process
-    from .pretraining import run_pretraining
-    from .recipes import load_pretrain_recipe, parse_set_options
+def _library() -> None:
+    """Register Sora with transformers, peft and the pipelines before a command runs a model.
+
+    The CLI imports torch and transformers only here, after its arguments and recipe have been checked, so that
+    `--help` and a refused recipe answer at once (registration is idempotent: `import sora_hf` may have done it)."""
+    from .registration import register
+
+    register()
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from .recipes import parse_set_options
 
     overrides = parse_set_options(args.set or [])
     if args.output_dir:
         overrides["output_dir"] = args.output_dir
-    recipe = load_pretrain_recipe(args.recipe, overrides)
+    if getattr(args, "checkpoint", None):
+        overrides["checkpoint"] = args.checkpoint
+    return overrides
+
+
+def _load_recipe(loader: Callable[..., Any], args: argparse.Namespace, kind: str) -> Any:
+    """The recipe `args.recipe` names (a file, or a shipped recipe by name), validated; errors name the file."""
+    from .recipes import RecipeError, find_recipe
+
+    path = find_recipe(args.recipe, kind)
+    try:
+        return loader(path, _recipe_overrides(args))
+    except RecipeError as error:
+        raise RecipeError(f"{path}: {error}") from None
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .recipes import load_pretrain_recipe
+
+    recipe = _load_recipe(load_pretrain_recipe, args, "pretrain")
+    _library()
+    from .distributed import is_main_process
+    from .pretraining import run_pretraining
+
     metrics = run_pretraining(recipe, overwrite=args.overwrite, resume=args.resume)
     if is_main_process():  # one report per run, not one per rank
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -34,36 +71,29 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from .finetuning import run_finetuning
-    from .recipes import load_finetune_recipe, parse_set_options
+    from .recipes import load_finetune_recipe
 
-    overrides = parse_set_options(args.set or [])
-    if args.output_dir:
-        overrides["output_dir"] = args.output_dir
-    if args.checkpoint:
-        overrides["checkpoint"] = args.checkpoint
-    recipe = load_finetune_recipe(args.recipe, overrides)
+    recipe = _load_recipe(load_finetune_recipe, args, "finetune")
+    _library()
+    from .finetuning import run_finetuning
+
     metrics = run_finetuning(recipe, overwrite=args.overwrite)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
 def _multitask(args: argparse.Namespace) -> int:
+    _library()  # the multi-task recipe parser lives beside the trainer, which imports torch
     from .multitask import load_multitask_recipe, run_multitask
-    from .recipes import parse_set_options
 
-    overrides = parse_set_options(args.set or [])
-    if args.output_dir:
-        overrides["output_dir"] = args.output_dir
-    if args.checkpoint:
-        overrides["checkpoint"] = args.checkpoint
-    recipe = load_multitask_recipe(args.recipe, overrides)
+    recipe = _load_recipe(load_multitask_recipe, args, "multitask")
     metrics = run_multitask(recipe, overwrite=args.overwrite)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
 def _quickstart(args: argparse.Namespace) -> int:
+    _library()
     from .quickstart import run_quickstart
 
     run_quickstart(
@@ -76,6 +106,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    _library()
     from .hub import HubPushError, push
 
     try:
@@ -107,6 +138,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _library()
     from .serving import ServerSettings, serve
 
     settings = ServerSettings(
@@ -135,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    _library()
     from .deploy.onnx_export import export_onnx
 
     info = export_onnx(args.checkpoint, args.output_dir, opset=args.opset, exporter=args.exporter)
@@ -143,6 +176,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    _library()
     from .deploy.quantization import run_quantization
 
     if args.threads:
@@ -163,6 +197,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    _library()
     from .deploy.pruning import run_pruning
 
     if args.threads:
@@ -183,13 +218,23 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_help(kind: str, example: str) -> str:
+    from .recipes import shipped_recipes
+
+    try:
+        names = ", ".join(shipped_recipes(kind))
+    except FileNotFoundError:
+        names = "none found"
+    return f"a recipe file (e.g. {example}) or the name of a shipped one: {names}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     pretrain = sub.add_parser("pretrain", help="pre-train a Sora model from a YAML recipe")
-    pretrain.add_argument("recipe", help="path to a recipe, e.g. recipes/pretrain/zh-tiny-mlm.yaml")
+    pretrain.add_argument("recipe", help=_recipe_help("pretrain", "recipes/pretrain/zh-tiny-mlm.yaml"))
     pretrain.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     pretrain.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
     group = pretrain.add_mutually_exclusive_group()
@@ -198,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.set_defaults(func=_pretrain)
 
     finetune = sub.add_parser("finetune", help="fine-tune a pre-trained Sora (LoRA or full) from a YAML recipe")
-    finetune.add_argument("recipe", help="path to a recipe, e.g. recipes/finetune/sentiment.yaml")
+    finetune.add_argument("recipe", help=_recipe_help("finetune", "recipes/finetune/sentiment.yaml"))
     finetune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     finetune.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
     finetune.add_argument("--checkpoint", help="the pre-trained model folder to start from")
@@ -208,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     multitask = sub.add_parser(
         "multitask", help="train one shared encoder on several tasks (one head each) from a multi-task recipe"
     )
-    multitask.add_argument("recipe", help="path to a recipe, e.g. recipes/multitask/zh-sentiment-ner.yaml")
+    multitask.add_argument("recipe", help=_recipe_help("multitask", "recipes/multitask/zh-sentiment-ner.yaml"))
     multitask.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     multitask.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
     multitask.add_argument("--checkpoint", help="the pre-trained encoder (or multi-task model) to start from")

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .recipes import load_finetune_recipe, load_pretrain_recipe, recipes_dir
+from .recipes import find_recipe, load_finetune_recipe, load_pretrain_recipe
 
-PRETRAIN_RECIPE = "pretrain/zh-tiny-mlm.yaml"
-FINETUNE_RECIPE = "finetune/sentiment.yaml"
+# shipped recipes, found in the installed package (sora_hf/bundled_recipes) or the checkout's recipes/
+PRETRAIN_RECIPE = "zh-tiny-mlm"
+FINETUNE_RECIPE = "sentiment"
 MASK_EXAMPLES = [
     "中华人民共和国的首[MASK]是北京。",
     "今天的天气非常[MASK]。",
@@ -41,7 +42,7 @@ def run_quickstart(
     overrides: dict[str, Any] = {"output_dir": str(pretrain_dir)}
     if max_steps is not None:
         overrides["training.max_steps"] = max_steps
-    recipe = load_pretrain_recipe(recipes_dir() / PRETRAIN_RECIPE, overrides)
+    recipe = load_pretrain_recipe(find_recipe(PRETRAIN_RECIPE, "pretrain"), overrides)
     print(f"[1/3] pre-training {recipe.name} ({recipe.objective}) -> {recipe.output_dir}", flush=True)
     pretrain = run_pretraining(recipe, overwrite=overwrite)
     print(
@@ -59,7 +60,7 @@ def run_quickstart(
     overrides = {"output_dir": str(finetune_dir), "checkpoint": str(pretrain_dir), "max_length": 96}
     if finetune_epochs is not None:
         overrides["training.num_train_epochs"] = finetune_epochs
-    ft_recipe = load_finetune_recipe(recipes_dir() / FINETUNE_RECIPE, overrides)
+    ft_recipe = load_finetune_recipe(find_recipe(FINETUNE_RECIPE, "finetune"), overrides)
     print(f"[2/3] fine-tuning {ft_recipe.name} with {ft_recipe.method} -> {finetune_dir}", flush=True)
     finetune = run_finetuning(ft_recipe, overwrite=overwrite)
     print(

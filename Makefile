@@ -2,9 +2,10 @@
 # Both create .venv and install what they need: torch first (the CPU build, pinned so pip never pulls a CUDA one),
 # then sora_hf with its dev extra.
 #
-# `make test` tests both ends of the transformers range that pyproject.toml declares: the whole suite on what pip
-# resolves today (.venv), then the model, generation, remote-code, pipeline and peft tests on the oldest declared
-# transformers and peft releases, pinned (.venv-oldest), then a built wheel installed into a fresh venv, run from outside the checkout.
+# `make test` tests both ends of the transformers range that pyproject.toml declares: a built wheel installed into a
+# fresh venv and run from outside the checkout; the model, generation, remote-code, pipeline and peft tests on the
+# oldest declared transformers and peft releases, pinned (.venv-oldest); then the whole suite on what pip resolves
+# today (.venv).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
@@ -37,7 +38,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers==$(OLDEST_TRANSFORMERS)" "peft==$(OLDEST_PEFT)"
 	touch $@
 
-test: test-newest test-oldest test-wheel
+test: test-wheel test-oldest test-newest  # the whole suite last: its summary closes the run
 
 test-newest: setup
 	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15

@@ -34,8 +34,10 @@ from transformers import (
 )
 
 from . import task_metrics
+from .checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from .lora import LoraOptions, apply_lora, count_parameters
-from .pretraining import check_output_dir, for_this_machine, save_recipe
+from .outputs import OutputFolder, check_output_folder
+from .pretraining import for_this_machine, save_recipe
 from .recipes import FinetuneRecipe, RecipeError
 from .reporting import plot_loss_curve, write_metrics, write_model_card
 from .task_processing import (
@@ -86,6 +88,13 @@ DEFAULT_TRAINING = dict(
 )
 
 
+def finetuning_inputs(recipe: FinetuneRecipe) -> list[str | None]:
+    """The local files and folders a fine-tuning run reads (which its output folder must not touch)."""
+    data = recipe.data
+    teacher = (recipe.distillation or {}).get("teacher")
+    return [recipe.checkpoint, data.train_file, data.test_file, data.validation_file, teacher, recipe.source_path]
+
+
 def load_task(recipe: FinetuneRecipe):
     """The task's DatasetDict and TaskInfo, from the embedded tasks or the user's files."""
     from .data import tasks
@@ -121,10 +130,12 @@ def load_model(recipe: FinetuneRecipe, info, tokenizer):
     """The pre-trained checkpoint under the task's head; refuses a checkpoint that cannot serve the task."""
     from .configuration_sora import SoraConfig
 
-    checkpoint = Path(recipe.checkpoint)
-    if not (checkpoint / "config.json").is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} has no config.json: not a saved model folder")
+    checkpoint = resolve_checkpoint(recipe.checkpoint)
+    if Path(checkpoint).is_dir():
+        check_checkpoint_folder(checkpoint)  # config.json readable, weights whole
     config = SoraConfig.from_pretrained(checkpoint)
+    if config.model_type != "sora":
+        raise RecipeError(f"checkpoint {checkpoint} is a {config.model_type!r} model, not a Sora one")
     task_type = info.task_type
     if task_type == "causal_lm" and not config.is_decoder:
         raise RecipeError(
@@ -145,13 +156,10 @@ def load_model(recipe: FinetuneRecipe, info, tokenizer):
         kwargs["problem_type"] = info.problem_type
         if info.problem_type == "regression":
             kwargs.update(num_labels=1, id2label={0: "score"}, label2id={"score": 0})
-    model, loading = AUTO_CLASSES[task_type].from_pretrained(checkpoint, output_loading_info=True, **kwargs)
-    missing_body = [k for k in loading["missing_keys"] if k.startswith("model.")]
-    if missing_body:
-        raise RecipeError(
-            f"checkpoint {checkpoint} ({config.architectures}) has no weights for {len(missing_body)} parameters "
-            f"of {type(model).__name__}, e.g. {missing_body[:3]}: its architecture does not fit the {task_type} task"
-        )
+    try:
+        model = load_checked(AUTO_CLASSES[task_type], checkpoint, heads="new_head", **kwargs)
+    except CheckpointError as error:
+        raise RecipeError(f"{error}; it does not fit the {task_type} task") from None
     check_tokenizer_fits(tokenizer, model.config)
     return model
 
@@ -274,10 +282,8 @@ def run_finetuning(
     recipe: FinetuneRecipe, *, overwrite: bool = False, callbacks: list | None = None
 ) -> dict[str, Any]:
     """Fine-tune, evaluate and save; returns the metrics written to `<output_dir>/metrics.json`."""
-    output_dir = Path(recipe.output_dir)
-    check_output_dir(output_dir, overwrite, resume=False)
-    if overwrite and output_dir.is_dir():
-        shutil.rmtree(output_dir)
+    target = check_output_folder(recipe.output_dir, inputs=finetuning_inputs(recipe), overwrite=overwrite)
+    resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
     set_seed(recipe.seed)
     dataset, info = load_task(recipe)
     if recipe.robustness:
@@ -297,78 +303,86 @@ def run_finetuning(
     parameters = count_parameters(model)
     logger.info("%s: %s, %d of %d parameters trainable", recipe.name, recipe.method, *parameters.values())
 
-    args = training_arguments(recipe, output_dir)
-    collator = collator_for(info.task_type, tokenizer, model)
-    trainer = make_trainer(
-        recipe,
-        info,
-        model=model,
-        args=args,
-        train_dataset=train_features.dataset,
-        eval_dataset=test_features.dataset if args.eval_strategy != "no" else None,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    memory_before = _peak_memory_mb(args.device)
-    started = time.perf_counter()
-    train_output = trainer.train()
-    train_seconds = time.perf_counter() - started
-    peak_memory = _peak_memory_mb(args.device)
-
-    test = dataset["test"]
-    predictions = predict(
-        trainer.model,
-        info.task_type,
-        test_features,
-        collator,
-        tokenizer,
-        test,
-        args.per_device_eval_batch_size,
-        recipe,
-    )
-    metrics = task_metrics.score(info, test, predictions)
-    if recipe.distillation:
-        metrics["distillation"] = trainer.summary()
-    if recipe.robustness:
-        from .robustness import evaluate_robustness
-
-        metrics["robustness"] = evaluate_robustness(
-            recipe, info, trainer.model, tokenizer, test, collator, args.per_device_eval_batch_size, metrics
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        args = training_arguments(recipe, output_dir)
+        collator = collator_for(info.task_type, tokenizer, model)
+        trainer = make_trainer(
+            recipe,
+            info,
+            model=model,
+            args=args,
+            train_dataset=train_features.dataset,
+            eval_dataset=test_features.dataset if args.eval_strategy != "no" else None,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
         )
-    metrics.update(
-        recipe=recipe.name,
-        task=info.name,
-        task_type=info.task_type,
-        method=recipe.method,
-        checkpoint=str(recipe.checkpoint),
-        train_examples=len(dataset["train"]),
-        test_examples=len(test),
-        train_steps=trainer.state.global_step,
-        train_loss=train_output.training_loss,
-        train_seconds=round(train_seconds, 2),
-        peak_memory_mb=round(peak_memory, 1),
-        peak_memory_increase_mb=round(max(peak_memory - memory_before, 0.0), 1),
-        device=str(args.device),
-        **parameters,
-    )
-    save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)
-    task_metrics.write_reports(output_dir, info, test, predictions, metrics)
-    write_metrics(output_dir, metrics)
-    plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-    recipe_text = save_recipe(recipe.source_path, output_dir)
-    write_model_card(
-        output_dir,
-        title=f"Sora {recipe.name}",
-        summary=recipe.description or f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
-        metrics=metrics,
-        recipe_text=recipe_text,
-        pipeline_tag=PIPELINE_TAGS[info.task_type],
-        tags=[info.task_type, recipe.method],
-        dataset_name=info.description or info.name,
-        recipe_command="sora-hf finetune recipe.yaml",
-    )
+        memory_before = _peak_memory_mb(args.device)
+        started = time.perf_counter()
+        train_output = trainer.train()
+        if trainer.state.global_step == 0:
+            raise RecipeError(
+                f"{recipe.name}: training ran 0 optimizer steps (num_train_epochs / max_steps / train examples); "
+                "nothing was saved"
+            )
+        train_seconds = time.perf_counter() - started
+        peak_memory = _peak_memory_mb(args.device)
+
+        test = dataset["test"]
+        predictions = predict(
+            trainer.model,
+            info.task_type,
+            test_features,
+            collator,
+            tokenizer,
+            test,
+            args.per_device_eval_batch_size,
+            recipe,
+        )
+        metrics = task_metrics.score(info, test, predictions)
+        if recipe.distillation:
+            metrics["distillation"] = trainer.summary()
+        if recipe.robustness:
+            from .robustness import evaluate_robustness
+
+            metrics["robustness"] = evaluate_robustness(
+                recipe, info, trainer.model, tokenizer, test, collator, args.per_device_eval_batch_size, metrics
+            )
+        metrics.update(
+            recipe=recipe.name,
+            task=info.name,
+            task_type=info.task_type,
+            method=recipe.method,
+            checkpoint=str(recipe.checkpoint),
+            train_examples=len(dataset["train"]),
+            test_examples=len(test),
+            train_steps=trainer.state.global_step,
+            train_loss=train_output.training_loss,
+            train_seconds=round(train_seconds, 2),
+            peak_memory_mb=round(peak_memory, 1),
+            peak_memory_increase_mb=round(max(peak_memory - memory_before, 0.0), 1),
+            device=str(args.device),
+            **parameters,
+        )
+        save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)
+        task_metrics.write_reports(output_dir, info, test, predictions, metrics)
+        write_metrics(output_dir, metrics)
+        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        recipe_text = save_recipe(recipe.source_path, output_dir)
+        write_model_card(
+            output_dir,
+            title=f"Sora {recipe.name}",
+            summary=recipe.description or f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
+            metrics=metrics,
+            recipe_text=recipe_text,
+            pipeline_tag=PIPELINE_TAGS[info.task_type],
+            tags=[info.task_type, recipe.method],
+            dataset_name=info.description or info.name,
+            recipe_command="sora-hf finetune recipe.yaml",
+        )
+        out.commit()
     return metrics
 
 

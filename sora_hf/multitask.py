@@ -406,12 +406,15 @@ class TaskView(nn.Module):
 def build_config(recipe: MultiTaskRecipe, infos: dict[str, Any]):
     """The multi-task config: the checkpoint's encoder with one head per recipe task. A checkpoint that already is a
     multi-task model must have the same tasks with the same labels (its heads are trained for those labels)."""
+    from .checkpoints import check_checkpoint_folder, resolve_checkpoint
     from .configuration_sora import SoraConfig
 
-    checkpoint = Path(recipe.checkpoint)
-    if not (checkpoint / "config.json").is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} has no config.json: not a saved model folder")
+    checkpoint = resolve_checkpoint(recipe.checkpoint)
+    if Path(checkpoint).is_dir():
+        check_checkpoint_folder(checkpoint)
     base = SoraConfig.from_pretrained(checkpoint)
+    if base.model_type != "sora":
+        raise RecipeError(f"checkpoint {checkpoint} is a {base.model_type!r} model, not a Sora one")
     if base.is_decoder or base.is_encoder_decoder:
         kind = "an encoder-decoder" if base.is_encoder_decoder else "a causal decoder"
         raise RecipeError(
@@ -467,17 +470,14 @@ def _preview(labels: list, limit: int = 8) -> str:
 
 
 def load_multitask_model(recipe: MultiTaskRecipe, config, tokenizer):
+    from .checkpoints import CheckpointError, load_checked
     from .modeling_sora import SoraForMultiTask
     from .tokenizer import check_tokenizer_fits
 
-    checkpoint = Path(recipe.checkpoint)
-    model, loading = SoraForMultiTask.from_pretrained(checkpoint, config=config, output_loading_info=True)
-    missing_body = [k for k in loading["missing_keys"] if k.startswith("model.")]
-    if missing_body:
-        raise RecipeError(
-            f"checkpoint {checkpoint} ({config.architectures}) has no weights for {len(missing_body)} encoder "
-            f"parameters, e.g. {missing_body[:3]}: it is not a Sora encoder"
-        )
+    try:
+        model = load_checked(SoraForMultiTask, recipe.checkpoint, heads="new_head", config=config)
+    except CheckpointError as error:
+        raise RecipeError(f"{error}: it is not a Sora encoder") from None
     check_tokenizer_fits(tokenizer, model.config)
     return model
 
@@ -507,16 +507,19 @@ def run_multitask(
     recipe: MultiTaskRecipe, *, overwrite: bool = False, callbacks: list | None = None
 ) -> dict[str, Any]:
     """Train one shared encoder on every task of the recipe, score each task, save; returns `metrics.json`."""
-    from .finetuning import _peak_memory_mb, build_features, collator_for, load_task, predict
+    from .checkpoints import resolve_checkpoint
+    from .finetuning import _peak_memory_mb, build_features, collator_for, finetuning_inputs, load_task, predict
     from .lora import count_parameters
-    from .pretraining import check_output_dir, for_this_machine, save_recipe
+    from .outputs import OutputFolder, check_output_folder
+    from .pretraining import for_this_machine, save_recipe
     from .reporting import plot_loss_curve, write_metrics, write_model_card
     from .tokenizer import load_tokenizer
 
-    output_dir = Path(recipe.output_dir)
-    check_output_dir(output_dir, overwrite, resume=False)
-    if overwrite and output_dir.is_dir():
-        shutil.rmtree(output_dir)
+    inputs = [recipe.checkpoint, recipe.source_path]
+    for task in recipe.tasks:
+        inputs += finetuning_inputs(recipe.task_recipe(task))
+    target = check_output_folder(recipe.output_dir, inputs=inputs, overwrite=overwrite)
+    resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
     set_seed(recipe.seed)
 
     datasets, infos = {}, {}
@@ -541,88 +544,93 @@ def run_multitask(
     train_dataset = MultiTaskDataset({task: f.dataset for task, f in train_features.items()})
     probabilities = task_probabilities(train_dataset.sizes(), recipe.sampling, recipe.temperature)
     logger.info("%s: task probabilities %s", recipe.name, probabilities)
-    kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
-    kwargs.setdefault("seed", recipe.seed)
-    args = TrainingArguments(**for_this_machine(kwargs))
-    trainer = MultiTaskTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        task_collators=collators,
-        probabilities=probabilities,
-    )
-    memory_before = _peak_memory_mb(args.device)
-    started = time.perf_counter()
-    train_output = trainer.train()
-    train_seconds = time.perf_counter() - started
-    peak_memory = _peak_memory_mb(args.device)
-
-    per_task = {}
-    for task, info in infos.items():
-        test = datasets[task]["test"]
-        view = TaskView(trainer.model, task)
-        predictions = predict(
-            view, info.task_type, test_features[task], collators[task], tokenizer, test,
-            args.per_device_eval_batch_size, recipe.task_recipe(task),
-        )  # fmt: skip
-        scores = task_metrics.score(info, test, predictions)
-        scores.update(
-            task_type=info.task_type,
-            train_examples=len(datasets[task]["train"]),
-            test_examples=len(test),
-            train_batches=trainer.task_batches.get(task, 0),
-            sampling_probability=round(probabilities[task], 4),
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+        kwargs.setdefault("seed", recipe.seed)
+        args = TrainingArguments(**for_this_machine(kwargs))
+        trainer = MultiTaskTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            task_collators=collators,
+            probabilities=probabilities,
         )
-        report_dir = output_dir / "tasks" / task
-        report_dir.mkdir(parents=True, exist_ok=True)
-        task_metrics.write_reports(report_dir, info, test, predictions, scores)
-        per_task[task] = scores
-    metrics: dict[str, Any] = {
-        "recipe": recipe.name,
-        "tasks": per_task,
-        "method": recipe.method,
-        "sampling": recipe.sampling,
-        "temperature": recipe.temperature if recipe.sampling == "temperature" else None,
-        "loss_weighting": recipe.loss_weighting,
-        "checkpoint": str(recipe.checkpoint),
-        "train_steps": trainer.state.global_step,
-        "train_loss": train_output.training_loss,
-        "train_seconds": round(train_seconds, 2),
-        "peak_memory_mb": round(peak_memory, 1),
-        "peak_memory_increase_mb": round(max(peak_memory - memory_before, 0.0), 1),
-        "device": str(args.device),
-        **parameters,
-    }
-    base = unwrap(trainer.model)
-    if base.task_uncertainty is not None:
-        learned = uncertainty_log_variances(base.task_uncertainty)
-        metrics["learned_log_variances"] = learned
-        metrics["learned_loss_weights"] = {t: math.exp(-s) for t, s in learned.items()}
-    save_multitask(trainer.model, tokenizer, output_dir, recipe.method)
-    write_metrics(output_dir, metrics)
-    plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-    recipe_text = save_recipe(recipe.source_path, output_dir)
-    headline = {
-        f"test_{task}_{key[5:]}": value
-        for task, scores in per_task.items()
-        for key, value in scores.items()
-        if key.startswith("test_") and isinstance(value, (int, float))
-    }
-    write_model_card(
-        output_dir,
-        title=f"Sora {recipe.name}",
-        summary=recipe.description
-        or f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
-        metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
-        recipe_text=recipe_text,
-        pipeline_tag="multi-task",
-        tags=["multi-task", recipe.method, *sorted({i.task_type for i in infos.values()})],
-        dataset_name=", ".join(i.description or i.name for i in infos.values()),
-        recipe_command="sora-hf multitask recipe.yaml",
-    )
+        memory_before = _peak_memory_mb(args.device)
+        started = time.perf_counter()
+        train_output = trainer.train()
+        if trainer.state.global_step == 0:
+            raise RecipeError(f"{recipe.name}: training ran 0 optimizer steps; nothing was saved")
+        train_seconds = time.perf_counter() - started
+        peak_memory = _peak_memory_mb(args.device)
+
+        per_task = {}
+        for task, info in infos.items():
+            test = datasets[task]["test"]
+            view = TaskView(trainer.model, task)
+            predictions = predict(
+                view, info.task_type, test_features[task], collators[task], tokenizer, test,
+                args.per_device_eval_batch_size, recipe.task_recipe(task),
+            )  # fmt: skip
+            scores = task_metrics.score(info, test, predictions)
+            scores.update(
+                task_type=info.task_type,
+                train_examples=len(datasets[task]["train"]),
+                test_examples=len(test),
+                train_batches=trainer.task_batches.get(task, 0),
+                sampling_probability=round(probabilities[task], 4),
+            )
+            report_dir = output_dir / "tasks" / task
+            report_dir.mkdir(parents=True, exist_ok=True)
+            task_metrics.write_reports(report_dir, info, test, predictions, scores)
+            per_task[task] = scores
+        metrics: dict[str, Any] = {
+            "recipe": recipe.name,
+            "tasks": per_task,
+            "method": recipe.method,
+            "sampling": recipe.sampling,
+            "temperature": recipe.temperature if recipe.sampling == "temperature" else None,
+            "loss_weighting": recipe.loss_weighting,
+            "checkpoint": str(recipe.checkpoint),
+            "train_steps": trainer.state.global_step,
+            "train_loss": train_output.training_loss,
+            "train_seconds": round(train_seconds, 2),
+            "peak_memory_mb": round(peak_memory, 1),
+            "peak_memory_increase_mb": round(max(peak_memory - memory_before, 0.0), 1),
+            "device": str(args.device),
+            **parameters,
+        }
+        base = unwrap(trainer.model)
+        if base.task_uncertainty is not None:
+            learned = uncertainty_log_variances(base.task_uncertainty)
+            metrics["learned_log_variances"] = learned
+            metrics["learned_loss_weights"] = {t: math.exp(-s) for t, s in learned.items()}
+        save_multitask(trainer.model, tokenizer, output_dir, recipe.method)
+        write_metrics(output_dir, metrics)
+        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        recipe_text = save_recipe(recipe.source_path, output_dir)
+        headline = {
+            f"test_{task}_{key[5:]}": value
+            for task, scores in per_task.items()
+            for key, value in scores.items()
+            if key.startswith("test_") and isinstance(value, (int, float))
+        }
+        write_model_card(
+            output_dir,
+            title=f"Sora {recipe.name}",
+            summary=recipe.description
+            or f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
+            metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
+            recipe_text=recipe_text,
+            pipeline_tag="multi-task",
+            tags=["multi-task", recipe.method, *sorted({i.task_type for i in infos.values()})],
+            dataset_name=", ".join(i.description or i.name for i in infos.values()),
+            recipe_command="sora-hf multitask recipe.yaml",
+        )
+        out.commit()
     return metrics
 
 

@@ -36,8 +36,11 @@ def run_quickstart(
     from transformers import pipeline
 
     from .finetuning import run_finetuning
+    from .outputs import check_output_folder
     from .pretraining import run_pretraining
 
+    # the runs go into subfolders (each checked again by its command); the folder itself must not be `.` or home
+    check_output_folder(output_dir, overwrite=True, what="--output-dir")
     pretrain_dir = Path(output_dir) / "pretrain"
     overrides: dict[str, Any] = {"output_dir": str(pretrain_dir)}
     if max_steps is not None:

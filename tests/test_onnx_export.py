@@ -119,7 +119,7 @@ def test_what_cannot_be_exported_is_named(tmp_path, capsys):
         export_onnx(tmp_path / "s2s-ckpt", tmp_path / "out")
     (tmp_path / "empty").mkdir()
     assert main(["export", "onnx", str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
-    assert "not a model folder: it has no config.json" in capsys.readouterr().err
+    assert "has no config.json: not a saved model folder" in capsys.readouterr().err
     with pytest.raises(OnnxExportError, match="exporter='onnx2'"):
         export_onnx(build(SoraForSequenceClassification), tmp_path / "x", exporter="onnx2")
     with pytest.raises(OnnxExportError, match="dynamo.*SoraForCausalLM"):

@@ -29,7 +29,9 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
+from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from ..modeling_sora import CACHE_ARG, output_cache
+from ..outputs import OutputFolder, check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +146,11 @@ def load_for_export(checkpoint: str | Path) -> PreTrainedModel:
     """Load a saved Sora checkpoint with the class named in its config, refusing what cannot be exported."""
     import sora_hf  # noqa: F401  (registers Sora with the Auto classes)
 
-    path = Path(checkpoint)
-    if not (path / "config.json").is_file():
-        raise OnnxExportError(f"{checkpoint} is not a model folder: it has no config.json (a save_pretrained folder)")
+    path = Path(resolve_checkpoint(checkpoint))
+    try:
+        check_checkpoint_folder(path)
+    except CheckpointError as error:
+        raise OnnxExportError(str(error)) from None
     config = AutoConfig.from_pretrained(path)
     if config.model_type != "sora":
         raise OnnxExportError(
@@ -157,7 +161,7 @@ def load_for_export(checkpoint: str | Path) -> PreTrainedModel:
     if name not in SUPPORTED_HEADS:
         raise _unsupported(f"{name} (from {checkpoint})")
     model_class = getattr(sora_hf, name)
-    return model_class.from_pretrained(path, attn_implementation="sdpa").eval()
+    return load_checked(model_class, path, attn_implementation="sdpa").eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,18 +275,23 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     exporter: str = "torchscript",
     check: bool = True,
+    overwrite: bool = False,
 ) -> ExportInfo:
     """Export a Sora head to `output_dir/model.onnx` with config, tokenizer and `export_info.json`.
 
     `model_or_checkpoint` is a loaded Sora model or a save_pretrained folder (its tokenizer is copied when present).
     With `check`, onnxruntime runs the graph at two batch sizes and sequence lengths (with padding, and for a
     decoder with and without a past) and the largest absolute difference to torch is recorded; a difference above
-    1e-4 raises, since a graph that disagrees with its model must not be shipped.
+    1e-4 raises, since a graph that disagrees with its model must not be shipped. The export is written beside
+    `output_dir` and moved in place only once it has passed; an existing folder with files is replaced only with
+    `overwrite` (see sora_hf.outputs).
     """
     if exporter not in EXPORTERS:
         raise OnnxExportError(f"exporter={exporter!r} is not supported; use one of {EXPORTERS}")
+    inputs = [model_or_checkpoint] if isinstance(model_or_checkpoint, (str, Path)) else []
+    target = check_output_folder(output_dir, inputs=inputs, overwrite=overwrite, what="output folder")
     if isinstance(model_or_checkpoint, (str, Path)):
-        checkpoint = Path(model_or_checkpoint)
+        checkpoint = Path(resolve_checkpoint(model_or_checkpoint))
         model = load_for_export(checkpoint)
         if tokenizer is None and (checkpoint / "tokenizer_config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -298,57 +307,58 @@ def export_onnx(
     if model.config._attn_implementation not in ("eager", "sdpa"):
         model.set_attn_implementation("sdpa")
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    wrapper = _wrap(model, spec)
-    names_in, names_out = input_names(model, spec), output_names(model, spec)
-    past = 3 if spec.kind == "decoder_step" else 0
-    example = sample_inputs(model.config, spec, 2, 8, past=past, token_types=_uses_token_types(model))
-    axes = _dynamic_axes(model, spec)
-    start = time.perf_counter()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*aten::index.*")
-        args = tuple(example[name] for name in names_in)
-        if exporter == "torchscript":
-            dynamic = dict(dynamic_axes=axes, dynamo=False)
-        else:
-            batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-            shapes = {name: {0: batch, 1: seq} for name in names_in}
-            dynamic = dict(dynamic_shapes=shapes, dynamo=True, verbose=False)
-        torch.onnx.export(
-            wrapper,
-            args,
-            str(output_dir / ONNX_FILE),
-            input_names=names_in,
-            output_names=names_out,
-            opset_version=opset,
-            **dynamic,
-        )
-    info = ExportInfo(
-        architecture=spec.architecture,
-        task=spec.task,
-        kind=spec.kind,
-        opset=opset,
-        exporter=exporter,
-        inputs=names_in,
-        outputs=names_out,
-        dynamic_axes={name: {str(k): v for k, v in dims.items()} for name, dims in axes.items()},
-        export_seconds=round(time.perf_counter() - start, 3),
-    )
-    model.config.save_pretrained(output_dir)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output_dir)
-    if check:
-        info.parity_checks = check_parity(model, output_dir / ONNX_FILE)
-        info.max_abs_diff = max(c["max_abs_diff"] for c in info.parity_checks)
-        if info.max_abs_diff > PARITY_ATOL:
-            raise OnnxExportError(
-                f"onnxruntime disagrees with torch by {info.max_abs_diff:.2e} (> {PARITY_ATOL}) for "
-                f"{spec.architecture}; the export in {output_dir} is not usable"
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        wrapper = _wrap(model, spec)
+        names_in, names_out = input_names(model, spec), output_names(model, spec)
+        past = 3 if spec.kind == "decoder_step" else 0
+        example = sample_inputs(model.config, spec, 2, 8, past=past, token_types=_uses_token_types(model))
+        axes = _dynamic_axes(model, spec)
+        start = time.perf_counter()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*aten::index.*")
+            args = tuple(example[name] for name in names_in)
+            if exporter == "torchscript":
+                dynamic = dict(dynamic_axes=axes, dynamo=False)
+            else:
+                batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+                shapes = {name: {0: batch, 1: seq} for name in names_in}
+                dynamic = dict(dynamic_shapes=shapes, dynamo=True, verbose=False)
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(output_dir / ONNX_FILE),
+                input_names=names_in,
+                output_names=names_out,
+                opset_version=opset,
+                **dynamic,
             )
-    (output_dir / EXPORT_INFO_FILE).write_text(info.to_json() + "\n", encoding="utf-8")
+        info = ExportInfo(
+            architecture=spec.architecture,
+            task=spec.task,
+            kind=spec.kind,
+            opset=opset,
+            exporter=exporter,
+            inputs=names_in,
+            outputs=names_out,
+            dynamic_axes={name: {str(k): v for k, v in dims.items()} for name, dims in axes.items()},
+            export_seconds=round(time.perf_counter() - start, 3),
+        )
+        model.config.save_pretrained(output_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+        if check:
+            info.parity_checks = check_parity(model, output_dir / ONNX_FILE)
+            info.max_abs_diff = max(c["max_abs_diff"] for c in info.parity_checks)
+            if info.max_abs_diff > PARITY_ATOL:
+                raise OnnxExportError(
+                    f"onnxruntime disagrees with torch by {info.max_abs_diff:.2e} (> {PARITY_ATOL}) for "
+                    f"{spec.architecture}; nothing was written to {target}"
+                )
+        (output_dir / EXPORT_INFO_FILE).write_text(info.to_json() + "\n", encoding="utf-8")
+        out.commit()
     return info
 
 

@@ -25,7 +25,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
+from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from ..modeling_sora import SoraForPreTraining, SoraForSeq2SeqLM, SoraModel
+from ..outputs import OutputFolder, check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +263,7 @@ def run_pruning(
     max_length: int = 128,
     max_eval_examples: int | None = None,
     repeats: int = 30,
+    overwrite: bool = False,
 ) -> dict:
     """Prune a saved sequence classifier by task importance, save it, and report accuracy, size and latency.
 
@@ -271,9 +274,12 @@ def run_pruning(
 
     from .evaluation import accuracy, classification_data, file_size_mb, latency_inputs, torch_latency_ms, torch_logits
 
-    checkpoint, output_dir = Path(checkpoint), Path(output_dir)
-    if not (checkpoint / "config.json").is_file():
-        raise PruningError(f"{checkpoint} is not a model folder: it has no config.json")
+    checkpoint = Path(resolve_checkpoint(checkpoint))
+    target = check_output_folder(output_dir, inputs=[checkpoint], overwrite=overwrite, what="output folder")
+    try:
+        check_checkpoint_folder(checkpoint)
+    except CheckpointError as error:
+        raise PruningError(str(error)) from None
     config = AutoConfig.from_pretrained(checkpoint)
     architecture = (config.architectures or ["?"])[0]
     if architecture != "SoraForSequenceClassification":
@@ -284,7 +290,7 @@ def run_pruning(
         )
     remove_groups = fraction_to_count(heads, config.num_key_value_heads, "heads")
     remove_mlp = fraction_to_count(mlp, config.intermediate_size, "mlp")
-    model = getattr(sora_hf, architecture).from_pretrained(checkpoint).eval()
+    model = load_checked(getattr(sora_hf, architecture), checkpoint).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     train = classification_data(task, config, "train")
     test = classification_data(task, config, "test", max_eval_examples)
@@ -302,28 +308,31 @@ def run_pruning(
     batches = classification_batches(tokenizer, train.texts, train.labels, batch_size, max_length, importance_batches)
     importance = compute_importance(model, batches)
     prune_by_importance(model, importance, remove_groups, remove_mlp)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    after = measure(model)
-    after["size_mb"] = file_size_mb(output_dir)
-    report = {
-        "source": str(checkpoint),
-        "task": {"name": task, "split": "test", "examples": len(test.texts)},
-        "importance": {"method": "mean |dL/d gate| (Michel et al. 2019)", "batches": importance.num_batches},
-        "removed_per_layer": {"key_value_groups": remove_groups, "mlp_units": remove_mlp},
-        "config": {
-            "num_attention_heads": model.config.num_attention_heads,
-            "num_key_value_heads": model.config.num_key_value_heads,
-            "head_dim": model.config.head_dim,
-            "intermediate_size": model.config.intermediate_size,
-        },
-        "before": before,
-        "after": after,
-        "accuracy_change": after["accuracy"] - before["accuracy"],
-        "parameter_ratio": after["parameters"] / before["parameters"],
-        "speedup": {k: before["latency_ms"][k] / after["latency_ms"][k] for k in before["latency_ms"]},
-    }
-    (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        after = measure(model)
+        after["size_mb"] = file_size_mb(output_dir)
+        report = {
+            "source": str(checkpoint),
+            "task": {"name": task, "split": "test", "examples": len(test.texts)},
+            "importance": {"method": "mean |dL/d gate| (Michel et al. 2019)", "batches": importance.num_batches},
+            "removed_per_layer": {"key_value_groups": remove_groups, "mlp_units": remove_mlp},
+            "config": {
+                "num_attention_heads": model.config.num_attention_heads,
+                "num_key_value_heads": model.config.num_key_value_heads,
+                "head_dim": model.config.head_dim,
+                "intermediate_size": model.config.intermediate_size,
+            },
+            "before": before,
+            "after": after,
+            "accuracy_change": after["accuracy"] - before["accuracy"],
+            "parameter_ratio": after["parameters"] / before["parameters"],
+            "speedup": {k: before["latency_ms"][k] / after["latency_ms"][k] for k in before["latency_ms"]},
+        }
+        (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        out.commit()
     return report
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoints import resolve_checkpoint
+from ..outputs import OutputFolder, check_output_folder
 from .evaluation import (
     accuracy,
     classification_data,
@@ -71,35 +73,38 @@ def run_quantization(
     per_channel: bool = False,
     threads: int | None = None,
     repeats: int = 30,
+    overwrite: bool = False,
 ) -> dict:
     """Quantize a checkpoint (exported first) or an exported folder; write the int8 folder and its report.
 
     The report compares the fp32 and int8 graphs under onnxruntime: file size, median latency at batch 1 and 32,
     and, for a sequence classifier with `task` (an embedded classification task), test accuracy and the largest
-    logit change.
+    logit change. The int8 folder is written beside `output_dir` and moved in place when done; the source is never
+    an output, and an existing folder with files is replaced only with `overwrite` (see sora_hf.outputs).
     """
-    source, output_dir = Path(source), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sora-fp32-") as scratch:
+    source = Path(resolve_checkpoint(source, what="source"))
+    target = check_output_folder(output_dir, inputs=[source], overwrite=overwrite, what="output folder")
+    if not (source / ONNX_FILE).is_file() and not (source / "config.json").is_file():
+        raise OnnxExportError(f"{source} is neither an exported ONNX folder ({ONNX_FILE}) nor a model folder")
+    with tempfile.TemporaryDirectory(prefix="sora-fp32-") as scratch, OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
         if (source / ONNX_FILE).is_file():
             fp32_dir = source
-        elif (source / "config.json").is_file():
-            fp32_dir = Path(scratch)
-            export_onnx(source, fp32_dir)
         else:
-            raise OnnxExportError(f"{source} is neither an exported ONNX folder ({ONNX_FILE}) nor a model folder")
+            fp32_dir = Path(scratch) / "fp32"
+            export_onnx(source, fp32_dir)
         quantize_onnx(fp32_dir / ONNX_FILE, output_dir / ONNX_FILE, per_channel=per_channel)
-        if fp32_dir != output_dir:
-            _copy_side_files(fp32_dir, output_dir)
+        _copy_side_files(fp32_dir, output_dir)
         report = compare_onnx(fp32_dir, output_dir, task, max_examples, max_length, threads, repeats)
-    report["source"] = str(source)
-    report["per_channel"] = per_channel
-    info_path = output_dir / EXPORT_INFO_FILE
-    if info_path.is_file():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        info["quantization"] = {"method": "onnxruntime dynamic int8", "per_channel": per_channel}
-        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report["source"] = str(source)
+        report["per_channel"] = per_channel
+        info_path = output_dir / EXPORT_INFO_FILE
+        if info_path.is_file():
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            info["quantization"] = {"method": "onnxruntime dynamic int8", "per_channel": per_channel}
+            info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        out.commit()
     return report
 
 

@@ -155,11 +155,12 @@ def load_checked(
             )
     try:
         model, info = model_class.from_pretrained(source, output_loading_info=True, **kwargs)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:
+        pickled = [name for name in ("pytorch_model.bin",) if (Path(source) / name).is_file()] if local else []
+        where = f"{Path(source) / pickled[0]}" if pickled else f"the weights of {source}"
         raise CheckpointError(
-            f"refused to load the weights of {source}: the pickle holds objects other than tensors, and unpickling "
-            f"it could run code ({str(error).splitlines()[0][:200]}); re-save the model as safetensors from a "
-            "trusted copy"
+            f"refused to load {where}: the pickle holds objects other than tensors, and unpickling it could run "
+            "code; it was not loaded. Re-save the model as safetensors from a copy you trust"
         ) from None
     if expected_model_type is not None and getattr(model.config, "model_type", None) != expected_model_type:
         raise CheckpointError(f"{source} is a {model.config.model_type!r} model, not a {expected_model_type!r} one")

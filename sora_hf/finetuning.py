@@ -126,16 +126,25 @@ def load_task(recipe: FinetuneRecipe):
     return dataset, info
 
 
+def check_sora_checkpoint(folder: str) -> None:
+    """A local checkpoint folder whose config.json is readable and says Sora, with whole weights (SoraConfig would
+    read another model's config.json as a Sora one, and the model would start from random weights)."""
+    model_type = check_checkpoint_folder(folder)["model_type"]
+    if model_type != "sora":
+        raise RecipeError(
+            f"checkpoint {folder} is a {model_type!r} model, not a Sora one (config.json says model_type "
+            f"{model_type!r}); fine-tuning starts from a Sora checkpoint"
+        )
+
+
 def load_model(recipe: FinetuneRecipe, info, tokenizer):
     """The pre-trained checkpoint under the task's head; refuses a checkpoint that cannot serve the task."""
     from .configuration_sora import SoraConfig
 
     checkpoint = resolve_checkpoint(recipe.checkpoint)
     if Path(checkpoint).is_dir():
-        check_checkpoint_folder(checkpoint)  # config.json readable, weights whole
+        check_sora_checkpoint(checkpoint)
     config = SoraConfig.from_pretrained(checkpoint)
-    if config.model_type != "sora":
-        raise RecipeError(f"checkpoint {checkpoint} is a {config.model_type!r} model, not a Sora one")
     task_type = info.task_type
     if task_type == "causal_lm" and not config.is_decoder:
         raise RecipeError(

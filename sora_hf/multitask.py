@@ -406,15 +406,14 @@ class TaskView(nn.Module):
 def build_config(recipe: MultiTaskRecipe, infos: dict[str, Any]):
     """The multi-task config: the checkpoint's encoder with one head per recipe task. A checkpoint that already is a
     multi-task model must have the same tasks with the same labels (its heads are trained for those labels)."""
-    from .checkpoints import check_checkpoint_folder, resolve_checkpoint
+    from .checkpoints import resolve_checkpoint
     from .configuration_sora import SoraConfig
+    from .finetuning import check_sora_checkpoint
 
     checkpoint = resolve_checkpoint(recipe.checkpoint)
     if Path(checkpoint).is_dir():
-        check_checkpoint_folder(checkpoint)
+        check_sora_checkpoint(checkpoint)
     base = SoraConfig.from_pretrained(checkpoint)
-    if base.model_type != "sora":
-        raise RecipeError(f"checkpoint {checkpoint} is a {base.model_type!r} model, not a Sora one")
     if base.is_decoder or base.is_encoder_decoder:
         kind = "an encoder-decoder" if base.is_encoder_decoder else "a causal decoder"
         raise RecipeError(

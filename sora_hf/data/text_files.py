@@ -579,6 +579,9 @@ def load_text_files(
     parts = []
     for (builder, delimiter), group in groups.items():
         data_files = [str(p) for p in group]
+        # local files: no download-counter request to the Hub (datasets' own switch; the README promises no
+        # network at run time, HF_HUB_OFFLINE or not)
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
         try:
             ds = datasets.load_dataset(
                 builder,

@@ -276,3 +276,13 @@ def test_complete_checkpoints_skip_half_written_ones(tmp_path):
     assert set(skipped) == {"checkpoint-4", "checkpoint-6"} and "trainer_state.json" in skipped["checkpoint-6"]
     assert "model.safetensors" in skipped["checkpoint-4"]
     assert os.listdir(tmp_path)  # nothing was removed
+
+
+def test_resume_with_another_model_size_is_refused_by_name(corpus, tmp_path):  # noqa: F811
+    from test_pretraining import StopAt
+
+    raw = tiny_recipe(corpus, tmp_path / "run", save_steps=2)
+    run_pretraining(parse_pretrain_recipe(raw), callbacks=[StopAt(2)])
+    raw["model"].update(hidden_size=64, intermediate_size=128)
+    with pytest.raises(RecipeError, match=r"--resume: .*checkpoint-2 was trained with another model \(hidden_size"):
+        run_pretraining(parse_pretrain_recipe(raw), resume=True)

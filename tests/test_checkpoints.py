@@ -159,3 +159,16 @@ def test_a_file_is_not_a_checkpoint(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="is a file"):
         resolve_checkpoint(tmp_path / "model.safetensors")
+
+
+@pytest.mark.parametrize("command", ["export", "prune"])
+def test_a_tokenizer_larger_than_the_embedding_is_refused(command, tokenizer, tmp_path, capsys):
+    small = tmp_path / "small"
+    config = SoraConfig(**tiny_config_kwargs(vocab_size=64, num_labels=2))
+    SoraForSequenceClassification(config).save_pretrained(small)
+    tokenizer.save_pretrained(small)  # ~2000 tokens for a 64-row embedding
+    args = ["export", "onnx"] if command == "export" else ["prune"]
+    assert cli_main([*args, str(small), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "vocab_size is 64" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -32,6 +32,7 @@ from transformers.cache_utils import DynamicCache
 from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from ..modeling_sora import CACHE_ARG, output_cache
 from ..outputs import OutputFolder, check_output_folder
+from ..tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +298,8 @@ def export_onnx(
             tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     else:
         model = model_or_checkpoint.eval()
+    if tokenizer is not None:
+        check_tokenizer_fits(tokenizer, model.config)  # the exported folder would fail at its first long id
     spec = head_spec(model)
     if exporter == "dynamo" and spec.kind == "decoder_step":
         raise OnnxExportError(

@@ -28,6 +28,7 @@ from transformers import AutoConfig, AutoTokenizer
 from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from ..modeling_sora import SoraForPreTraining, SoraForSeq2SeqLM, SoraModel
 from ..outputs import OutputFolder, check_output_folder
+from ..tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ def run_pruning(
     remove_mlp = fraction_to_count(mlp, config.intermediate_size, "mlp")
     model = load_checked(getattr(sora_hf, architecture), checkpoint).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    check_tokenizer_fits(tokenizer, model.config)
     train = classification_data(task, config, "train")
     test = classification_data(task, config, "test", max_eval_examples)
 

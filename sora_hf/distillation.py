@@ -206,6 +206,7 @@ def load_teacher(options: DistillationOptions, info, student: nn.Module, tokeniz
     """
     from transformers import AutoTokenizer
 
+    from .checkpoints import load_checked
     from .finetuning import AUTO_CLASSES
     from .tokenizer import check_tokenizer_fits
 
@@ -215,18 +216,13 @@ def load_teacher(options: DistillationOptions, info, student: nn.Module, tokeniz
         )
     auto_class = AUTO_CLASSES[info.task_type]
     student_name = str(getattr(tokenizer, "name_or_path", "") or "the recipe's checkpoint")
-    try:
-        teacher, loading = auto_class.from_pretrained(options.teacher, output_loading_info=True)
+    try:  # a mistyped folder is "no such folder" (never a Hub lookup); a head the teacher lacks is refused
+        teacher = load_checked(auto_class, options.teacher, heads="complete", expected_model_type=None)
     except (OSError, ValueError) as error:
         raise RecipeError(
-            f"distillation.teacher={options.teacher!r} does not load with {auto_class.__name__}: {error}"
-        ) from error
-    missing = sorted(loading["missing_keys"])
-    if missing:
-        raise RecipeError(
-            f"distillation.teacher={options.teacher!r} has no trained weights for {missing[:3]} of "
-            f"{type(teacher).__name__}: a teacher must be fine-tuned for the {info.task_type} task"
-        )
+            f"distillation.teacher={options.teacher!r} does not load as a {info.task_type} teacher "
+            f"({auto_class.__name__}): {error}; a teacher must be fine-tuned for the {info.task_type} task"
+        ) from None
     try:
         teacher_tokenizer = AutoTokenizer.from_pretrained(options.teacher)
     except (OSError, ValueError) as error:

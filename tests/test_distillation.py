@@ -324,7 +324,7 @@ def test_teacher_with_another_tokenizer_label_set_or_no_head_is_refused(tokenize
     torch.manual_seed(0)
     encoder = SoraForMaskedLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer))))
     teacher = _save(encoder, tokenizer, tmp_path / "t3")
-    with pytest.raises(RecipeError, match="no trained weights.*fine-tuned for the classification task"):
+    with pytest.raises(RecipeError, match="has no weights for.*fine-tuned for the classification task"):
         load_teacher(parse_distillation_options({"teacher": teacher}), SENTIMENT, student, tokenizer)
 
 

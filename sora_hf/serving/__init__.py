@@ -10,11 +10,19 @@ app = create_app(pipe, task, settings=ServerSettings(max_batch_size=16, max_wait
 ```
 """
 
-from .app import ServerSettings, create_app, describe_validation_errors, load_pipeline, pipeline_batch_function
+from .app import (
+    ServerSettings,
+    create_app,
+    describe_validation_errors,
+    load_pipeline,
+    pipeline_batch_function,
+    task_model_class,
+)
 from .batching import DynamicBatcher
 from .errors import RequestError
 from .metrics import ServingMetrics
-from .server import serve
+from .protocol import TimedH11Protocol, timed_h11_protocol
+from .server import check_serve_arguments, serve
 from .tasks import TASKS, TaskSpec, infer_task
 
 __all__ = [
@@ -24,10 +32,14 @@ __all__ = [
     "ServerSettings",
     "ServingMetrics",
     "TaskSpec",
+    "TimedH11Protocol",
+    "check_serve_arguments",
     "create_app",
     "describe_validation_errors",
     "infer_task",
     "load_pipeline",
     "pipeline_batch_function",
     "serve",
+    "task_model_class",
+    "timed_h11_protocol",
 ]

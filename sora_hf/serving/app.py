@@ -12,12 +12,16 @@ other requests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..checkpoints import CheckpointError
 from .batching import BatchFunction, DynamicBatcher
 from .errors import RequestError
 from .metrics import ServingMetrics
@@ -51,6 +56,11 @@ class ServerSettings:
     max_body_bytes: request body size (413 beyond), checked before the body is parsed.
     max_new_tokens: cap on `max_new_tokens` / `max_length` parameters of generation tasks.
     max_length: tokens per text for the tasks the server truncates (None: the tokenizer's and model's limit).
+    header_timeout_s: seconds a client has, from its connection (or the first byte of its next request) to the end
+        of the request's headers; then it gets a 408 and the connection is closed (a client sending one header
+        byte a second cannot hold a socket). Enforced by the HTTP protocol class `serve()` runs uvicorn with.
+    body_timeout_s: seconds from the end of the headers to the end of the body: a Content-Length larger than what
+        is sent, or a body trickling in, gets a 408 and the connection is closed.
     """
 
     max_batch_size: int = 32
@@ -62,14 +72,20 @@ class ServerSettings:
     max_body_bytes: int = 1_000_000
     max_new_tokens: int = 256
     max_length: int | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if name == "max_length" and value is None:
                 continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if name == "max_wait_ms":
-                if not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(f"ServerSettings.max_wait_ms must be >= 0, got {value!r}")
+                if not number or value < 0:
+                    raise ValueError(f"ServerSettings.max_wait_ms must be a finite number >= 0, got {value!r}")
+            elif name in ("header_timeout_s", "body_timeout_s"):
+                if not number or value <= 0:
+                    raise ValueError(f"ServerSettings.{name} must be a finite number of seconds > 0, got {value!r}")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ServerSettings.{name} must be a positive integer, got {value!r}")
 
@@ -77,22 +93,111 @@ class ServerSettings:
 def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | None = None) -> tuple[Any, str]:
     """`transformers.pipeline` for a checkpoint folder or Hub repo id, with the task from its config if not given.
 
-    With HF_HUB_OFFLINE=1 a repo id resolves from the local cache only.
+    Refused before anything is served (ValueError / FileNotFoundError, one line each): a task the server does not
+    serve; a path that does not exist ("no such folder", never a Hub lookup; with HF_HUB_OFFLINE=1 a repo id must be
+    in the local cache); a folder that is not a whole checkpoint; weights that do not fit the head the task loads
+    (`--task fill-mask` on a classifier would otherwise answer from a randomly initialised LM head; a config whose
+    model_type does not match its weights likewise); a tokenizer with more tokens than the model's vocabulary.
     """
-    # Importing this module imported sora_hf, which registered Sora with the Auto classes and its pipelines.
-    from transformers import AutoConfig, pipeline
+    from transformers import AutoConfig, AutoTokenizer, pipeline
 
+    from ..checkpoints import check_checkpoint_folder, load_checked, resolve_checkpoint
+    from ..registration import register
+    from ..tokenizer import check_tokenizer_fits
+
+    register()  # idempotent: the command line's process registers Sora only when a command runs a model
     if task is not None:
         check_task(task)
+    source = resolve_checkpoint(checkpoint)
+    if os.path.isdir(source):
+        check_checkpoint_folder(source)  # config.json and whole weight files, each named when it is not
     try:
-        config = AutoConfig.from_pretrained(checkpoint)
-    except OSError as error:  # not a folder, not in the cache (offline), or not a model: say which checkpoint
+        config = AutoConfig.from_pretrained(source)
+    except OSError as error:  # not in the cache (offline), or not a model: say which checkpoint
         raise FileNotFoundError(f"cannot load checkpoint {checkpoint!r}: {error}") from error
-    if task is None:
-        task = infer_task(config)
-        check_task(task)
+    except ValueError as error:  # e.g. a model_type transformers does not know
+        raise CheckpointError(f"cannot load checkpoint {checkpoint!r}: {error}") from error
+    head = ", ".join(getattr(config, "architectures", None) or []) or f"a {config.model_type!r} model"
+    try:
+        head_task = infer_task(config)
+    except ValueError:
+        if task is None:
+            raise
+        head_task = None
+    task = task or check_task(head_task).name
+    check_head_answers(head, head_task, task, checkpoint)
+    model_class = task_model_class(task)
+    try:
+        model = load_checked(model_class, source, heads="complete", expected_model_type=None)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as error:  # CheckpointError is a ValueError; OSError: unreadable weights
+        raise CheckpointError(
+            f"cannot serve {checkpoint} for task {task}: {_name(model_class)} (the class the {task} pipeline "
+            f"loads) does not fit its head {head}: {error}"
+        ) from error
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot serve {checkpoint}: its tokenizer does not load ({error})") from error
+    check_tokenizer_fits(tokenizer, _fit_view(model.config, tokenizer))
     kwargs = {} if device is None else {"device": device}
-    return pipeline(task, model=checkpoint, tokenizer=checkpoint, **kwargs), task
+    try:
+        return pipeline(task, model=model, tokenizer=tokenizer, **kwargs), task
+    except (RuntimeError, AssertionError, ValueError) as error:  # e.g. device="cuda" on a machine without one
+        where = "" if device is None else f" on device {device!r}"
+        raise ValueError(f"cannot build the {task} pipeline for {checkpoint}{where}: {error}") from error
+
+
+# Tasks answered by the model body, whatever head the checkpoint was saved with.
+BODY_TASKS = frozenset({"feature-extraction", "sentence-similarity"})
+# Tasks one head answers: a sequence-to-sequence head summarizes and translates as well.
+_TASK_FAMILY = {"summarization": "text2text-generation", "translation": "text2text-generation"}
+
+
+def check_head_answers(head: str, head_task: str | None, task: str, checkpoint: str) -> None:
+    """Refuse a task the checkpoint's head does not answer, before any weight is read.
+
+    The weights alone cannot tell: a token classifier loads a sequence classifier's `classifier.*` weights when the
+    shapes happen to agree. Only heads `infer_task` names specifically are judged (an architecture that is only
+    known to end in `Model`, like `GPT2LMHeadModel`, is left to the weight check).
+    """
+    if head_task is None or head_task == "feature-extraction" or task in BODY_TASKS:
+        return
+    if _TASK_FAMILY.get(task, task) != _TASK_FAMILY.get(head_task, head_task):
+        raise CheckpointError(
+            f"cannot serve {checkpoint} for task {task}: its head {head} answers {head_task}, not {task} (serve it "
+            f"without --task, or as {' or '.join(sorted(BODY_TASKS))}, which use the model body only)"
+        )
+
+
+def _name(model_class: Any) -> str:
+    return getattr(model_class, "__name__", str(model_class))
+
+
+def task_model_class(task: str) -> Any:
+    """The Auto class `transformers.pipeline(task)` loads a checkpoint with (Sora's own for the tasks it registers)."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    _, targeted, _ = PIPELINE_REGISTRY.check_task(task)
+    classes = targeted.get("pt") or ()
+    if not classes:
+        raise ValueError(f"transformers names no PyTorch model class for the task {task!r}")
+    return classes[0]
+
+
+def _fit_view(config: Any, tokenizer: Any) -> Any:
+    """What `check_tokenizer_fits` checks when serving: every token id must have an embedding row, and pad ids
+    that both sides set must agree. The length limits are left out: the server truncates every text to the smaller
+    of the two, so a tokenizer saved with model_max_length=1e30 (the default of a fast tokenizer) is no error here.
+    """
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    pad = getattr(text_config, "pad_token_id", None)
+    return SimpleNamespace(
+        vocab_size=getattr(text_config, "vocab_size", None),
+        pad_token_id=pad if getattr(tokenizer, "pad_token_id", None) is not None else None,
+        max_position_embeddings=None,
+    )
 
 
 def to_jsonable(value: Any) -> Any:
@@ -126,6 +231,16 @@ def pipeline_batch_function(
         return in_order
 
     return run
+
+
+def _vocab_size(pipe: Any) -> int | None:
+    """The rows of the model's output vocabulary (fill-mask's `top_k` cannot exceed it)."""
+    config = getattr(getattr(pipe, "model", None), "config", None)
+    if config is None:
+        return None
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text_config, "vocab_size", None)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _model_max_length(pipe: Any) -> int | None:
@@ -162,6 +277,7 @@ def create_app(
     metrics.track_queue(lambda: batcher.queue_depth)
     tokenizer = getattr(pipe, "tokenizer", None)
     mask_token = getattr(tokenizer, "mask_token", None) if task == "fill-mask" else None
+    vocab_size = _vocab_size(pipe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -183,8 +299,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher, app.state.metrics, app.state.settings, app.state.draining = batcher, metrics, settings, False
-    app.add_middleware(_HTTPGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
-    errors = {status: {"model": ErrorResponse} for status in (400, 413, 422, 500, 503)}
+    app.add_middleware(
+        _HTTPGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
+    )
+    errors = {status: {"model": ErrorResponse} for status in (400, 408, 413, 422, 500, 503)}
 
     async def predict(request: PredictRequest) -> PredictResponse:
         if request.task is not None and request.task != task:
@@ -193,9 +311,9 @@ def create_app(
         items = [request.inputs] if single else request.inputs
         items = [item if isinstance(item, str) else item.model_dump() for item in items]
         check_items(spec, items, settings.max_texts_per_request, settings.max_text_chars, mask_token)
-        check_parameters(spec, request.parameters, settings.max_new_tokens)
+        parameters = check_parameters(spec, request.parameters, settings.max_new_tokens, vocab_size)
         try:
-            outputs = await batcher.submit(items, request.parameters)
+            outputs = await batcher.submit(items, parameters)
         except RequestError:
             raise
         except (ValueError, TypeError, KeyError) as error:  # the pipeline refused this input or these parameters
@@ -255,6 +373,12 @@ def create_app(
     async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
+    @app.exception_handler(Exception)
+    async def on_unhandled_error(request: Request, error: Exception) -> JSONResponse:
+        # Starlette's ServerErrorMiddleware (outside every other middleware) answers with this instead of its
+        # plain-text 500; the guard normally answers first
+        return JSONResponse({"error": f"internal server error: {type(error).__name__}"}, status_code=500)
+
     return app
 
 
@@ -288,70 +412,163 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[int, str, 
     return 422, "invalid", "invalid request: " + "; ".join(unique)
 
 
-class _HTTPGuard:
-    """ASGI middleware: counts and times every request, and refuses bodies over `max_body_bytes` with a 413 before
-    they are parsed (by Content-Length when sent, else by counting the streamed chunks)."""
+def json_error_message(status: int, message: str, close: bool = False) -> tuple[dict, dict]:
+    """The two ASGI messages of a `{"error": message}` response; `close` asks the server to close the connection
+    after it (the request body was not read, so the connection cannot carry another request)."""
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
 
-    def __init__(self, app: Any, metrics: ServingMetrics, max_body_bytes: int) -> None:
+
+class _Exchange:
+    """What one request's response has done so far, as the guard saw it go out."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None  # set once http.response.start went out
+        self.sent = False  # the last body message went out while the client was still there
+        self.gone = asyncio.Event()  # the client disconnected before the response was complete
+
+
+class _HTTPGuard:
+    """ASGI middleware around the app: reads every request body itself, then counts what was really sent.
+
+    - A body over `max_body_bytes` is a 413 before it is parsed (by Content-Length when sent, else by counting the
+      streamed chunks); a body that is not whole `body_timeout_s` seconds after the headers (a Content-Length
+      larger than what is sent, a client trickling bytes) is a 408. Both close the connection.
+    - `requests_total` and the latency histogram count a response once its last byte was handed to the server
+      with the client still connected, under the status the client got; a client that went away first is counted
+      in `client_disconnects_total` instead.
+    - Whatever goes wrong below it answers JSON: an unhandled exception is a 500, a request cancelled by the server
+      (uvicorn's graceful-shutdown timeout) a 503, an app that returned without answering a 500.
+    """
+
+    def __init__(self, app: Any, metrics: ServingMetrics, max_body_bytes: int, body_timeout_s: float) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
         path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        exchange = _Exchange()
 
-        async def send_and_record(message: dict) -> None:
-            nonlocal status
+        async def send_checked(message: dict) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
+                exchange.status = message["status"]
+            if exchange.gone.is_set():  # nothing reaches a client that left (uvicorn drops it silently)
+                return
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                exchange.sent = True
 
+        listener, outcome = None, None
         try:
-            if scope["method"] in ("POST", "PUT", "PATCH"):
-                body = await self._read_body(scope, receive)
-                if body is None:
-                    self.metrics.error("too_large")
-                    await self._refuse(send_and_record)
-                    return
-                receive = _replay(body, receive)
-            await self.app(scope, receive, send_and_record)
+            outcome, body = await self._read_body(scope, receive)
+            if outcome == "disconnected":
+                exchange.gone.set()
+                self.metrics.client_disconnected(path, "body")
+                return
+            if outcome != "ok":
+                self.metrics.error(outcome)
+                await self._answer(send_checked, *self._refusal(outcome, body), close=True)
+                return
+            listener = asyncio.ensure_future(_watch_disconnect(receive, exchange))
+            await self._run_app(scope, _replay(body, exchange), send_checked, exchange)
         finally:
-            self.metrics.observe_request(path, scope["method"], status, time.perf_counter() - start)
+            if listener is not None:
+                listener.cancel()
+            if exchange.sent:
+                self.metrics.observe_request(path, scope["method"], exchange.status, time.perf_counter() - start)
+            elif exchange.gone.is_set() and outcome != "disconnected":
+                self.metrics.client_disconnected(path, "response")
 
-    async def _read_body(self, scope: dict, receive: Any) -> bytes | None:
+    async def _run_app(self, scope: dict, receive: Any, send: Any, exchange: _Exchange) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when its graceful-shutdown timeout runs out; answer them
+            # (instead of uvicorn's plain-text 500) and end the request normally: the task has nothing left to do
+            if exchange.status is not None:
+                raise
+            logger.warning("%s %s cancelled by the server before it was answered", scope["method"], scope["path"])
+            self.metrics.error("shutting_down")
+            await self._answer(
+                send,
+                503,
+                "the server is shutting down and stopped this request before it was "
+                "answered (its graceful-shutdown timeout ran out); retry",
+                close=True,
+            )
+        except Exception as error:
+            if exchange.status is not None:
+                raise
+            logger.exception("%s %s failed", scope["method"], scope["path"])
+            self.metrics.error("internal")
+            await self._answer(send, 500, f"internal server error: {type(error).__name__}: {error}")
+        else:
+            if exchange.status is None and not exchange.gone.is_set():
+                logger.error("%s %s: the app returned without answering", scope["method"], scope["path"])
+                self.metrics.error("internal")
+                await self._answer(send, 500, "internal server error: the request got no response")
+
+    async def _read_body(self, scope: dict, receive: Any) -> tuple[str, Any]:
+        """("ok", body), ("too_large", None), ("timeout", bytes received so far) or ("disconnected", None)."""
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                return None
+                return "too_large", None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
         chunks, size = [], 0
         while True:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away: let the app see an empty body
-                break
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return "timeout", size
+            if message["type"] != "http.request":  # the client went away
+                return "disconnected", None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                return None
+                return "too_large", None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+                return "ok", b"".join(chunks)
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"error": f"the request body is over the limit max_body_bytes={self.max_body_bytes}"}
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    def _refusal(self, outcome: str, received: Any) -> tuple[int, str]:
+        if outcome == "too_large":
+            return 413, f"the request body is over the limit max_body_bytes={self.max_body_bytes}"
+        return 408, (
+            f"the request body was not complete within body_timeout_s={self.body_timeout_s:g} seconds "
+            f"({received} bytes arrived)"
+        )
+
+    @staticmethod
+    async def _answer(send: Any, status: int, message: str, close: bool = False) -> None:
+        for part in json_error_message(status, message, close=close):
+            await send(part)
 
 
-def _replay(body: bytes, receive: Any) -> Any:
-    """A `receive` that hands the app the body already read, then defers to the real one (for disconnects)."""
+async def _watch_disconnect(receive: Any, exchange: _Exchange) -> None:
+    """Wait for the server's `http.disconnect` (the guard owns `receive` once the body is read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not exchange.sent:  # after a complete response, uvicorn reports the end of the cycle the same way
+                exchange.gone.set()
+            return
+
+
+def _replay(body: bytes, exchange: _Exchange) -> Any:
+    """A `receive` that hands the app the body already read, then waits for the client to go away."""
     sent = False
 
     async def replay() -> dict:
@@ -359,6 +576,7 @@ def _replay(body: bytes, receive: Any) -> Any:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+        await exchange.gone.wait()
+        return {"type": "http.disconnect"}
 
     return replay

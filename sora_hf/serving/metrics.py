@@ -4,9 +4,13 @@ A private `CollectorRegistry` per app (instead of prometheus_client's global one
 process, as they do in tests, without "Duplicated timeseries" errors, and makes `/metrics` show only this server.
 
 Exposed (all prefixed `sora_serving_`):
-- `requests_total{path, method, status}` and `request_latency_seconds{path}` (histogram): every HTTP request.
-- `errors_total{kind}`: refused or failed predictions (`invalid_json`, `invalid`, `too_large`, `queue_full`,
-  `shutting_down`, `pipeline`, `internal`).
+- `requests_total{path, method, status}` and `request_latency_seconds{path}` (histogram): every HTTP response
+  sent whole, by the status the client received.
+- `client_disconnects_total{path, stage}`: requests whose client went away before its response was sent
+  (`stage`: `body` while sending the request body, `response` before the response was written); these are not in
+  `requests_total`, since no status reached anyone.
+- `errors_total{kind}`: refused or failed requests (`invalid_json`, `invalid`, `too_large`, `timeout`,
+  `queue_full`, `shutting_down`, `pipeline`, `internal`).
 - `batch_size` (histogram): items per pipeline call, the figure that shows whether dynamic batching batches.
 - `batch_seconds` (histogram): time of each pipeline call; `items_total`: items answered.
 - `queue_depth` (gauge): items waiting for a batch.
@@ -38,7 +42,13 @@ class ServingMetrics(BatchObserver):
         self.latency = Histogram(
             "request_latency_seconds", "HTTP request latency", ["path"], buckets=LATENCY_BUCKETS, **kw
         )
-        self.errors = Counter("errors", "Refused or failed predictions by kind", ["kind"], **kw)
+        self.disconnects = Counter(
+            "client_disconnects",
+            "Requests whose client went away before the response was sent",
+            ["path", "stage"],
+            **kw,
+        )
+        self.errors = Counter("errors", "Refused or failed requests by kind", ["kind"], **kw)
         self.batch_size = Histogram("batch_size", "Items per pipeline call", buckets=BATCH_SIZE_BUCKETS, **kw)
         self.batch_seconds = Histogram("batch_seconds", "Seconds per pipeline call", buckets=LATENCY_BUCKETS, **kw)
         self.items = Counter("items", "Items answered by the pipeline", **kw)
@@ -51,6 +61,9 @@ class ServingMetrics(BatchObserver):
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(path=path, method=method, status=str(status)).inc()
         self.latency.labels(path=path).observe(seconds)
+
+    def client_disconnected(self, path: str, stage: str) -> None:
+        self.disconnects.labels(path=path, stage=stage).inc()
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind=kind).inc()

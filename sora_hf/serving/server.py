@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 
@@ -30,13 +31,19 @@ def serve(
     `graceful_timeout_s`), then the app's shutdown answers anything still queued before the process exits.
     `threads` sets torch's intra-op threads (on a shared CPU, leave cores to the HTTP side and the clients).
     Binds to 127.0.0.1 by default: pass host="0.0.0.0" deliberately to expose it.
+
+    `settings.header_timeout_s` / `settings.body_timeout_s` bound how long a request may take to arrive (408 and
+    the connection closed beyond; see `protocol.py`). Everything is checked before the port is bound: the arguments
+    here (ValueError), the settings, and the checkpoint (`load_pipeline`: ValueError or FileNotFoundError).
     """
+    check_serve_arguments(port=port, threads=threads, graceful_timeout_s=graceful_timeout_s)
+    settings = settings or ServerSettings()
     import torch
     import uvicorn
 
+    from .protocol import timed_h11_protocol
+
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         torch.set_num_threads(threads)
     pipe, task = load_pipeline(checkpoint, task=task, device=device)
     app = create_app(pipe, task=task, model_name=checkpoint, settings=settings)
@@ -47,11 +54,24 @@ def serve(
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=graceful_timeout_s,
+        http=timed_h11_protocol(settings.header_timeout_s, settings.body_timeout_s),
     )
     logger.info("serving %s as %s on http://%s:%d", checkpoint, task, host, port)
     stopped_by = _run_exiting_cleanly(uvicorn.Server(config))
     if stopped_by:
         logger.warning("stopped on %s after answering every accepted request", stopped_by)
+
+
+def check_serve_arguments(port: int, threads: int | None = None, graceful_timeout_s: float = 30.0) -> None:
+    """ValueError for a port outside 0..65535 (0: any free port), threads < 1, or a graceful timeout that is not a
+    finite number of seconds >= 0."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 0 to 65535 (0: any free port), got {port!r}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    number = isinstance(graceful_timeout_s, (int, float)) and not isinstance(graceful_timeout_s, bool)
+    if not number or not math.isfinite(graceful_timeout_s) or graceful_timeout_s < 0:
+        raise ValueError(f"graceful_timeout_s must be a finite number of seconds >= 0, got {graceful_timeout_s!r}")
 
 
 def _run_exiting_cleanly(server: object) -> str | None:

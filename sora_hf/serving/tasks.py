@@ -9,27 +9,24 @@ server, not to a client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from .errors import RequestError
+from .schemas import (
+    FillMaskParameters,
+    GenerationParameters,
+    NoParameters,
+    QuestionAnsweringParameters,
+    TextClassificationParameters,
+    TextGenerationParameters,
+    TokenClassificationParameters,
+    TranslationParameters,
+)
 
 TEXT, QUESTION_ANSWERING, SIMILARITY = "text", "question-answering", "sentence-similarity"
-
-_GENERATION_PARAMETERS = frozenset(
-    {
-        "max_new_tokens",
-        "min_new_tokens",
-        "do_sample",
-        "temperature",
-        "top_k",
-        "top_p",
-        "num_beams",
-        "repetition_penalty",
-        "no_repeat_ngram_size",
-        "num_return_sequences",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,8 @@ class TaskSpec:
     """How one pipeline task is served.
 
     `input_kind` is the shape of one item: a string (`"text"`), a `{question, context}` object or a
-    `{source_sentence, sentences}` object. `parameters` are the keywords a request may pass to the pipeline.
+    `{source_sentence, sentences}` object. `parameter_model` types and bounds the keywords a request may pass to the
+    pipeline (`parameters`: their names).
     `truncate` says whether the server passes tokenizer truncation to the model's limit (so an overlong text is cut,
     as in training, instead of running past the position table); `truncation_key` names the pipeline keyword that
     carries tokenizer arguments (None: the pipeline takes `truncation`/`max_length` directly).
@@ -45,31 +43,27 @@ class TaskSpec:
 
     name: str
     input_kind: str = TEXT
-    parameters: frozenset[str] = field(default_factory=frozenset)
+    parameter_model: type[BaseModel] = NoParameters
     truncate: bool = False
     truncation_key: str | None = None
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        return frozenset(self.parameter_model.model_fields)
 
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec("text-classification", parameters=frozenset({"top_k", "function_to_apply"}), truncate=True),
-        TaskSpec("token-classification", parameters=frozenset({"aggregation_strategy", "ignore_labels"})),
-        TaskSpec(
-            "fill-mask", parameters=frozenset({"top_k", "targets"}), truncate=True, truncation_key="tokenizer_kwargs"
-        ),
+        TaskSpec("text-classification", parameter_model=TextClassificationParameters, truncate=True),
+        TaskSpec("token-classification", parameter_model=TokenClassificationParameters),
+        TaskSpec("fill-mask", parameter_model=FillMaskParameters, truncate=True, truncation_key="tokenizer_kwargs"),
         TaskSpec("feature-extraction", truncate=True, truncation_key="tokenize_kwargs"),
-        TaskSpec(
-            "text-generation", parameters=_GENERATION_PARAMETERS | {"return_full_text", "max_length", "min_length"}
-        ),
-        TaskSpec("text2text-generation", parameters=_GENERATION_PARAMETERS),
-        TaskSpec("summarization", parameters=_GENERATION_PARAMETERS),
-        TaskSpec("translation", parameters=_GENERATION_PARAMETERS | {"src_lang", "tgt_lang"}),
-        TaskSpec(
-            "question-answering",
-            input_kind=QUESTION_ANSWERING,
-            parameters=frozenset({"top_k", "max_answer_len", "handle_impossible_answer"}),
-        ),
+        TaskSpec("text-generation", parameter_model=TextGenerationParameters),
+        TaskSpec("text2text-generation", parameter_model=GenerationParameters),
+        TaskSpec("summarization", parameter_model=GenerationParameters),
+        TaskSpec("translation", parameter_model=TranslationParameters),
+        TaskSpec("question-answering", input_kind=QUESTION_ANSWERING, parameter_model=QuestionAnsweringParameters),
         TaskSpec("sentence-similarity", input_kind=SIMILARITY),
     )
 }
@@ -158,22 +152,57 @@ def check_items(spec: TaskSpec, items: list[Any], max_texts: int, max_chars: int
             raise RequestError(422, f"inputs[{i}] has no mask token {mask_token!r}: fill-mask needs one")
 
 
-def check_parameters(spec: TaskSpec, parameters: dict[str, Any], max_new_tokens: int) -> None:
-    """Refuse parameters that the task does not take, and generation lengths beyond the server's cap."""
+def check_parameters(
+    spec: TaskSpec, parameters: dict[str, Any], max_new_tokens: int, vocab_size: int | None = None
+) -> dict[str, Any]:
+    """The request's parameters, type and range checked: a 422 names the first bad parameter of each name.
+
+    Refused: keywords the task does not take, values of the wrong type (strict: no "3" or 3.0 for 3, no true for 1),
+    NaN and infinite numbers, values out of range, generation lengths beyond the server's cap and, for fill-mask,
+    a top_k beyond the vocabulary. Returns the parameters the client set (nothing else), ready for the pipeline.
+    """
     unknown = sorted(set(parameters) - spec.parameters)
     if unknown:
         allowed = ", ".join(sorted(spec.parameters)) or "none"
         raise RequestError(422, f"parameters {unknown} are not accepted for task {spec.name}; allowed: {allowed}")
-    for key in ("max_new_tokens", "max_length"):
-        value = parameters.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise RequestError(422, f"parameters.{key} must be a positive integer, got {value!r}")
-        if value > max_new_tokens:
+    try:
+        checked = spec.parameter_model.model_validate(parameters).model_dump(exclude_unset=True)
+    except ValidationError as error:
+        raise RequestError(422, "invalid request: " + describe_parameter_errors(error.errors())) from None
+    for key in ("max_new_tokens", "max_length", "min_new_tokens", "min_length"):
+        value = checked.get(key)
+        if value is not None and value > max_new_tokens:
             raise RequestError(
                 422, f"parameters.{key}={value} is over the server's limit max_new_tokens={max_new_tokens}"
             )
+    top_k = checked.get("top_k")
+    if spec.name == "fill-mask" and vocab_size is not None and top_k is not None and top_k > vocab_size:
+        raise RequestError(422, f"parameters.top_k={top_k} is over the model's vocabulary size {vocab_size}")
+    return checked
+
+
+def describe_parameter_errors(errors: list[dict[str, Any]]) -> str:
+    """One clause per bad parameter, naming it, e.g. `parameters.top_k: Input should be a valid integer (got 'x')`.
+
+    A union type (fill-mask `targets`: a string or a list) reports once per member: the member the value had the
+    type of speaks (`parameters.targets.1: String should have at least 1 character`); a value of neither type gets
+    both type errors in one clause.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for error in errors:
+        loc = error.get("loc") or ("?",)
+        groups.setdefault(str(loc[0]), []).append(error)
+    clauses = []
+    for name, group in groups.items():
+        fitting = [error for error in group if not str(error.get("type", "")).endswith("_type")]
+        chosen = fitting[0] if fitting else group[0]
+        # list positions stay in the name (targets.2); union member tags such as `str` or `list[...]` do not
+        where = ".".join([name, *(str(part) for part in chosen.get("loc", ())[1:] if isinstance(part, int))])
+        message = chosen.get("msg", "invalid") if fitting else " or ".join(dict.fromkeys(e["msg"] for e in group))
+        got = repr(chosen.get("input"))
+        got = got if len(got) <= 60 else got[:57] + "..."
+        clauses.append(f"parameters.{where}: {message} (got {got})")
+    return "; ".join(clauses)
 
 
 def server_kwargs(spec: TaskSpec, max_length: int | None) -> dict[str, Any]:

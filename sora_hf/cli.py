@@ -6,22 +6,38 @@ sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=unifor
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
-sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo]
-sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel]
-sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment]
+sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--overwrite]
+sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
+sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment] [--overwrite]
 
 A recipe is a file, or a shipped recipe by name (`zh-tiny-mlm`, `sentiment`: see `sora-hf <command> --help`),
 found in the installed package from any folder. Arguments and recipes are checked before torch is imported.
+
+A user error (a bad argument or recipe, a missing file, a folder that is not a model) is one line on stderr,
+`sora-hf: error: ...`, with exit status 2 and no traceback; `-v` prints the traceback too. Ctrl-C exits with 130.
+By default only warnings are logged, and sora_hf's own progress lines (INFO); `-v` logs everything at INFO.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import yaml
+
+# the opsets `export onnx` can write for Sora, per exporter (measured with torch 2.13 and onnxruntime 1.32):
+# TorchScript needs 14 for scaled_dot_product_attention and stops at torch's ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+# (20); the dynamo exporter's torchlib starts at 18 (below it, it writes an opset-18 graph anyway), and from 23 on
+# onnxruntime's RotaryEmbedding kernel disagrees with torch
+ONNX_OPSETS = {"torchscript": (14, 20), "dynamo": (18, 22)}
 
 
 def _library() -> None:
@@ -46,14 +62,20 @@ def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load_recipe(loader: Callable[..., Any], args: argparse.Namespace, kind: str) -> Any:
-    """The recipe `args.recipe` names (a file, or a shipped recipe by name), validated; errors name the file."""
+    """The recipe `args.recipe` names (a file, or a shipped recipe by name), validated; errors name the file.
+
+    The recipe keeps the overrides (`--set`, `--output-dir`, `--checkpoint`) it was given: `recipe.overrides`, and
+    the recipe as it runs, `recipe.effective`."""
     from .recipes import RecipeError, find_recipe
 
     path = find_recipe(args.recipe, kind)
+    overrides = _recipe_overrides(args)  # a bad --set is the option's fault, not the file's
     try:
-        return loader(path, _recipe_overrides(args))
+        return loader(path, overrides)
     except RecipeError as error:
-        raise RecipeError(f"{path}: {error}") from None
+        if str(path) in str(error):
+            raise
+        raise RecipeError(f"{path}: {error}") from error
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -170,7 +192,9 @@ def _export(args: argparse.Namespace) -> int:
     _library()
     from .deploy.onnx_export import export_onnx
 
-    info = export_onnx(args.checkpoint, args.output_dir, opset=args.opset, exporter=args.exporter)
+    info = export_onnx(
+        args.checkpoint, args.output_dir, opset=args.opset, exporter=args.exporter, overwrite=args.overwrite
+    )
     print(info.to_json())
     return 0
 
@@ -191,6 +215,7 @@ def _quantize(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         per_channel=args.per_channel,
         threads=args.threads,
+        overwrite=args.overwrite,
     )
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
@@ -213,6 +238,7 @@ def _prune(args: argparse.Namespace) -> int:
         importance_batches=args.importance_batches,
         max_length=args.max_length,
         max_eval_examples=args.max_examples,
+        overwrite=args.overwrite,
     )
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
@@ -228,12 +254,91 @@ def _recipe_help(kind: str, example: str) -> str:
     return f"a recipe file (e.g. {example}) or the name of a shipped one: {names}"
 
 
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit status 2 (argparse would print the usage and exit)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other user error, and `main` returns 2
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 0..65535 (0: any free port)")
+    return value
+
+
+def _opset(text: str) -> int:
+    value = _integer(text)
+    low, high = min(r[0] for r in ONNX_OPSETS.values()), max(r[1] for r in ONNX_OPSETS.values())
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"opset {value} cannot export Sora: {_opset_ranges()}")
+    return value
+
+
+def _opset_ranges() -> str:
+    return "; ".join(f"{name}: {low}..{high}" for name, (low, high) in ONNX_OPSETS.items())
+
+
+def _number(text: str, *, positive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number {'> 0' if positive else '>= 0'}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    return _number(text, positive=True)
+
+
+def _non_negative_number(text: str) -> float:
+    return _number(text, positive=False)
+
+
+def _fraction(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0.0 <= value < 1.0:
+            raise argparse.ArgumentTypeError(f"{name}={value}: the fraction to prune must be in [0, 1)")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser = _Parser(prog="sora-hf", description="Pre-train, fine-tune and share Sora models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; tracebacks with errors")
+    # `-v` after the command works too (`sora-hf pretrain -v ...`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    pretrain = sub.add_parser("pretrain", help="pre-train a Sora model from a YAML recipe")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    pretrain = command("pretrain", help="pre-train a Sora model from a YAML recipe")
     pretrain.add_argument("recipe", help=_recipe_help("pretrain", "recipes/pretrain/zh-tiny-mlm.yaml"))
     pretrain.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     pretrain.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
@@ -242,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     pretrain.set_defaults(func=_pretrain)
 
-    finetune = sub.add_parser("finetune", help="fine-tune a pre-trained Sora (LoRA or full) from a YAML recipe")
+    finetune = command("finetune", help="fine-tune a pre-trained Sora (LoRA or full) from a YAML recipe")
     finetune.add_argument("recipe", help=_recipe_help("finetune", "recipes/finetune/sentiment.yaml"))
     finetune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     finetune.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
@@ -250,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     finetune.set_defaults(func=_finetune)
 
-    multitask = sub.add_parser(
+    multitask = command(
         "multitask", help="train one shared encoder on several tasks (one head each) from a multi-task recipe"
     )
     multitask.add_argument("recipe", help=_recipe_help("multitask", "recipes/multitask/zh-sentiment-ner.yaml"))
@@ -260,16 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
     multitask.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     multitask.set_defaults(func=_multitask)
 
-    quick = sub.add_parser(
+    quick = command(
         "quickstart", help="the main job: pre-train the tiny Chinese encoder, fine-tune it on sentiment, use it"
     )
     quick.add_argument("--output-dir", default="runs/quickstart")
-    quick.add_argument("--max-steps", type=int, default=None, help="pre-training steps (default: the recipe's)")
-    quick.add_argument("--finetune-epochs", type=float, default=None, help="sentiment epochs (default: recipe's)")
+    quick.add_argument("--max-steps", type=_positive_int, help="pre-training steps (default: the recipe's)")
+    quick.add_argument("--finetune-epochs", type=_positive_number, help="sentiment epochs (default: recipe's)")
     quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     quick.set_defaults(func=_quickstart)
 
-    push = sub.add_parser("push", help="push a checkpoint (or a LoRA adapter folder) to the Hugging Face Hub")
+    push = command("push", help="push a checkpoint (or a LoRA adapter folder) to the Hugging Face Hub")
     push.add_argument("checkpoint_dir", help="a folder written by save_pretrained (model + tokenizer), or an adapter")
     push.add_argument("repo_id", help="the Hub repo, e.g. me/sora-sentiment (created when missing)")
     push.add_argument("--private", action="store_true", help="create the repo private")
@@ -278,67 +383,169 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--base-model", help="adapters: the Hub repo of the base model (when trained from a folder)")
     push.set_defaults(func=_push)
 
-    serve = sub.add_parser("serve", help="serve a checkpoint over HTTP (dynamic batching, Prometheus /metrics)")
+    serve = command("serve", help="serve a checkpoint over HTTP (dynamic batching, Prometheus /metrics)")
     serve.add_argument("checkpoint", help="a model folder (save_pretrained) or a Hub repo id")
     serve.add_argument("--task", help="pipeline task (default: from the config's architectures)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: local only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port, 0..65535 (0: any free port)")
     serve.add_argument("--device", help="pipeline device, e.g. cpu, cuda:0 (default: transformers' choice)")
-    serve.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    serve.add_argument("--max-batch-size", type=int, default=32, help="items per model call (1: no batching)")
-    serve.add_argument("--forward-batch-size", type=int, default=8, help="length-sorted items per forward pass")
-    serve.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill")
-    serve.add_argument("--max-queue-size", type=int, default=1024, help="queued items before 503")
-    serve.add_argument("--max-text-chars", type=int, default=4096, help="characters per text before 413")
-    serve.add_argument("--max-texts-per-request", type=int, default=64, help="texts per request before 413")
-    serve.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body bytes before 413")
-    serve.add_argument("--max-new-tokens", type=int, default=256, help="cap on generation lengths")
-    serve.add_argument("--max-length", type=int, help="tokens per text (default: the model's limit)")
-    serve.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+    serve.add_argument("--threads", type=_positive_int, help="torch intra-op threads (default: torch's)")
+    serve.add_argument(
+        "--max-batch-size", type=_positive_int, default=32, help="items per model call (1: no batching)"
+    )
+    serve.add_argument("--forward-batch-size", type=_positive_int, default=8, help="length-sorted items per forward")
+    serve.add_argument("--max-wait-ms", type=_non_negative_number, default=2.0, help="how long a batch waits to fill")
+    serve.add_argument("--max-queue-size", type=_positive_int, default=1024, help="queued items before 503")
+    serve.add_argument("--max-text-chars", type=_positive_int, default=4096, help="characters per text before 413")
+    serve.add_argument("--max-texts-per-request", type=_positive_int, default=64, help="texts per request before 413")
+    serve.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000, help="request body bytes before 413")
+    serve.add_argument("--max-new-tokens", type=_positive_int, default=256, help="cap on generation lengths")
+    serve.add_argument("--max-length", type=_positive_int, help="tokens per text (default: the model's limit)")
+    serve.add_argument(
+        "--graceful-timeout", type=_non_negative_number, default=30.0, help="seconds to finish requests on SIGTERM"
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.set_defaults(func=_serve)
 
-    export = sub.add_parser("export", help="export a checkpoint for deployment")
+    overwrite_help = "replace an existing output folder (only after the new one is written)"
+    export = command("export", help="export a checkpoint for deployment")
     export_sub = export.add_subparsers(dest="format", required=True)
-    onnx = export_sub.add_parser("onnx", help="ONNX graph + config + tokenizer, checked against torch")
+    onnx = export_sub.add_parser(
+        "onnx", parents=[common], help="ONNX graph + config + tokenizer, checked against torch"
+    )
     onnx.add_argument("checkpoint", help="a saved Sora model: an encoder head or SoraForCausalLM")
     onnx.add_argument("output_dir", help="folder for model.onnx, config, tokenizer and export_info.json")
-    onnx.add_argument("--opset", type=int, default=17)
-    onnx.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    onnx.add_argument("--opset", type=_opset, default=17, help=f"ONNX opset (default 17; {_opset_ranges()})")
+    onnx.add_argument("--exporter", choices=tuple(ONNX_OPSETS), default="torchscript")
+    onnx.add_argument("--overwrite", action="store_true", help=overwrite_help)
     onnx.set_defaults(func=_export)
 
-    quantize = sub.add_parser("quantize", help="int8 dynamic quantization (onnxruntime) with a before/after report")
+    quantize = command("quantize", help="int8 dynamic quantization (onnxruntime) with a before/after report")
     quantize.add_argument("source", help="a saved Sora model (exported first) or an exported ONNX folder")
     quantize.add_argument("output_dir", help="folder for the int8 model.onnx and quantization_report.json")
     quantize.add_argument("--task", default="sentiment", help="embedded classification task to score ('none': skip)")
-    quantize.add_argument("--max-examples", type=int, help="score on the first N test examples (default: all)")
-    quantize.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    quantize.add_argument(
+        "--max-examples", type=_positive_int, help="score on the first N test examples (default: all)"
+    )
+    quantize.add_argument("--max-length", type=_positive_int, default=128, help="tokens per text")
     quantize.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    quantize.add_argument("--threads", type=int, help="intra-op threads for the latency figures")
+    quantize.add_argument("--threads", type=_positive_int, help="intra-op threads for the latency figures")
+    quantize.add_argument("--overwrite", action="store_true", help=overwrite_help)
     quantize.set_defaults(func=_quantize)
 
-    prune = sub.add_parser("prune", help="structured pruning of heads and MLP width, with a before/after report")
+    prune = command("prune", help="structured pruning of heads and MLP width, with a before/after report")
     prune.add_argument("checkpoint", help="a saved SoraForSequenceClassification")
     prune.add_argument("output_dir", help="folder for the pruned model (loads with AutoModelForX) and its report")
-    prune.add_argument("--heads", type=float, default=0.5, help="fraction of key/value head groups removed per layer")
-    prune.add_argument("--mlp", type=float, default=0.5, help="fraction of MLP units removed per layer")
+    prune.add_argument(
+        "--heads", type=_fraction("heads"), default=0.5, help="fraction of key/value head groups removed per layer"
+    )
+    prune.add_argument("--mlp", type=_fraction("mlp"), default=0.5, help="fraction of MLP units removed per layer")
     prune.add_argument("--task", default="sentiment", help="embedded classification task (importance and score)")
-    prune.add_argument("--importance-batches", type=int, default=8, help="train batches of 32 for importance")
-    prune.add_argument("--max-examples", type=int, help="score on the first N test examples (default: all)")
-    prune.add_argument("--max-length", type=int, default=128, help="tokens per text")
-    prune.add_argument("--threads", type=int, help="torch threads for the latency figures")
+    prune.add_argument(
+        "--importance-batches", type=_positive_int, default=8, help="train batches of 32 for importance"
+    )
+    prune.add_argument("--max-examples", type=_positive_int, help="score on the first N test examples (default: all)")
+    prune.add_argument("--max-length", type=_positive_int, default=128, help="tokens per text")
+    prune.add_argument("--threads", type=_positive_int, help="torch threads for the latency figures")
+    prune.add_argument("--overwrite", action="store_true", help=overwrite_help)
     prune.set_defaults(func=_prune)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check one argument at a time."""
+    if getattr(args, "format", None) == "onnx":
+        low, high = ONNX_OPSETS[args.exporter]
+        if not low <= args.opset <= high:
+            raise UsageError(
+                f"argument --opset: the {args.exporter} exporter writes Sora at opset {low}..{high}, not {args.opset}"
+            )
 
+
+_VERBOSITY_ENV = ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY")
+
+
+def _library_loggers() -> dict[str, Any]:
+    """transformers' and datasets' logging modules, where imported (they keep their own levels and handlers)."""
+    found = {}
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        found["transformers"] = transformers_logging
+    if "datasets" in sys.modules:
+        from datasets.utils import logging as datasets_logging
+
+        found["datasets"] = datasets_logging
+    return found
+
+
+@contextlib.contextmanager
+def logging_for(verbose: bool) -> Iterator[None]:
+    """The command line's logging for one command, restored afterwards (so that `main` can run in a process).
+
+    By default WARNING for every library and INFO for sora_hf's own loggers (the data loaders' `file: N rows -> M
+    examples`, the runs' progress); with `verbose`, INFO for everything, transformers and datasets included."""
+    logging.basicConfig(format="%(levelname)s %(message)s")
+    root, own = logging.getLogger(), logging.getLogger("sora_hf")
+    saved = root.level, own.level, {name: os.environ.get(name) for name in _VERBOSITY_ENV}
+    libraries = {name: module.get_verbosity() for name, module in _library_loggers().items()}
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    own.setLevel(logging.INFO)
+    if verbose:
+        for name in _VERBOSITY_ENV:  # read when the library is first imported
+            os.environ.setdefault(name, "info")
+        for module in _library_loggers().values():
+            module.set_verbosity_info()
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as error:  # RecipeError is a ValueError
+        yield
+    finally:
+        root.setLevel(saved[0])
+        own.setLevel(saved[1])
+        for name, value in saved[2].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if verbose:
+            for name, module in _library_loggers().items():
+                module.set_verbosity(libraries.get(name, logging.WARNING))
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """A bad recipe, argument, file or folder (a RecipeError is a ValueError; transformers' "can't load ..." an
+    OSError; a bad config value a huggingface_hub StrictDataclassError), not a bug to report."""
+    if isinstance(error, ValueError | OSError | yaml.YAMLError):
+        return True
+    return any(cls.__name__ == "StrictDataclassError" for cls in type(error).__mro__)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check_arguments(args)
+    except UsageError as error:
         print(f"sora-hf: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        with logging_for(args.verbose):
+            return args.func(args)
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        print("sora-hf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if not _is_user_error(error):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"sora-hf: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 
@@ -346,4 +553,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "logging_for", "ONNX_OPSETS"]

@@ -173,6 +173,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_new_tokens=args.max_new_tokens,
         max_length=args.max_length,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
     )
     serve(
         args.checkpoint,
@@ -400,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-texts-per-request", type=_positive_int, default=64, help="texts per request before 413")
     serve.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000, help="request body bytes before 413")
     serve.add_argument("--max-new-tokens", type=_positive_int, default=256, help="cap on generation lengths")
+    serve.add_argument(
+        "--header-timeout", type=_positive_number, default=10.0, help="seconds a client has to send its headers (408)"
+    )
+    serve.add_argument(
+        "--body-timeout", type=_positive_number, default=30.0, help="seconds a client has to send its body (408)"
+    )
     serve.add_argument("--max-length", type=_positive_int, help="tokens per text (default: the model's limit)")
     serve.add_argument(
         "--graceful-timeout", type=_non_negative_number, default=30.0, help="seconds to finish requests on SIGTERM"
@@ -524,7 +532,14 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+# our commands read local files and talk to the Hub only when asked to (push, a repo id): no telemetry, no download
+# counters (the libraries' own switches; a user who set them keeps their values)
+NO_TELEMETRY = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for name, value in NO_TELEMETRY.items():
+        os.environ.setdefault(name, value)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -356,7 +356,15 @@ def run_finetuning(
             from .robustness import evaluate_robustness
 
             metrics["robustness"] = evaluate_robustness(
-                recipe, info, trainer.model, tokenizer, test, collator, args.per_device_eval_batch_size, metrics
+                recipe,
+                info,
+                trainer.model,
+                tokenizer,
+                test,
+                collator,
+                args.per_device_eval_batch_size,
+                metrics,
+                output_dir=output_dir,
             )
         metrics.update(
             recipe=recipe.name,
@@ -379,7 +387,7 @@ def run_finetuning(
         write_metrics(output_dir, metrics)
         plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        recipe_text = save_recipe(recipe.source_path, output_dir)
+        recipe_text = save_recipe(recipe, output_dir)
         write_model_card(
             output_dir,
             title=f"Sora {recipe.name}",

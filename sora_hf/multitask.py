@@ -27,6 +27,7 @@ training: {num_train_epochs: 1}
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -47,22 +48,31 @@ from transformers import Trainer, TrainingArguments, set_seed
 from . import task_metrics
 from .finetuning import DEFAULT_TRAINING as FINETUNE_TRAINING
 from .recipes import (
+    INTERNAL_FIELDS,
     LORA_KEYS,
+    LORA_KINDS,
     FinetuneDataSection,
     FinetuneRecipe,
     RecipeError,
     _suggest,
     check_keys,
+    check_model_section,
+    check_training_section,
     coerce_numbers,
-    model_config_names,
     parse_finetune_recipe,
     read_recipe,
-    training_argument_names,
+    typed_mapping,
 )
 
 logger = logging.getLogger(__name__)
 
 SAMPLING = ("proportional", "temperature", "uniform")
+TOP_LEVEL_KINDS = {
+    "max_length": frozenset({"int"}),
+    "doc_stride": frozenset({"int"}),
+    "seed": frozenset({"int"}),
+    "temperature": frozenset({"float"}),
+}
 LOSS_WEIGHTING = ("fixed", "uncertainty")
 TASK_KEYS = {"data", "loss_weight"}
 # the heads SoraForMultiTask has; embedded tasks of other types (pinyin: seq2seq) are refused at parse time
@@ -114,6 +124,8 @@ class MultiTaskRecipe:
     training: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source_path: str | None = None
+    effective: dict[str, Any] = field(default_factory=dict)  # the recipe as it runs (recipe.yaml of the run)
+    overrides: dict[str, Any] = field(default_factory=dict)  # `--set` and command-line options, dotted key -> value
 
     def task_recipe(self, task: str) -> FinetuneRecipe:
         """The fine-tuning recipe of one task, so that the fine-tuning loaders and encoders serve it unchanged."""
@@ -133,7 +145,7 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
     """Validate a multi-task recipe completely (keys, tasks, sampling, weighting) before any data is loaded."""
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping at the top level")
-    check_keys("recipe", raw, {f.name for f in dataclasses.fields(MultiTaskRecipe)} - {"source_path"})
+    check_keys("recipe", raw, {f.name for f in dataclasses.fields(MultiTaskRecipe)} - INTERNAL_FIELDS)
     for required in ("name", "output_dir", "checkpoint", "tasks"):
         if required not in raw:
             raise RecipeError(f"recipe is missing the required key {required!r}")
@@ -162,18 +174,25 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
         tasks[name] = TaskSection(data=data, loss_weight=float(weight))
     lora = raw.get("lora") or {}
     check_keys("lora", lora, LORA_KEYS)
-    model = raw.get("model") or {}
-    check_keys("model", model, model_config_names() - {"tasks", "task_loss_weighting"})
-    training = raw.get("training") or {}
-    check_keys("training", training, training_argument_names())
+    lora = typed_mapping("lora", lora, LORA_KINDS)
+    model = check_model_section(raw.get("model") or {}, exclude={"tasks", "task_loss_weighting"})
+    training = check_training_section(raw.get("training") or {})
+    numbers = {key: raw[key] for key in TOP_LEVEL_KINDS if key in raw}
+    raw = {**raw, **typed_mapping("", numbers, TOP_LEVEL_KINDS)}
     recipe = MultiTaskRecipe(
         **{k: v for k, v in raw.items() if k not in ("tasks", "lora", "model", "training")},
         tasks=tasks,
-        lora=coerce_numbers(lora),
-        model=coerce_numbers(model),
-        training=coerce_numbers(training),
+        lora=lora,
+        model=model,
+        training=training,
         source_path=source_path,
     )
+    recipe.effective = {
+        **copy.deepcopy(raw),
+        **({"lora": lora} if "lora" in raw else {}),
+        **({"model": model} if "model" in raw else {}),
+        **({"training": training} if "training" in raw else {}),
+    }
     recipe.temperature = float(recipe.temperature)
     if recipe.method not in ("lora", "full"):
         raise RecipeError(f"recipe.method={recipe.method!r} must be 'lora' or 'full'")
@@ -199,7 +218,9 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
 
 
 def load_multitask_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> MultiTaskRecipe:
-    return parse_multitask_recipe(read_recipe(path, overrides), source_path=str(path))
+    recipe = parse_multitask_recipe(read_recipe(path, overrides), source_path=str(path))
+    recipe.overrides = dict(overrides or {})
+    return recipe
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -610,7 +631,7 @@ def run_multitask(
         write_metrics(output_dir, metrics)
         plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        recipe_text = save_recipe(recipe.source_path, output_dir)
+        recipe_text = save_recipe(recipe, output_dir)
         headline = {
             f"test_{task}_{key[5:]}": value
             for task, scores in per_task.items()

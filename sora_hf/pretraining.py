@@ -143,10 +143,21 @@ def for_this_machine(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def save_recipe(source_path: str | None, output_dir: Path, fallback: dict[str, Any] | None = None) -> str | None:
-    """Copy the recipe that produced a run into it as `recipe.yaml`; returns its text (for the model card)."""
-    if source_path:
-        text = Path(source_path).read_text(encoding="utf-8")
+def save_recipe(recipe: Any, output_dir: Path, fallback: dict[str, Any] | None = None) -> str | None:
+    """Write the recipe that produced a run into it as `recipe.yaml`; returns its text (for the model card).
+
+    The effective recipe is written: the file with the `--set` overrides and command-line options applied and
+    every value typed, so that `sora-hf <command> recipe.yaml` in the run folder runs the same thing again."""
+    effective = getattr(recipe, "effective", None)
+    source = getattr(recipe, "source_path", None)
+    if effective:
+        header = f"# the recipe of this run: {source or 'given in Python'}"
+        overrides = getattr(recipe, "overrides", None) or {}
+        if overrides:
+            header += ", with " + ", ".join(f"{key}={value!r}" for key, value in overrides.items())
+        text = header + "\n" + yaml.safe_dump(effective, allow_unicode=True, sort_keys=False)
+    elif source:
+        text = Path(source).read_text(encoding="utf-8")
     elif fallback is not None:
         text = yaml.safe_dump(fallback, allow_unicode=True)
     else:
@@ -231,9 +242,7 @@ def run_pretraining(
         plot_loss_curve(
             trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name} ({recipe.objective})"
         )
-        recipe_text = save_recipe(
-            recipe.source_path, output_dir, fallback={"name": recipe.name, "objective": recipe.objective}
-        )
+        recipe_text = save_recipe(recipe, output_dir, fallback={"name": recipe.name, "objective": recipe.objective})
         write_model_card(
             output_dir,
             title=f"Sora {recipe.name}",

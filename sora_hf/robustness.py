@@ -319,9 +319,20 @@ def headline_metric(info) -> str:
 
 
 def evaluate_robustness(
-    recipe, info, model, tokenizer, test, collator, batch_size: int, clean_metrics: dict[str, Any] | None = None
+    recipe,
+    info,
+    model,
+    tokenizer,
+    test,
+    collator,
+    batch_size: int,
+    clean_metrics: dict[str, Any] | None = None,
+    output_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the model on the perturbed test split: all kinds mixed, and each kind alone (`per_kind`).
+
+    The perturbed examples are written to `output_dir` (default: the recipe's; a run passes the folder it is
+    being written in).
 
     Returns {"rate", "seed", "kinds", "metric", "clean", "perturbed", "drop", "edited_fraction", "mixed": {...},
     "per_kind": {kind: {...}}}, where "mixed" and each kind hold the task's scalar test metrics.
@@ -360,7 +371,7 @@ def evaluate_robustness(
         summary["clean"] = clean_metrics[metric]
         summary["drop"] = clean_metrics[metric] - summary["perturbed"]
     if options.examples_file and samples is not None:
-        _write_examples(Path(recipe.output_dir) / options.examples_file, test, samples, info.task_type)
+        _write_examples(Path(output_dir or recipe.output_dir) / options.examples_file, test, samples, info.task_type)
     logger.info("robustness (%s, rate %.2f): %s", ", ".join(options.kinds), options.rate, summary["perturbed"])
     return summary
 

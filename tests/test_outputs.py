@@ -225,7 +225,8 @@ def test_finetune_overwrite_replaces_only_after_the_run(encoder, tmp_path):
 def classifier(tokenizer, tmp_path_factory):
     folder = tmp_path_factory.mktemp("classifier")
     torch.manual_seed(0)
-    config = SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer), num_labels=2))
+    labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    config = SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer), **labels))
     SoraForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

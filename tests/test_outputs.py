@@ -287,3 +287,20 @@ def test_resume_with_another_model_size_is_refused_by_name(corpus, tmp_path):  #
     raw["model"].update(hidden_size=64, intermediate_size=128)
     with pytest.raises(RecipeError, match=r"--resume: .*checkpoint-2 was trained with another model \(hidden_size"):
         run_pretraining(parse_pretrain_recipe(raw), resume=True)
+
+
+def test_the_saved_recipe_is_the_effective_one(corpus, tmp_path):  # noqa: F811
+    import yaml
+
+    from sora_hf.recipes import load_pretrain_recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(corpus, tmp_path / "unused")), encoding="utf-8")
+    out = tmp_path / "run"
+    assert cli_main(["pretrain", str(path), "--set", "training.max_steps='2'", "--output-dir", str(out)]) == 0
+    saved = (out / "recipe.yaml").read_text(encoding="utf-8")
+    assert "training.max_steps='2'" in saved.splitlines()[0]  # the header names the overrides as given
+    again = load_pretrain_recipe(out / "recipe.yaml")
+    assert again.training["max_steps"] == 2 and again.output_dir == str(out)
+    assert json.loads((out / "metrics.json").read_text())["train_steps"] == 2
+    assert "max_steps: 2" in (out / "README.md").read_text(encoding="utf-8")

@@ -283,7 +283,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         app.state.draining = False
-        logger.info("serving %s (%s) with %s", model_name, task, settings)
+        logger.debug("serving %s (%s) with %s", model_name, task, settings)
         try:
             yield
         finally:

@@ -190,7 +190,7 @@ class DynamicBatcher:
             if len(group) == 1:
                 self._fail(group[0], error)
                 return
-            logger.info("batched call of %d items failed (%s); retrying one by one", len(group), error)
+            logger.warning("batched call of %d items failed (%s); retrying one by one", len(group), error)
             for pending in group:
                 await self._run_group([pending])
             return

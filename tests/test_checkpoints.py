@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 from conftest import tiny_config_kwargs
+from test_outputs import _finetune_recipe
 from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -20,7 +21,7 @@ from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification
 from sora_hf.checkpoints import CheckpointError, load_checked, looks_like_path, resolve_checkpoint
 from sora_hf.cli import main as cli_main
 from sora_hf.finetuning import run_finetuning
-from sora_hf.recipes import RecipeError, parse_finetune_recipe
+from sora_hf.recipes import RecipeError
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +50,7 @@ def _copy(src, dst):
 
 
 def _finetune(checkpoint, out):
-    return parse_finetune_recipe(
-        {
-            "name": "t",
-            "checkpoint": str(checkpoint),
-            "output_dir": str(out),
-            "method": "full",
-            "max_length": 32,
-            "doc_stride": 8,
-            "data": {"embedded": "sentiment", "max_train_examples": 16, "max_eval_examples": 8},
-            "training": {"max_steps": 1, "per_device_train_batch_size": 8, "disable_tqdm": True},
-        }
-    )
+    return _finetune_recipe(checkpoint, out, max_steps=1)
 
 
 def test_a_head_the_checkpoint_lacks_is_refused_a_new_task_head_is_not(folders):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import yaml
-from test_pretraining import LINES
+from test_pretraining import LINES, tiny_recipe
 
 from sora_hf.cli import main as cli_main
 from sora_hf.outputs import STAGING_MARKER
@@ -43,32 +43,9 @@ sys.exit(main(sys.argv[1:]))
 def recipe_file(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"{line}第{i}条。" for i in range(40) for line in LINES) + "\n", encoding="utf-8")
-    raw = {
-        "name": "fault",
-        "objective": "mlm",
-        "output_dir": str(tmp_path / "run"),
-        "max_length": 32,
-        "data": {"source": "files", "files": [str(corpus)], "eval_fraction": 0.05},
-        "tokenizer": {"vocab_size": 300, "min_frequency": 1},
-        "model": {
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 64,
-        },
-        "objective_options": {"whole_word_mask": False},
-        "training": {
-            "max_steps": STEPS,
-            "per_device_train_batch_size": 8,
-            "logging_steps": 1,
-            "eval_steps": 1000,
-            "save_steps": SAVE_EVERY,
-            "save_total_limit": 2,
-            "learning_rate": 3e-3,
-            "disable_tqdm": True,
-        },
-    }
+    raw = tiny_recipe(
+        corpus, tmp_path / "run", max_steps=STEPS, eval_steps=1000, save_steps=SAVE_EVERY, save_total_limit=2
+    )
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path

@@ -58,14 +58,37 @@ def resolve_checkpoint(spec: str | os.PathLike[str], what: str = "checkpoint") -
             names = sorted(p.name for p in parent.iterdir() if p.is_dir())[:8]
             near = f" ({parent} holds: {', '.join(names) or 'no folders'})"
         raise FileNotFoundError(f"{what} {text}: no such folder{near}")
-    if _offline():
-        from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(text, "config.json"), str):
-            raise FileNotFoundError(
-                f"{what} {text}: no such folder, and not a Hub repo in the local cache (HF_HUB_OFFLINE=1)"
-            )
+    if isinstance(try_to_load_from_cache(text, "config.json"), str):
+        return text
+    if _offline():
+        raise FileNotFoundError(
+            f"{what} {text}: no such folder, and not a Hub repo in the local cache (HF_HUB_OFFLINE=1)"
+        )
+    _check_hub_repo(text, what)
     return text
+
+
+def _check_hub_repo(repo_id: str, what: str, timeout: float = 10.0) -> None:
+    """One request that tells a Hub repo from a typo, instead of from_pretrained's lookups file by file (with
+    retries when there is no network: minutes, then a traceback about huggingface.co)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, timeout=timeout)
+    except GatedRepoError:
+        return  # it exists; from_pretrained says what access it needs
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"{what} {repo_id}: no such folder here, and no such model repo on the Hub (or it is private: log in)"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - no network, DNS, proxy, timeout: all mean "cannot look it up"
+        raise FileNotFoundError(
+            f"{what} {repo_id}: no such folder here, and the Hub could not be reached to look it up as a repo id "
+            f"({type(error).__name__}); set HF_HUB_OFFLINE=1 to use the local cache only"
+        ) from None
 
 
 def read_config_file(folder: str | os.PathLike[str]) -> dict[str, Any]:

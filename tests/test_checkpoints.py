@@ -162,3 +162,26 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused(command, tokenizer, tm
     err = capsys.readouterr().err
     assert "vocab_size is 64" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("answer", ["missing", "unreachable"])
+def test_online_a_hub_id_is_looked_up_once_and_a_miss_is_one_line(answer, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def model_info(self, repo_id, timeout=None, **kwargs):
+        calls.append((repo_id, timeout))
+        if answer == "missing":
+            error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # what a 404 raises
+            Exception.__init__(error, "404 Repository Not Found")
+            raise error
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    expected = "no such model repo on the Hub" if answer == "missing" else "the Hub could not be reached"
+    with pytest.raises(FileNotFoundError, match=expected):
+        resolve_checkpoint("someone/sora-typo")
+    assert calls == [("someone/sora-typo", 10.0)]

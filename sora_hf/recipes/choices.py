@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
-from .errors import RecipeError, _suggest
+from ..validation.errors import RecipeError, _suggest
 
 # ---------------------------------------------------------------------------------------------------------------
 # choices: one table, the allowed values of every enumerated recipe key

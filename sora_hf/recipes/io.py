@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .errors import RecipeError, _suggest
+from ..validation.errors import RecipeError, _suggest
 from .schema import FinetuneRecipe, PretrainRecipe, parse_finetune_recipe, parse_pretrain_recipe
 
 

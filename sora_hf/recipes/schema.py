@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..validation.errors import RecipeError, check_keys
+from ..validation.values import Kinds, _dataclass_kinds, coerce_numbers, typed_mapping
 from .choices import (
     CHOICES,
     Corpus,
@@ -20,9 +22,7 @@ from .choices import (
     _check_section_choices,
     check_choice,
 )
-from .errors import RecipeError, check_keys
 from .sources import check_model_section, check_training_section
-from .values import Kinds, _dataclass_kinds, coerce_numbers, typed_mapping
 
 # ---------------------------------------------------------------------------------------------------------------
 # pre-training recipes

@@ -13,9 +13,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from ..validation.errors import RecipeError, check_keys
+from ..validation.values import Kinds, _kinds_of_ast, _kinds_of_hint, typed_mapping
 from .choices import check_choice
-from .errors import RecipeError, check_keys
-from .values import Kinds, _kinds_of_ast, _kinds_of_hint, typed_mapping
 
 logger = logging.getLogger(__name__)
 

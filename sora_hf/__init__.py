@@ -26,7 +26,6 @@ if not _started_as_cli():
         SoraForCausalLM,
         SoraForMaskedLM,
         SoraForMultipleChoice,
-        SoraForMultiTask,
         SoraForPreTraining,
         SoraForQuestionAnswering,
         SoraForSentenceEmbedding,
@@ -36,11 +35,17 @@ if not _started_as_cli():
         SoraModel,
         SoraPreTrainedModel,
     )
-    from .registration import AutoModelForMultiTask, register
+    from .modeling_sora_multitask import AutoModelForMultiTask, SoraForMultiTask
+    from .registration import register
 
     register()
 
-_MODULES = {"SoraConfig": "configuration_sora", "AutoModelForMultiTask": "registration", "register": "registration"}
+_MODULES = {
+    "SoraConfig": "configuration_sora",
+    "SoraForMultiTask": "modeling_sora_multitask",
+    "AutoModelForMultiTask": "modeling_sora_multitask",
+    "register": "registration",
+}
 
 
 def __getattr__(name: str):

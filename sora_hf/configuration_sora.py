@@ -9,8 +9,11 @@ This file imports only transformers so that it travels to the Hub as custom code
 """
 
 import copy
+import functools
+from typing import Literal
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
@@ -18,13 +21,37 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+# the values of the `Literal` fields below, spelled out as constants for the code that reads them (recipes.sources
+# reads POOLING_MODES from this file's text); test_config checks that each matches its field's `Literal`
 POOLING_MODES = ("cls", "mean", "last")
+TASK_LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 MULTITASK_TYPES = ("classification", "token_classification", "question_answering")
 TASK_SPEC_KEYS = ("type", "labels", "problem_type", "tag_scheme", "loss_weight")
-TASK_LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+CHOICE_FIELDS = {"classifier_pooling": POOLING_MODES, "task_loss_weighting": TASK_LOSS_WEIGHTINGS}
 
 
+def _choice_errors_are_value_errors(cls):
+    """`@strict` refuses a value outside a field's `Literal` with its own `StrictDataclassFieldValidationError`;
+    the constructor says it as a `ValueError` naming the field, the value and the choices, like every other
+    refused value of `SoraConfig` (assigning to the field later keeps strict's error)."""
+    strict_init = cls.__init__
+
+    @functools.wraps(strict_init)
+    def __init__(self, *args, **kwargs):
+        try:
+            strict_init(self, *args, **kwargs)
+        except StrictDataclassFieldValidationError as error:
+            for name, choices in CHOICE_FIELDS.items():
+                if name in kwargs and kwargs[name] not in choices:
+                    raise ValueError(f"SoraConfig.{name}={kwargs[name]!r} must be one of {choices}.") from error
+            raise
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_choice_errors_are_value_errors
 @strict
 class SoraConfig(PreTrainedConfig):
     r"""
@@ -120,7 +147,7 @@ class SoraConfig(PreTrainedConfig):
     hidden_dropout: float | int = 0.0
     attention_dropout: float | int = 0.0
     classifier_dropout: float | int | None = None
-    classifier_pooling: str = "cls"
+    classifier_pooling: Literal["cls", "mean", "last"] = "cls"
     multi_level_attention: bool = True
     attention_bias: bool = False
     mlp_bias: bool = False
@@ -142,7 +169,7 @@ class SoraConfig(PreTrainedConfig):
     rtd_loss_weight: float = 50.0
     sparse_prediction: bool = False
     tasks: dict | None = None
-    task_loss_weighting: str = "fixed"
+    task_loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
     padding_free: bool | None = None
 
     def __post_init__(self, **kwargs):
@@ -196,10 +223,6 @@ class SoraConfig(PreTrainedConfig):
                 f"SoraConfig.hidden_act={self.hidden_act!r} is not a known activation; use one of "
                 f"{sorted(ACT2FN)[:12]}..."
             )
-        if self.classifier_pooling not in POOLING_MODES:
-            raise ValueError(
-                f"SoraConfig.classifier_pooling={self.classifier_pooling!r} must be one of {POOLING_MODES}."
-            )
         for name in ("hidden_dropout", "attention_dropout", "classifier_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -230,10 +253,6 @@ class SoraConfig(PreTrainedConfig):
 
     def _check_tasks(self) -> None:
         """The heads of a multi-task model: a wrong type or label list would only fail deep inside training."""
-        if self.task_loss_weighting not in TASK_LOSS_WEIGHTINGS:
-            raise ValueError(
-                f"SoraConfig.task_loss_weighting={self.task_loss_weighting!r} must be one of {TASK_LOSS_WEIGHTINGS}."
-            )
         if self.tasks is None:
             return
         if not isinstance(self.tasks, dict) or not self.tasks:

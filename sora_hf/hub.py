@@ -6,7 +6,8 @@
     sora-hf push runs/sentiment me/sora-sentiment [--private] [--revision dev] [--message "..."]
 
 A full model push uploads the safetensors weights, `config.json` with an `auto_map` for every head, the modelling and
-configuration code (`modeling_sora.py`, `configuration_sora.py`), the tokenizer, and a model card, in one commit, so
+configuration code (`modeling_sora.py`, `configuration_sora.py`, and `modeling_sora_multitask.py` for a multi-task
+model), the tokenizer, and a model card, in one commit, so
 that `AutoModelForX.from_pretrained(repo_id)` works with `sora_hf` imported and with `trust_remote_code=True` without
 it. Heads whose tasks transformers does not serve itself also get sora_hf's pipeline code (`question_answering.py`,
 `text2text.py`, `sentence_similarity.py`, `_utils.py`) and `custom_pipelines` in `config.json`, so that
@@ -31,11 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from .modeling_sora import SORA_AUTO_MAP
+from .modeling_sora_multitask import SORA_MULTITASK_AUTO_MAP
 
 __all__ = ["HubPushError", "PushResult", "push", "collect_checkpoint"]
 
 MODEL_TYPE = "sora"
-CODE_FILES = ("modeling_sora.py", "configuration_sora.py")
+# the model code of every head, and the file of the multi-task model, which imports those two
+CORE_CODE_FILES = ("modeling_sora.py", "configuration_sora.py")
+MULTITASK_CODE_FILE = "modeling_sora_multitask.py"
+CODE_FILES = (*CORE_CODE_FILES, MULTITASK_CODE_FILE)
 TOKENIZER_REQUIRED = ("tokenizer.json", "tokenizer_config.json")
 TOKENIZER_OPTIONAL = ("special_tokens_map.json", "added_tokens.json", "vocab.txt", "chat_template.jinja")
 # modules.json / sentence_bert_config.json: a pushed embedding model loads in sentence-transformers with its own head
@@ -176,7 +181,7 @@ def collect_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> CheckpointFile
         if name in present:
             checkpoint.files[name] = folder / name
     package_dir = Path(__file__).resolve().parent
-    for name in CODE_FILES:  # the copy saved with the weights matches them; else the installed code
+    for name in _code_files(checkpoint.architecture, present):  # the copy saved with the weights matches them
         if name in present:
             checkpoint.files[name] = folder / name
         else:
@@ -190,6 +195,21 @@ def collect_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> CheckpointFile
                 checkpoint.pipeline_files.append(name)
     _add_extras(checkpoint, present)
     return checkpoint
+
+
+def _code_files(architecture: str, present: set[str]) -> list[str]:
+    """The code files a model push uploads (from the folder, else the installed sora_hf): the core files, plus the
+    multi-task file for a multi-task model, unless the folder holds a `modeling_sora.py` saved before that file
+    existed (the class is then in it, where its config's `auto_map` points)."""
+    names = list(CORE_CODE_FILES)
+    if architecture == "SoraForMultiTask" and (MULTITASK_CODE_FILE in present or "modeling_sora.py" not in present):
+        names.append(MULTITASK_CODE_FILE)
+    return names
+
+
+def _pushed_auto_map(files: Any) -> dict[str, str]:
+    """The `auto_map` entries a push writes: every head's, and the multi-task Auto class's with its code file."""
+    return {**SORA_AUTO_MAP, **(SORA_MULTITASK_AUTO_MAP if MULTITASK_CODE_FILE in files else {})}
 
 
 def _collect_adapter(folder: Path, present: set[str]) -> CheckpointFiles:
@@ -254,7 +274,9 @@ def push(
 
     uploads: dict[str, bytes | Path] = dict(checkpoint.files)
     if checkpoint.kind == "model":
-        uploads["config.json"] = _config_with_auto_map(checkpoint.config, checkpoint.architecture)
+        uploads["config.json"] = _config_with_auto_map(
+            checkpoint.config, checkpoint.architecture, _pushed_auto_map(checkpoint.files)
+        )
     else:
         base_model = _adapter_base_model(checkpoint, base_model)
         adapter_config = {**checkpoint.config, "base_model_name_or_path": base_model}
@@ -303,9 +325,11 @@ def push(
     )
 
 
-def _config_with_auto_map(config: dict[str, Any], architecture: str | None = None) -> bytes:
+def _config_with_auto_map(
+    config: dict[str, Any], architecture: str | None = None, auto_map: dict[str, str] | None = None
+) -> bytes:
     config = dict(config)
-    config["auto_map"] = {**(config.get("auto_map") or {}), **SORA_AUTO_MAP}
+    config["auto_map"] = {**(config.get("auto_map") or {}), **(SORA_AUTO_MAP if auto_map is None else auto_map)}
     pipelines = _custom_pipelines(architecture)
     if pipelines:
         config["custom_pipelines"] = {**(config.get("custom_pipelines") or {}), **pipelines}
@@ -450,7 +474,8 @@ def _commit_message(checkpoint: CheckpointFiles, uploads: dict[str, Any], stale:
         summary = f"Push {checkpoint.architecture} (model_type {MODEL_TYPE}): {', '.join(what)}"
     lines = [f"- {name}: {', '.join(size(p) for p in sorted(paths))}" for name, paths in groups.items() if paths]
     if checkpoint.kind == "model":
-        lines.append(f"- auto_map in config.json for {len(SORA_AUTO_MAP)} classes: {', '.join(SORA_AUTO_MAP)}")
+        auto_map = _pushed_auto_map(uploads)
+        lines.append(f"- auto_map in config.json for {len(auto_map)} classes: {', '.join(auto_map)}")
     if checkpoint.pipeline_files:
         tasks = ", ".join(_custom_pipelines(checkpoint.architecture))
         lines.append(f"- custom_pipelines in config.json for {tasks}: {', '.join(checkpoint.pipeline_files)}")

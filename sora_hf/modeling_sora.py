@@ -5,6 +5,11 @@ attention, no biases by default). Attention goes through transformers' attention
 `flex_attention` and `flash_attention_*` all work. Pooled heads may use *multi-level attention*: a learned attention
 over the pooled vectors of every layer instead of the last layer alone (`config.multi_level_attention`).
 
+One class has one shape, as in T5Gemma: `SoraSelfAttention` and `SoraCrossAttention`; `SoraLayer` (self-attention
+block) and `SoraDecoderLayer` (the same plus cross-attention); `SoraModel` (the encoder, or the causal decoder of
+`SoraForCausalLM`) and `SoraSeq2SeqDecoder` (the cross-attending decoder of `SoraSeq2SeqModel`). The multi-task model
+lives in `modeling_sora_multitask.py`.
+
 This file imports only torch, transformers and `configuration_sora`, so that `save_pretrained` can copy it beside the
 weights and the model loads with `trust_remote_code=True` where sora_hf is not installed.
 """
@@ -32,6 +37,7 @@ from transformers.masking_utils import (
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
+    BaseModelOutputWithPast,
     BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithPast,
     MaskedLMOutput,
@@ -44,7 +50,8 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
-from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -175,10 +182,10 @@ class SoraMLP(nn.Module):
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
-class SoraAttention(nn.Module):
-    """Multi-head (optionally grouped-query) attention; self-attention with rotary positions, or cross-attention."""
+class SoraSelfAttention(nn.Module):
+    """Multi-head (optionally grouped-query) self-attention with rotary positions; causal in a decoder."""
 
-    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool, is_cross_attention: bool = False):
+    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
@@ -186,8 +193,7 @@ class SoraAttention(nn.Module):
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
-        self.is_causal = is_causal and not is_cross_attention
-        self.is_cross_attention = is_cross_attention
+        self.is_causal = is_causal
         bias = config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
@@ -197,46 +203,84 @@ class SoraAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
-        key_value_states: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        cos, sin = position_embeddings
+        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        if cache is not None and CACHE_ARG == "cache":
+            # 5.24+: caches take the attention kwargs (a paged cache writes there what its attention reads)
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
+        elif type(cache).__name__ == "PagedAttentionCache":
+            # continuous batching before 5.24 hands its paged cache to the attention function, which fills it
+            kwargs["cache"] = cache
+        elif cache is not None:
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return self.o_proj(attn_output), attn_weights
+
+
+class SoraCrossAttention(nn.Module):
+    """Attention of the encoder-decoder's decoder to the encoder states: no positions, never causal; the encoder's
+    keys and values are projected once per generation and read back from the cache at every later step."""
+
+    def __init__(self, config: SoraConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = False
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         query_states = self.q_proj(hidden_states).view(*input_shape, -1, self.head_dim).transpose(1, 2)
-
-        layer_cache = cache
-        if isinstance(cache, EncoderDecoderCache):
-            layer_cache = cache.cross_attention_cache if self.is_cross_attention else cache.self_attention_cache
-
-        if self.is_cross_attention:
-            is_updated = isinstance(cache, EncoderDecoderCache) and cache.is_updated.get(self.layer_idx, False)
-            if is_updated:
-                # the encoder states do not change while decoding: reuse their projections
-                key_states = layer_cache.layers[self.layer_idx].keys
-                value_states = layer_cache.layers[self.layer_idx].values
-            else:
-                kv_shape = (*key_value_states.shape[:-1], -1, self.head_dim)
-                key_states = self.k_proj(key_value_states).view(kv_shape).transpose(1, 2)
-                value_states = self.v_proj(key_value_states).view(kv_shape).transpose(1, 2)
-                if isinstance(cache, EncoderDecoderCache):
-                    key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx)
-                    cache.is_updated[self.layer_idx] = True
+        if cache is not None and cache.is_updated.get(self.layer_idx, False):
+            # the encoder states do not change while decoding: reuse their projections
+            key_states = cache.cross_attention_cache.layers[self.layer_idx].keys
+            value_states = cache.cross_attention_cache.layers[self.layer_idx].values
         else:
-            kv_shape = (*input_shape, -1, self.head_dim)
-            key_states = self.k_proj(hidden_states).view(kv_shape).transpose(1, 2)
-            value_states = self.v_proj(hidden_states).view(kv_shape).transpose(1, 2)
-            cos, sin = position_embeddings
-            query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
-            if layer_cache is not None and CACHE_ARG == "cache":
-                # 5.24+: caches take the attention kwargs (a paged cache writes there what its attention reads)
-                key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
-            elif type(layer_cache).__name__ == "PagedAttentionCache":
-                # continuous batching before 5.24 hands its paged cache to the attention function, which fills it
-                kwargs["cache"] = layer_cache
-            elif layer_cache is not None:
-                key_states, value_states = layer_cache.update(key_states, value_states, self.layer_idx)
+            kv_shape = (*encoder_hidden_states.shape[:-1], -1, self.head_dim)
+            key_states = self.k_proj(encoder_hidden_states).view(kv_shape).transpose(1, 2)
+            value_states = self.v_proj(encoder_hidden_states).view(kv_shape).transpose(1, 2)
+            if cache is not None:
+                key_states, value_states = cache.cross_attention_cache.update(key_states, value_states, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -256,15 +300,12 @@ class SoraAttention(nn.Module):
 
 
 class SoraLayer(GradientCheckpointingLayer):
-    """Pre-norm block: self-attention, optional cross-attention (encoder-decoder), gated MLP."""
+    """Pre-norm block of `SoraModel` (the encoder, or the causal decoder): self-attention and gated MLP."""
 
-    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool, add_cross_attention: bool = False):
+    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool):
         super().__init__()
         self.input_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.self_attn = SoraAttention(config, layer_idx, is_causal=is_causal)
-        if add_cross_attention:
-            self.cross_attn_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-            self.cross_attn = SoraAttention(config, layer_idx, is_causal=False, is_cross_attention=True)
+        self.self_attn = SoraSelfAttention(config, layer_idx, is_causal=is_causal)
         self.post_attention_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = SoraMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
@@ -273,11 +314,9 @@ class SoraLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         residual = hidden_states
         hidden_states, _ = self.self_attn(
@@ -288,18 +327,48 @@ class SoraLayer(GradientCheckpointingLayer):
             **kwargs,
         )
         hidden_states = residual + self.dropout(hidden_states)
+        residual = hidden_states
+        hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
+        return residual + self.dropout(hidden_states)
 
-        if encoder_hidden_states is not None:
-            residual = hidden_states
-            hidden_states, _ = self.cross_attn(
-                self.cross_attn_layernorm(hidden_states),
-                attention_mask=encoder_attention_mask,
-                cache=cache,
-                key_value_states=encoder_hidden_states,
-                **kwargs,
-            )
-            hidden_states = residual + self.dropout(hidden_states)
 
+class SoraDecoderLayer(SoraLayer):
+    """Pre-norm block of the encoder-decoder's decoder: causal self-attention, cross-attention to the encoder, gated
+    MLP. A `SoraLayer` plus the cross-attention, so what wraps or finds `SoraLayer`s (FSDP) takes these too."""
+
+    def __init__(self, config: SoraConfig, layer_idx: int):
+        super().__init__(config, layer_idx, is_causal=True)
+        self.cross_attn_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.cross_attn = SoraCrossAttention(config, layer_idx)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        residual = hidden_states
+        hidden_states, _ = self.self_attn(
+            self.input_layernorm(hidden_states),
+            position_embeddings=position_embeddings,
+            attention_mask=attention_mask,
+            cache=None if cache is None else cache.self_attention_cache,
+            **kwargs,
+        )
+        hidden_states = residual + self.dropout(hidden_states)
+        residual = hidden_states
+        hidden_states, _ = self.cross_attn(
+            self.cross_attn_layernorm(hidden_states),
+            encoder_hidden_states,
+            attention_mask=encoder_attention_mask,
+            cache=cache,
+            **kwargs,
+        )
+        hidden_states = residual + self.dropout(hidden_states)
         residual = hidden_states
         hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
         return residual + self.dropout(hidden_states)
@@ -403,6 +472,7 @@ class SoraPreTrainedModel(PreTrainedModel):
     # that do divide by `num_items_in_batch` set this back to True.
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
+    # the encoder-decoder's decoder adds "SoraDecoderLayer" (transformers collects the lists of every submodel)
     _no_split_modules = ["SoraLayer"]
     _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_flash_attn = True
@@ -410,18 +480,15 @@ class SoraPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _can_compile_fullgraph = True
     _supports_attention_backend = True
-    _can_record_outputs = {
-        "hidden_states": SoraLayer,
-        "attentions": OutputRecorder(SoraAttention, index=1, layer_name="self_attn"),
-        "cross_attentions": OutputRecorder(SoraAttention, index=1, layer_name="cross_attn"),
-    }
+    # recorded by the stacks (`SoraModel`, `SoraSeq2SeqDecoder`), each for its own layers
+    _can_record_outputs = None
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         std = self.config.initializer_range
         # residual-branch outputs are scaled down with depth (GPT-2 / ModernBERT style) to keep the stream stable
         out_std = std / (2.0 * self.config.num_hidden_layers) ** 0.5
-        if isinstance(module, SoraAttention):
+        if isinstance(module, (SoraSelfAttention, SoraCrossAttention)):
             init.normal_(module.o_proj.weight, mean=0.0, std=out_std)
         elif isinstance(module, SoraMLP):
             init.normal_(module.down_proj.weight, mean=0.0, std=out_std)
@@ -437,13 +504,20 @@ class SoraPreTrainedModel(PreTrainedModel):
 
 
 class SoraModel(SoraPreTrainedModel):
-    """The bare Sora stack: embeddings, blocks and a final RMSNorm.
+    """The bare Sora stack: embeddings, self-attention blocks and a final RMSNorm.
 
-    Bidirectional (an encoder) unless `config.is_decoder`; with `add_cross_attention` (used inside
-    `SoraForSeq2SeqLM`) its blocks also attend to `encoder_hidden_states`.
+    Bidirectional (an encoder, with segment embeddings) unless `config.is_decoder`, then causal (the decoder of
+    `SoraForCausalLM`); `is_causal` overrides the config for heads that are encoders whatever it says (masked LM,
+    replaced-token detection, the encoder of `SoraSeq2SeqModel`). The decoder of an encoder-decoder, which also
+    attends to the encoder, is `SoraSeq2SeqDecoder`.
     """
 
-    def __init__(self, config: SoraConfig, is_causal: bool | None = None, add_cross_attention: bool = False):
+    _can_record_outputs = {
+        "hidden_states": SoraLayer,
+        "attentions": OutputRecorder(SoraSelfAttention, index=1),
+    }
+
+    def __init__(self, config: SoraConfig, is_causal: bool | None = None):
         super().__init__(config)
         self.is_causal = config.is_decoder if is_causal is None else is_causal
         self.padding_idx = config.pad_token_id
@@ -455,11 +529,7 @@ class SoraModel(SoraPreTrainedModel):
         )
         self.embed_dropout = nn.Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(
-            [
-                SoraLayer(config, i, is_causal=self.is_causal, add_cross_attention=add_cross_attention)
-                # the decoder of an encoder-decoder has its own depth
-                for i in range(config.num_decoder_layers if add_cross_attention else config.num_hidden_layers)
-            ]
+            [SoraLayer(config, i, is_causal=self.is_causal) for i in range(config.num_hidden_layers)]
         )
         self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = SoraRotaryEmbedding(config=config)
@@ -495,18 +565,16 @@ class SoraModel(SoraPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
         cache: Cache | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPast:
         r"""cache / past_key_values: the KV cache of earlier steps (one argument under two names: transformers 5.24
         calls it `cache`, earlier releases `past_key_values`)."""
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         cache = _one_cache(cache, past_key_values)
-        if self._runs_padding_free(attention_mask, position_ids, encoder_hidden_states, cache, kwargs):
+        if self._runs_padding_free(attention_mask, position_ids, cache, kwargs):
             return self._padding_free_forward(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
         return self._forward(
             input_ids=input_ids,
@@ -515,18 +583,16 @@ class SoraModel(SoraPreTrainedModel):
             position_ids=position_ids,
             cache=cache,
             inputs_embeds=inputs_embeds,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
             use_cache=use_cache,
             **kwargs,
         )
 
-    def _runs_padding_free(self, attention_mask, position_ids, encoder_hidden_states, cache, kwargs) -> bool:
+    def _runs_padding_free(self, attention_mask, position_ids, cache, kwargs) -> bool:
         """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache)."""
         wanted = self.config.padding_free
         if wanted is None:
             wanted = self.config._attn_implementation.startswith("flash_attention")
-        if not wanted or self.is_causal or encoder_hidden_states is not None or cache is not None:
+        if not wanted or self.is_causal or cache is not None:
             return False
         if attention_mask is None or attention_mask.dim() != 2 or position_ids is not None:
             return False
@@ -581,11 +647,9 @@ class SoraModel(SoraPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         if self.token_type_embeddings is not None:
@@ -599,15 +663,10 @@ class SoraModel(SoraPreTrainedModel):
         if use_cache and cache is None and not self.training:
             # training never reads a cache back, and without one packed sequences (position ids restarting,
             # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
-            cache = (
-                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-                if encoder_hidden_states is not None
-                else DynamicCache(config=self.config)
-            )
-        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+            cache = DynamicCache(config=self.config)
 
         if position_ids is None:
-            past_seen_tokens = self_attn_cache.get_seq_length() if self_attn_cache is not None else 0
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
@@ -617,7 +676,7 @@ class SoraModel(SoraPreTrainedModel):
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                **{CACHE_ARG: self_attn_cache},
+                **{CACHE_ARG: cache},
             )
         else:
             # several sequences packed into one row (padding-free, or transformers' DataCollatorWithFlattening):
@@ -629,14 +688,6 @@ class SoraModel(SoraPreTrainedModel):
                 attention_mask=attention_mask,
                 and_mask_function=None if packed is None else packed_sequence_mask_function(packed),
             )
-        cross_mask = None
-        if encoder_hidden_states is not None:
-            cross_mask = create_bidirectional_mask(
-                config=self.config,
-                inputs_embeds=inputs_embeds,
-                attention_mask=encoder_attention_mask,
-                encoder_hidden_states=encoder_hidden_states,
-            )
 
         hidden_states = self.embed_dropout(inputs_embeds)
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
@@ -644,17 +695,13 @@ class SoraModel(SoraPreTrainedModel):
             hidden_states = layer(
                 hidden_states,
                 mask,
-                encoder_hidden_states,
-                encoder_attention_mask=cross_mask,
                 position_embeddings=position_embeddings,
                 cache=cache,
                 use_cache=use_cache,
                 **kwargs,
             )
         hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None}
-        )
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None})
 
 
 def _needs_all_layers(config: SoraConfig, kwargs: dict) -> tuple[dict, bool]:
@@ -708,7 +755,7 @@ class SoraForMaskedLM(SoraPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         r"""labels: token ids to predict at masked positions, -100 elsewhere."""
         outputs = self.model(
@@ -804,7 +851,7 @@ class SoraForPreTraining(SoraPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SoraForPreTrainingOutput:
         generator_loss = generator_logits = replaced_labels = None
         discriminator_input = input_ids
@@ -876,7 +923,7 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
         # a causal LM is a decoder whatever the config said; record it (on a copy: the caller's config stays an
         # encoder's) so that AutoModel reloads the checkpoint as a decoder
         super().__init__(_with_shape(config, is_decoder=True))
-        self.model = SoraModel(self.config, is_causal=True)
+        self.model = SoraModel(self.config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -898,7 +945,7 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         r"""labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted.
         cache / past_key_values: the KV cache (transformers 5.24 passes `cache`, earlier releases `past_key_values`)."""
@@ -936,6 +983,104 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start
     return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
+class SoraSeq2SeqDecoder(SoraPreTrainedModel):
+    """The decoder stack of `SoraSeq2SeqModel`: embeddings, `config.num_decoder_layers` causal blocks that also
+    attend to `encoder_hidden_states`, and a final RMSNorm. Its cache is an `EncoderDecoderCache` (a bare
+    self-attention cache is wrapped in one)."""
+
+    _no_split_modules = ["SoraLayer", "SoraDecoderLayer"]
+    _can_record_outputs = {
+        "hidden_states": SoraDecoderLayer,
+        "attentions": OutputRecorder(SoraSelfAttention, index=1),
+        "cross_attentions": OutputRecorder(SoraCrossAttention, index=1),
+    }
+
+    def __init__(self, config: SoraConfig):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.embed_dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList([SoraDecoderLayer(config, i) for i in range(config.num_decoder_layers)])
+        self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = SoraRotaryEmbedding(config=config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        r"""encoder_hidden_states: the encoder's last hidden states; encoder_attention_mask: its padding mask (2D).
+        cache / past_key_values: the KV cache of earlier steps, under either name."""
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if encoder_hidden_states is None:
+            raise ValueError("SoraSeq2SeqDecoder needs `encoder_hidden_states` (the encoder's outputs)")
+        cache = _one_cache(cache, past_key_values)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+
+        if use_cache and cache is None and not self.training:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        elif cache is not None and not isinstance(cache, EncoderDecoderCache):
+            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
+        self_attn_cache = None if cache is None else cache.self_attention_cache
+
+        if position_ids is None:
+            past_seen_tokens = self_attn_cache.get_seq_length() if self_attn_cache is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = position_ids.unsqueeze(0)
+
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            **{CACHE_ARG: self_attn_cache},
+        )
+        cross_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+
+        hidden_states = self.embed_dropout(inputs_embeds)
+        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                mask,
+                encoder_hidden_states,
+                encoder_attention_mask=cross_mask,
+                position_embeddings=position_embeddings,
+                cache=cache,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None}
+        )
+
+
 class SoraSeq2SeqModel(SoraPreTrainedModel):
     """Encoder (bidirectional) + decoder (causal, cross-attending), word embeddings tied when
     `config.tie_word_embeddings`."""
@@ -946,7 +1091,7 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
         super().__init__(_with_shape(config, is_encoder_decoder=True))
         config = self.config
         self.encoder = SoraModel(config, is_causal=False)
-        self.decoder = SoraModel(config, is_causal=True, add_cross_attention=True)
+        self.decoder = SoraSeq2SeqDecoder(config)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -960,7 +1105,7 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
     def get_encoder(self, modality: str | None = None) -> SoraModel:
         return self.encoder
 
-    def get_decoder(self) -> SoraModel:
+    def get_decoder(self) -> SoraSeq2SeqDecoder:
         return self.decoder
 
     @can_return_tuple
@@ -976,7 +1121,7 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
@@ -1055,7 +1200,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
     def get_encoder(self, modality: str | None = None) -> SoraModel:
         return self.model.encoder
 
-    def get_decoder(self) -> SoraModel:
+    def get_decoder(self) -> SoraSeq2SeqDecoder:
         return self.model.decoder
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -1075,7 +1220,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""labels: target ids (-100 where no loss); decoder inputs are derived from them when not given."""
         kwargs.pop("token_type_ids", None)
@@ -1138,7 +1283,7 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
         labels: torch.LongTensor | None = None,
         cache: Cache | None = None,
         past_key_values: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
         outputs = self.model(
@@ -1180,7 +1325,7 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MultipleChoiceModelOutput:
         num_choices = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
 
@@ -1228,7 +1373,7 @@ class SoraForTokenClassification(SoraPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         outputs = self.model(
             return_dict=True,
@@ -1267,7 +1412,7 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
         outputs = self.model(
             return_dict=True,
@@ -1362,7 +1507,7 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
         input_ids_b: torch.LongTensor | None = None,
         attention_mask_b: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SoraSentenceEmbeddingOutput:
         embeddings, weights, outputs, return_hidden = self.encode(input_ids, attention_mask, token_type_ids, **kwargs)
         loss = None
@@ -1391,240 +1536,13 @@ def cosent_loss(cosine: torch.Tensor, labels: torch.Tensor, scale: float = 20.0)
     return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0).clone()
 
 
-@dataclass
-class SoraMultiTaskOutput(ModelOutput):
-    """Output of `SoraForMultiTask` for the one task a batch belongs to.
-
-    loss: what training minimises: `task_loss` weighted by the task's fixed `loss_weight`, or with uncertainty
-        weighting `exp(-s_task) * task_loss + s_task` (`s_task` the learned log-variance).
-    task_loss: the task's own loss, unweighted (cross-entropy, BCE / MSE for multi-label / regression, QA span CE).
-    logits: classification `(batch, num_labels)`, token classification `(batch, seq, num_labels)`; None for QA.
-    start_logits / end_logits: QA span scores `(batch, seq)`; None for the other task types.
-    """
-
-    loss: torch.FloatTensor | None = None
-    task_loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    start_logits: torch.FloatTensor | None = None
-    end_logits: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-class SoraTaskUncertainty(nn.Module):
-    """One learned log-variance `s_t` per task for uncertainty weighting (Kendall, Gal & Cipolla, 2018).
-
-    The weighted loss of a task is `exp(-s_t) * L_t + s_t`: a task whose loss stays high (noisy) learns a larger
-    `s_t` and so a smaller weight, and the `+ s_t` term stops every weight from collapsing to zero. Kendall et al.
-    write `1/(2 sigma^2) L + log sigma` for regression and `1/sigma^2 L + log sigma` for classification; dropping the
-    constant factors (as most implementations do) gives the same form for every task type and the same optimum
-    ordering. `s_t` starts at 0, i.e. at weight 1 for every task. A module (not a bare parameter) so that peft's
-    `modules_to_save` can keep it trainable under LoRA; one vector `log_variances`, in the order of `task_names`.
-    """
-
-    def __init__(self, task_names: list[str]):
-        super().__init__()
-        self.task_names = list(task_names)
-        self.log_variances = nn.Parameter(torch.zeros(len(self.task_names)))
-
-    def log_variance(self, task: str) -> torch.Tensor:
-        return self.log_variances[self.task_names.index(task)]
-
-    def as_dict(self) -> dict[str, float]:
-        """Task name -> learned log-variance `s_t` (its loss weight is `exp(-s_t)`)."""
-        return dict(zip(self.task_names, self.log_variances.detach().float().tolist(), strict=True))
-
-    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
-        s = self.log_variance(task)
-        return torch.exp(-s) * loss + s
-
-
-class SoraForMultiTask(SoraPreTrainedModel):
-    """One shared Sora encoder with one head per task (`config.tasks`): classification, token classification, QA.
-
-    Each call runs one task: `model(input_ids, attention_mask, task="ner", labels=...)`. The heads are the modules
-    of the single-task models (`SoraClassificationHead`, the token-classification dropout + linear, the QA span
-    projection), so a task head means exactly what the single-task head means. With labels (`labels`, or
-    `start_positions`/`end_positions` for QA) the output carries the task's loss, weighted per
-    `config.task_loss_weighting` (see `SoraMultiTaskOutput`); `run_heads` scores every task from one encoder pass.
-
-    Example:
-
-    ```python
-    >>> import sora_hf
-    >>> from sora_hf import SoraConfig, SoraForMultiTask
-    >>> config = SoraConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, tasks={
-    ...     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
-    ...     "ner": {"type": "token_classification", "labels": ["O", "B-PER", "I-PER"]}})
-    >>> model = SoraForMultiTask(config)
-    >>> model(input_ids, attention_mask, task="sentiment").logits.shape  # (batch, 2)
-    ```
-    """
-
-    _auto_class = "AutoModelForMultiTask"  # sora_hf's auto class: `save_pretrained` writes its auto_map entry
-
-    def __init__(self, config: SoraConfig):
-        super().__init__(config)
-        if not config.tasks:
-            raise ValueError(
-                "SoraForMultiTask needs config.tasks, e.g. {'sentiment': {'type': 'classification', 'labels': "
-                "['negative', 'positive']}}"
-            )
-        self.task_names = sorted(config.tasks)  # config.json stores the mapping with sorted keys
-        self.model = SoraModel(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        heads = {}
-        for name in self.task_names:
-            spec = config.tasks[name]
-            if spec["type"] == "classification":
-                width = 1 if spec.get("problem_type") == "regression" else len(spec["labels"])
-                heads[name] = SoraClassificationHead(config, width)
-            elif spec["type"] == "token_classification":
-                heads[name] = nn.Linear(config.hidden_size, len(spec["labels"]))
-            else:
-                heads[name] = nn.Linear(config.hidden_size, 2)  # start and end logits, as `qa_outputs`
-        self.heads = nn.ModuleDict(heads)
-        self.task_uncertainty = (
-            SoraTaskUncertainty(self.task_names) if config.task_loss_weighting == "uncertainty" else None
-        )
-        self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, SoraTaskUncertainty):
-            init.zeros_(module.log_variances)
-
-    def task_type(self, task: str) -> str:
-        return self.config.tasks[self.check_task(task)]["type"]
-
-    def check_task(self, task: str | None) -> str:
-        """The task to run: `task`, or the only task; a clear error for a missing or unknown name."""
-        if task is None:
-            if len(self.task_names) == 1:
-                return self.task_names[0]
-            raise ValueError(f"SoraForMultiTask needs `task=`, one of {self.task_names}")
-        if task not in self.config.tasks:
-            raise ValueError(f"unknown task {task!r}; this model's tasks are {self.task_names}")
-        return task
-
-    def encode(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        tasks: list[str] | None = None,
-        **kwargs,
-    ) -> tuple[BaseModelOutputWithPastAndCrossAttentions, bool]:
-        """The shared encoder's outputs (with every layer's states when a pooled head of `tasks` needs them)."""
-        pooled = any(self.config.tasks[t]["type"] == "classification" for t in (tasks or self.task_names))
-        return_hidden = bool(kwargs.get("output_hidden_states", self.config.output_hidden_states))
-        if pooled:
-            kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
-        outputs = self.model(
-            return_dict=True,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            **kwargs,
-        )
-        return outputs, return_hidden
-
-    def head(self, task: str, outputs, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Task `task`'s logits from the shared encoder's outputs: {"logits"} or {"start_logits", "end_logits"}."""
-        task_type = self.task_type(task)
-        module = self.heads[task]
-        if task_type == "classification":
-            return {"logits": module(outputs.last_hidden_state, attention_mask, outputs.hidden_states)}
-        if task_type == "token_classification":
-            return {"logits": module(self.dropout(outputs.last_hidden_state))}
-        start_logits, end_logits = module(outputs.last_hidden_state).split(1, dim=-1)
-        return {
-            "start_logits": start_logits.squeeze(-1).contiguous(),
-            "end_logits": end_logits.squeeze(-1).contiguous(),
-        }
-
-    def run_heads(self, tasks: list[str] | None = None, **inputs) -> dict[str, dict[str, torch.Tensor]]:
-        """Every task's logits (or those of `tasks`) from one pass of the shared encoder: what a pipeline needs."""
-        tasks = [self.check_task(t) for t in (tasks or self.task_names)]
-        outputs, _ = self.encode(tasks=tasks, **inputs)
-        return {task: self.head(task, outputs, inputs.get("attention_mask")) for task in tasks}
-
-    def task_loss(
-        self, task: str, logits: dict[str, torch.Tensor], labels=None, start_positions=None, end_positions=None
-    ) -> torch.Tensor | None:
-        """The unweighted loss of `task`, as its single-task head computes it."""
-        spec = self.config.tasks[task]
-        if spec["type"] == "question_answering":
-            if start_positions is None or end_positions is None:
-                return None
-            start_logits, end_logits = logits["start_logits"], logits["end_logits"]
-            ignored = start_logits.size(1)
-            start = start_positions.view(-1).to(start_logits.device).clamp(0, ignored)
-            end = end_positions.view(-1).to(end_logits.device).clamp(0, ignored)
-            start_loss = F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-            end_loss = F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
-            return (start_loss + end_loss) / 2
-        if labels is None:
-            return None
-        scores = logits["logits"].float()
-        labels = labels.to(scores.device)
-        if spec["type"] == "token_classification":
-            return F.cross_entropy(scores.view(-1, scores.shape[-1]), labels.view(-1), ignore_index=-100)
-        problem_type = spec.get("problem_type") or "single_label_classification"
-        if problem_type == "regression":
-            return F.mse_loss(scores.squeeze(-1), labels.float().view(-1))
-        if problem_type == "multi_label_classification":
-            return F.binary_cross_entropy_with_logits(scores, labels.float())
-        return F.cross_entropy(scores, labels.view(-1))
-
-    def weighted_loss(self, task: str, loss: torch.Tensor) -> torch.Tensor:
-        """The training objective of one task's batch: fixed `loss_weight`, or uncertainty weighting."""
-        if self.task_uncertainty is not None:
-            return self.task_uncertainty(task, loss)
-        return loss * float(self.config.tasks[task].get("loss_weight", 1.0))
-
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        task: str | None = None,
-        labels: torch.Tensor | None = None,
-        start_positions: torch.LongTensor | None = None,
-        end_positions: torch.LongTensor | None = None,
-        **kwargs,
-    ) -> SoraMultiTaskOutput:
-        r"""task: the name of the task this batch belongs to (a key of `config.tasks`); optional with one task.
-        labels: class ids (classification), per-token tag ids with -100 to ignore (token classification).
-        start_positions / end_positions: answer span token indices (question answering)."""
-        task = self.check_task(task)
-        outputs, return_hidden = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, tasks=[task], **kwargs
-        )
-        logits = self.head(task, outputs, attention_mask)
-        task_loss = self.task_loss(task, logits, labels, start_positions, end_positions)
-        return SoraMultiTaskOutput(
-            loss=None if task_loss is None else self.weighted_loss(task, task_loss),
-            task_loss=task_loss,
-            hidden_states=outputs.hidden_states if return_hidden else None,
-            attentions=outputs.attentions,
-            **logits,
-        )
-
-
 __all__ = [
     "SoraPreTrainedModel",
     "SoraModel",
     "SoraForMaskedLM",
     "SoraForPreTraining",
     "SoraForCausalLM",
+    "SoraSeq2SeqDecoder",
     "SoraSeq2SeqModel",
     "SoraForSeq2SeqLM",
     "SoraForSequenceClassification",
@@ -1634,7 +1552,4 @@ __all__ = [
     "SoraForSentenceEmbedding",
     "SoraForPreTrainingOutput",
     "SoraSentenceEmbeddingOutput",
-    "SoraForMultiTask",
-    "SoraMultiTaskOutput",
-    "SoraTaskUncertainty",
 ]

@@ -4,8 +4,6 @@ Importing `sora_hf` runs `register()` once, so that `AutoModelForX.from_pretrain
 `LoraConfig()` without `target_modules` and `pipeline("question-answering", ...)` work as they do for BERT or Llama.
 """
 
-from collections import OrderedDict
-
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -19,14 +17,12 @@ from transformers import (
     AutoModelForTextEncoding,
     AutoModelForTokenClassification,
 )
-from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping
 
 from .configuration_sora import SoraConfig
 from .modeling_sora import (
     SoraForCausalLM,
     SoraForMaskedLM,
     SoraForMultipleChoice,
-    SoraForMultiTask,
     SoraForPreTraining,
     SoraForQuestionAnswering,
     SoraForSentenceEmbedding,
@@ -35,19 +31,7 @@ from .modeling_sora import (
     SoraForTokenClassification,
     SoraModel,
 )
-
-
-class AutoModelForMultiTask(_BaseAutoModelClass):
-    """The Auto class of multi-task models (one shared encoder, one head per task), which transformers lacks.
-
-    Works like `AutoModelForSequenceClassification`: `AutoModelForMultiTask.from_pretrained(path)` or
-    `.from_config(config)`, and `AutoModelForMultiTask.register(MyConfig, MyMultiTaskModel)` for other families.
-    A saved `SoraForMultiTask` names this class in its `auto_map`; without sora_hf, load one with
-    `get_class_from_dynamic_module("modeling_sora.SoraForMultiTask", path).from_pretrained(path)`.
-    """
-
-    _model_mapping = _LazyAutoMapping(OrderedDict(), OrderedDict())
-
+from .modeling_sora_multitask import AutoModelForMultiTask, SoraForMultiTask
 
 AUTO_CLASSES = {
     AutoModel: SoraModel,

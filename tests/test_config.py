@@ -50,3 +50,27 @@ def test_generator_config_is_narrower_with_the_same_vocabulary():
     generator = config.generator_config()
     assert generator.hidden_size == 16 and generator.num_attention_heads == 2 and generator.num_hidden_layers == 1
     assert generator.vocab_size == config.vocab_size and not generator.multi_level_attention
+
+
+def test_enumerated_fields_are_literals_checked_by_strict():
+    """`classifier_pooling` and `task_loss_weighting` are `Literal`s that huggingface_hub's @strict validates, on
+    construction (a ValueError naming field, value and choices) and on assignment (strict's own error); the
+    constants other code reads hold the same values."""
+    from dataclasses import fields
+    from typing import get_args
+
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    from sora_hf.configuration_sora import CHOICE_FIELDS, POOLING_MODES, TASK_LOSS_WEIGHTINGS
+
+    hints = {f.name: f.type for f in fields(SoraConfig)}
+    assert get_args(hints["classifier_pooling"]) == POOLING_MODES == ("cls", "mean", "last")
+    assert get_args(hints["task_loss_weighting"]) == TASK_LOSS_WEIGHTINGS == ("fixed", "uncertainty")
+    assert set(CHOICE_FIELDS) == {"classifier_pooling", "task_loss_weighting"}
+    with pytest.raises(ValueError, match=r"classifier_pooling='max' must be one of \('cls', 'mean', 'last'\)"):
+        SoraConfig(**tiny_config_kwargs(classifier_pooling="max"))
+    config = SoraConfig(**tiny_config_kwargs(classifier_pooling="mean"))
+    with pytest.raises(StrictDataclassFieldValidationError, match="classifier_pooling"):
+        config.classifier_pooling = "max"
+    with pytest.raises(ValueError, match="hidden_size"):  # other refusals still reach the field checks
+        SoraConfig(**tiny_config_kwargs(hidden_size=30, num_attention_heads=4, classifier_pooling="last"))

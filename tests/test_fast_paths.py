@@ -95,11 +95,11 @@ def test_padding_free_heads_match(pooling):
 def test_padding_free_is_automatic_only_with_flash_attention():
     model = SoraModel(SoraConfig(**tiny_config_kwargs()))  # sdpa, padding_free None
     ids, mask = random_batch(3, 10, pad_rows=PAD_ROWS)
-    assert not model._runs_padding_free(mask, None, None, None, {})
+    assert not model._runs_padding_free(mask, None, None, {})
     model.config.padding_free = True
-    assert model._runs_padding_free(mask, None, None, None, {})
-    assert not model._runs_padding_free(torch.ones_like(mask), None, None, None, {})  # nothing to drop
-    assert not model._runs_padding_free(mask, None, None, None, {"output_attentions": True})  # maps are per row
+    assert model._runs_padding_free(mask, None, None, {})
+    assert not model._runs_padding_free(torch.ones_like(mask), None, None, {})  # nothing to drop
+    assert not model._runs_padding_free(mask, None, None, {"output_attentions": True})  # maps are per row
 
 
 def _rows(seed: int = 0):

@@ -424,3 +424,46 @@ def test_sparse_prediction_gives_the_same_loss_and_masked_logits():
     # without labels the sparse model still returns every position, as fill-mask needs
     no_labels = {k: v for k, v in inputs.items() if k != "labels"}
     assert sparse(**no_labels).logits.shape == a.logits.shape
+
+
+def test_each_stack_has_one_shape():
+    """As T5Gemma: self- and cross-attention are separate classes; `SoraModel` (encoder or causal decoder) has no
+    cross-attention, and only the encoder-decoder's own decoder stack has it, in every layer."""
+    from sora_hf.modeling_sora import (
+        SoraCrossAttention,
+        SoraDecoderLayer,
+        SoraLayer,
+        SoraSelfAttention,
+        SoraSeq2SeqDecoder,
+    )
+
+    def kinds(module):
+        return {type(m) for m in module.modules()}
+
+    for model in (make_model(SoraModel), make_model(SoraForCausalLM).model, make_model(SoraForMaskedLM).model):
+        assert {type(layer) for layer in model.layers} == {SoraLayer}
+        assert SoraCrossAttention not in kinds(model) and SoraDecoderLayer not in kinds(model)
+    s2s = make_model(SoraForSeq2SeqLM, num_decoder_layers=3).model
+    assert type(s2s.encoder) is SoraModel and not s2s.encoder.is_causal
+    assert type(s2s.decoder) is SoraSeq2SeqDecoder and len(s2s.decoder.layers) == 3
+    assert SoraCrossAttention not in kinds(s2s.encoder)
+    for layer in s2s.decoder.layers:
+        assert type(layer) is SoraDecoderLayer and isinstance(layer, SoraLayer)  # FSDP's "SoraLayer" wraps it too
+        assert type(layer.self_attn) is SoraSelfAttention and layer.self_attn.is_causal
+        assert type(layer.cross_attn) is SoraCrossAttention and not layer.cross_attn.is_causal
+    # what device maps keep whole (transformers gathers the submodels' lists): only layers the model has
+    assert set(make_model(SoraForSeq2SeqLM)._no_split_modules) == {"SoraLayer", "SoraDecoderLayer"}
+    assert set(make_model(SoraForMaskedLM)._no_split_modules) == {"SoraLayer"}
+
+
+def test_seq2seq_records_decoder_cross_and_encoder_outputs_apart():
+    model = make_model(SoraForSeq2SeqLM, num_hidden_layers=2, num_decoder_layers=3, attn_implementation="eager")
+    ids, mask = random_batch(2, 7, pad_rows={0: 2})
+    with torch.no_grad():
+        out = model.eval()(ids, mask, decoder_input_ids=ids[:, :4], output_attentions=True, output_hidden_states=True)
+    assert len(out.encoder_attentions) == 2 and out.encoder_attentions[0].shape == (2, 4, 7, 7)
+    assert len(out.decoder_attentions) == 3 and out.decoder_attentions[0].shape == (2, 4, 4, 4)
+    assert len(out.cross_attentions) == 3 and out.cross_attentions[0].shape == (2, 4, 4, 7)
+    assert len(out.encoder_hidden_states) == 3 and len(out.decoder_hidden_states) == 4
+    assert out.cross_attentions[0][0, :, :, 5:].abs().max() == 0  # padded source tokens get no attention
+    assert torch.all(out.decoder_attentions[0].triu(1) == 0)  # the decoder's self-attention is causal

@@ -1,20 +1,25 @@
 """A saved Sora checkpoint is self-contained: it loads with `trust_remote_code=True` in a process where sora_hf cannot
-be imported (a user who has only transformers), through any head's Auto class, and reproduces the outputs."""
+be imported (a user who has only transformers), through any head's Auto class, and reproduces the outputs. The code
+files that travel import nothing of sora_hf but each other; the multi-task model travels as a file of its own."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import torch
 from conftest import random_batch, tiny_config_kwargs
 
+import sora_hf
 from sora_hf import (
     SoraConfig,
     SoraForCausalLM,
     SoraForMaskedLM,
     SoraForMultipleChoice,
+    SoraForMultiTask,
     SoraForPreTraining,
     SoraForQuestionAnswering,
     SoraForSentenceEmbedding,
@@ -36,6 +41,12 @@ CASES = {
     "question_answering": (SoraForQuestionAnswering, "AutoModelForQuestionAnswering", "start_logits"),
     "multiple_choice": (SoraForMultipleChoice, "AutoModelForMultipleChoice", "logits"),
     "sentence_embedding": (SoraForSentenceEmbedding, "AutoModelForTextEncoding", "embeddings"),
+    # transformers has no multi-task Auto class: the child loads the class its auto_map names
+    "multitask": (SoraForMultiTask, "AutoModelForMultiTask", "logits"),
+}
+MULTITASK_TASKS = {
+    "sentiment": {"type": "classification", "labels": ["neg", "pos"]},
+    "ner": {"type": "token_classification", "labels": ["O", "B-PER", "I-PER"]},
 }
 
 CHILD = textwrap.dedent(
@@ -48,10 +59,16 @@ CHILD = textwrap.dedent(
     except ImportError:
         pass
     import torch, transformers
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
     cases = json.load(open(sys.argv[1]))
     for name, case in cases.items():
         inputs = torch.load(case["inputs"])
-        model = getattr(transformers, case["auto"]).from_pretrained(case["dir"], trust_remote_code=True).eval()
+        if hasattr(transformers, case["auto"]):
+            model = getattr(transformers, case["auto"]).from_pretrained(case["dir"], trust_remote_code=True).eval()
+        else:
+            auto_map = json.load(open(case["dir"] + "/config.json"))["auto_map"]
+            model = get_class_from_dynamic_module(auto_map[case["auto"]], case["dir"]).from_pretrained(case["dir"])
+            model.eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         with torch.no_grad():
             got = model(**inputs)[case["key"]]
@@ -76,16 +93,24 @@ def test_every_head_loads_as_remote_code_without_sora_hf(tmp_path):
     cases = {}
     for name, (model_class, auto_name, key) in CASES.items():
         torch.manual_seed(0)
-        model = model_class(SoraConfig(**tiny_config_kwargs(num_labels=3, tie_word_embeddings=name != "causal_lm")))
-        model.eval()
+        extra = {"tasks": MULTITASK_TASKS} if name == "multitask" else {}
+        config = SoraConfig(**tiny_config_kwargs(num_labels=3, tie_word_embeddings=name != "causal_lm", **extra))
+        model = model_class(config).eval()
         inputs = dict(input_ids=ids, attention_mask=mask)
         if name == "multiple_choice":
             inputs = dict(input_ids=ids.unsqueeze(0), attention_mask=mask.unsqueeze(0))
+        if name == "multitask":
+            inputs["task"] = "ner"
         folder = tmp_path / name
         model.save_pretrained(folder)
         assert (folder / "modeling_sora.py").exists() and (folder / "configuration_sora.py").exists()
+        # the multi-task file travels with the multi-task model only
+        assert (folder / "modeling_sora_multitask.py").exists() == (name == "multitask")
         auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
-        assert len(auto_map) == 11 and auto_map[auto_name].startswith("modeling_sora.")
+        if name == "multitask":
+            assert len(auto_map) == 12 and auto_map[auto_name] == "modeling_sora_multitask.SoraForMultiTask"
+        else:
+            assert len(auto_map) == 11 and auto_map[auto_name].startswith("modeling_sora.")
         with torch.no_grad():
             expected = model(**inputs)[key]
         torch.save(inputs, folder / "inputs.pt")
@@ -110,3 +135,39 @@ def test_every_head_loads_as_remote_code_without_sora_hf(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == len(CASES)
+
+
+def _imports(path) -> set[str]:
+    """Every module a file imports, at top level or inside functions (relative ones with their dots)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def test_the_code_files_that_travel_import_only_torch_transformers_and_each_other():
+    package = Path(sora_hf.__file__).parent
+    allowed = {
+        "configuration_sora.py": set(),
+        "modeling_sora.py": {".configuration_sora"},
+        "modeling_sora_multitask.py": {".configuration_sora", ".modeling_sora"},
+    }
+    stdlib = {"copy", "functools", "inspect", "json", "os", "typing", "collections", "collections.abc", "dataclasses"}
+    for name, relative in allowed.items():
+        imports = _imports(package / name)
+        assert {i for i in imports if i.startswith(".")} == relative, name
+        outside = {i.split(".")[0] for i in imports if not i.startswith(".")} - {"torch", "transformers"}
+        assert outside <= stdlib | {"huggingface_hub"}, (name, outside)
+
+
+def test_registration_and_pipelines_do_not_import_each_other_back():
+    """registration imports the pipelines to register them; the pipelines take the multi-task Auto class from the
+    model file, so the two packages no longer form an import cycle."""
+    pipelines = Path(sora_hf.__file__).parent / "pipelines"
+    for path in pipelines.glob("*.py"):
+        assert not [i for i in _imports(path) if i.lstrip(".").startswith("registration")], path.name
+    assert sora_hf.AutoModelForMultiTask.__module__ == "sora_hf.modeling_sora_multitask"
+    assert sora_hf.SoraForMultiTask.__module__ == "sora_hf.modeling_sora_multitask"

@@ -89,7 +89,7 @@ def _load_sora_embedding_folders_with_their_head(registry) -> None:
 
 def _register_multitask(registry) -> None:
     """`pipeline("multi-task", model=...)`: every head of a `SoraForMultiTask` for one text."""
-    from ..registration import AutoModelForMultiTask  # imported late: registration imports this package
+    from ..modeling_sora_multitask import AutoModelForMultiTask  # imported late: the package loads no model code
 
     current = registry.supported_tasks.get("multi-task")
     if current is None or current.get("impl") is not SoraMultiTaskPipeline:

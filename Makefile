@@ -38,7 +38,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers==$(OLDEST_TRANSFORMERS)" "peft==$(OLDEST_PEFT)"
 	touch $@
 
-test: test-wheel test-oldest test-newest  # the whole suite last: its summary closes the run
+test: lint test-wheel test-oldest test-newest  # style and import contracts first; the whole suite last: its summary closes the run
 
 test-newest: setup
 	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
@@ -53,9 +53,10 @@ test-wheel:
 quickstart: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/sora-hf quickstart --output-dir runs/quickstart
 
-lint: setup
+lint: setup  # style, and the import contracts of pyproject.toml ([tool.importlinter]: no cycles, layers)
 	$(VENV)/bin/ruff check sora_hf tests benchmarks
 	$(VENV)/bin/ruff format --check sora_hf tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) runs

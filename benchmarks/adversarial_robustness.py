@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from sora_hf.finetuning import run_finetuning
 from sora_hf.recipes import load_finetune_recipe, recipes_dir
+from sora_hf.runs import run_finetuning
 
 METHODS = {
     "plain": {},

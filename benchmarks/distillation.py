@@ -26,8 +26,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 import sora_hf
-from sora_hf.finetuning import run_finetuning
 from sora_hf.recipes import load_finetune_recipe, recipes_dir
+from sora_hf.runs import run_finetuning
 
 VARIANTS = {
     "plain": {"distillation.alpha": 0.0, "distillation.hidden_weight": 0.0},
@@ -58,8 +58,8 @@ def train_student(variant: str, args) -> dict:
 
 def teacher_accuracy(args) -> float:
     """The teacher re-scored on the students' test split (same recipe, same seed), not read from its run."""
-    from sora_hf.finetuning import build_features, collator_for, load_task, predict
-    from sora_hf.task_metrics import score
+    from sora_hf.finetuning import build_features, load_task
+    from sora_hf.tasks import get_task
     from sora_hf.tokenizer import load_tokenizer
 
     recipe = load_finetune_recipe(
@@ -68,10 +68,11 @@ def teacher_accuracy(args) -> float:
     dataset, info = load_task(recipe)
     tokenizer = load_tokenizer(args.teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
-    _, test_features = build_features(recipe, info, dataset, tokenizer, len(info.label_names))
-    collator = collator_for(info.task_type, tokenizer, teacher)
-    predictions = predict(teacher, info.task_type, test_features, collator, tokenizer, dataset["test"], 64, recipe)
-    return score(info, dataset["test"], predictions)["test_accuracy"]
+    task = get_task(info.task_type)
+    _, test_features = build_features(recipe, info, dataset, tokenizer)
+    collator = task.collator(tokenizer, teacher)
+    predictions = task.predict(teacher, test_features, collator, tokenizer, dataset["test"], 64, recipe)
+    return task.score(info, dataset["test"], predictions)["test_accuracy"]
 
 
 def latency(models: dict[str, torch.nn.Module], tokenizer, texts: list[str], repeats: int, batch_size: int) -> dict:

@@ -84,7 +84,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     recipe = _load_recipe(load_pretrain_recipe, args, "pretrain")
     _library()
     from .distributed import is_main_process
-    from .pretraining import run_pretraining
+    from .runs import run_pretraining
 
     metrics = run_pretraining(recipe, overwrite=args.overwrite, resume=args.resume)
     if is_main_process():  # one report per run, not one per rank
@@ -97,7 +97,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     recipe = _load_recipe(load_finetune_recipe, args, "finetune")
     _library()
-    from .finetuning import run_finetuning
+    from .runs import run_finetuning
 
     metrics = run_finetuning(recipe, overwrite=args.overwrite)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -106,7 +106,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _multitask(args: argparse.Namespace) -> int:
     _library()  # the multi-task recipe parser lives beside the trainer, which imports torch
-    from .multitask import load_multitask_recipe, run_multitask
+    from .multitask import load_multitask_recipe
+    from .runs import run_multitask
 
     recipe = _load_recipe(load_multitask_recipe, args, "multitask")
     metrics = run_multitask(recipe, overwrite=args.overwrite)
@@ -116,7 +117,7 @@ def _multitask(args: argparse.Namespace) -> int:
 
 def _quickstart(args: argparse.Namespace) -> int:
     _library()
-    from .quickstart import run_quickstart
+    from .runs.quickstart import run_quickstart
 
     run_quickstart(
         output_dir=args.output_dir,

@@ -1,4 +1,4 @@
-"""Multi-process training: which process this is, how many there are, and how to launch them.
+"""Multi-process training: which process this is, how many there are, and what this machine can run.
 
 A recipe runs unchanged on several processes; only the launcher changes:
 
@@ -15,11 +15,7 @@ use `torchrun --nproc_per_node 2` or `accelerate launch --config_file recipes/ac
 from __future__ import annotations
 
 import os
-import socket
-import sys
-from pathlib import Path
-
-ACCELERATE_CONFIGS = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "cpu_2proc")
+from typing import Any
 
 
 def env_rank() -> int:
@@ -47,64 +43,14 @@ def gloo_available() -> bool:
     return dist.is_available() and dist.is_gloo_available()
 
 
-def accelerate_config_path(name: str) -> Path:
-    """`recipes/accelerate/<name>.yaml`, one of `ACCELERATE_CONFIGS`."""
-    from .recipes import recipes_dir
+def for_this_machine(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Without CUDA, a GPU recipe (bf16/fp16) still runs: on the CPU, in fp32."""
+    import torch
 
-    if name not in ACCELERATE_CONFIGS:
-        raise ValueError(f"unknown accelerate config {name!r}; choose one of {', '.join(ACCELERATE_CONFIGS)}")
-    return recipes_dir() / "accelerate" / f"{name}.yaml"
-
-
-def free_port() -> int:
-    """A TCP port free on this machine right now, for the rendezvous of a local multi-process run."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    if not torch.cuda.is_available():
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("bf16", "fp16")}
+        kwargs["use_cpu"] = True
+    return kwargs
 
 
-def torchrun_command(cli_args: list[str], nproc: int = 2, port: int | None = None) -> list[str]:
-    """`python -m torch.distributed.run --nproc_per_node N ... -m sora_hf.cli <cli_args>` for this interpreter."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(nproc),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port or free_port()),
-        "-m",
-        "sora_hf.cli",
-        *cli_args,
-    ]
-
-
-def accelerate_command(cli_args: list[str], config: str = "cpu_2proc", port: int | None = None) -> list[str]:
-    """`python -m accelerate.commands.launch --config_file recipes/accelerate/<config>.yaml -m sora_hf.cli ...`."""
-    return [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(accelerate_config_path(config)),
-        "--main_process_port",
-        str(port or free_port()),
-        "-m",
-        "sora_hf.cli",
-        *cli_args,
-    ]
-
-
-__all__ = [
-    "ACCELERATE_CONFIGS",
-    "accelerate_command",
-    "accelerate_config_path",
-    "env_rank",
-    "env_world_size",
-    "free_port",
-    "gloo_available",
-    "is_main_process",
-    "torchrun_command",
-]
+__all__ = ["env_rank", "env_world_size", "for_this_machine", "gloo_available", "is_main_process"]

@@ -1,11 +1,11 @@
 """Multi-task learning: one shared Sora encoder, one head per task, trained from one recipe.
 
-`run_multitask(recipe)` loads every task with the fine-tuning loaders (`finetuning.load_task`, the `encode_*`
-functions), builds a `SoraForMultiTask` over the pre-trained encoder, and trains it with `MultiTaskTrainer`: each
+`sora_hf.runs.run_multitask(recipe)` loads every task with the fine-tuning loaders (`finetuning.load_task`, the task types'
+encoders in `sora_hf.tasks`), builds a `SoraForMultiTask` over the pre-trained encoder, and trains it with `MultiTaskTrainer`: each
 batch holds the examples of one task, the task drawn per batch with probabilities proportional to the tasks' sizes,
 temperature-scaled (`p_i ∝ n_i^(1/T)`) or uniform. Each batch's loss is weighted by the task's fixed `loss_weight` or
 by learned uncertainty (`SoraTaskUncertainty`, in the model so that it is saved with it). Every task is then scored
-on its own test split with `task_metrics.score`, and the run folder gets the model, the tokenizer, `metrics.json`
+on its own test split with its task type's `score`, and the run folder gets the model, the tokenizer, `metrics.json`
 with one block per task, per-task predictions and reports under `tasks/<name>/`, a loss curve and a model card.
 
 A recipe (`recipes/multitask/zh-sentiment-ner.yaml`):
@@ -31,8 +31,6 @@ import copy
 import dataclasses
 import logging
 import math
-import shutil
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer
 
-from . import task_metrics
+from .data.tasks import EMBEDDED_TASK_TYPES
 from .finetuning import DEFAULT_TRAINING as FINETUNE_TRAINING
 from .recipes import (
     INTERNAL_FIELDS,
@@ -63,6 +61,7 @@ from .recipes import (
     read_recipe,
     typed_mapping,
 )
+from .tasks import TASKS, get_task, task_types
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +74,6 @@ TOP_LEVEL_KINDS = {
 }
 LOSS_WEIGHTING = ("fixed", "uncertainty")
 TASK_KEYS = {"data", "loss_weight"}
-# the heads SoraForMultiTask has; embedded tasks of other types (pinyin: seq2seq) are refused at parse time
-SUPPORTED_TYPES = ("classification", "token_classification", "question_answering")
-EMBEDDED_TYPES = {
-    "sentiment": "classification",
-    "ner": "token_classification",
-    "pos": "token_classification",
-    "seg": "token_classification",
-    "qa": "question_answering",
-    "pinyin": "seq2seq",
-}
 # fine-tuning's defaults, but no evaluation or checkpoints during training: each task is scored on its own test
 # split after training
 DEFAULT_TRAINING = {
@@ -163,11 +152,11 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
         data = parse_finetune_recipe(
             {"name": name, "output_dir": ".", "checkpoint": ".", "data": spec["data"]}, source_path
         ).data
-        task_type = data.task_type or EMBEDDED_TYPES.get(data.embedded or "")
-        if task_type not in SUPPORTED_TYPES:
-            raise RecipeError(
-                f"tasks.{name}: task type {task_type!r} has no multi-task head; supported: {', '.join(SUPPORTED_TYPES)}"
-            )
+        # the heads SoraForMultiTask has; embedded tasks of other types (pinyin: seq2seq) are refused here
+        task_type = data.task_type or EMBEDDED_TASK_TYPES.get(data.embedded or "")
+        if task_type not in TASKS or not TASKS[task_type].multitask_head:
+            supported = ", ".join(task_types(lambda task: task.multitask_head))
+            raise RecipeError(f"tasks.{name}: task type {task_type!r} has no multi-task head; supported: {supported}")
         weight = coerce_numbers({"w": spec.get("loss_weight", 1.0)})["w"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
             raise RecipeError(f"tasks.{name}.loss_weight={spec.get('loss_weight')!r} must be a positive number")
@@ -443,16 +432,11 @@ def build_config(recipe: MultiTaskRecipe, infos: dict[str, Any]):
         )
     tasks = {}
     for name, info in infos.items():
-        spec: dict[str, Any] = {"type": info.task_type, "loss_weight": recipe.tasks[name].loss_weight}
-        if info.task_type != "question_answering":
-            spec["labels"] = list(info.label_names or [])
-        if info.task_type == "classification" and info.problem_type:
-            spec["problem_type"] = info.problem_type
-            if info.problem_type == "regression":
-                spec["labels"] = ["score"]
-        if info.tag_scheme:
-            spec["tag_scheme"] = info.tag_scheme
-        tasks[name] = spec
+        tasks[name] = {
+            "type": info.task_type,
+            "loss_weight": recipe.tasks[name].loss_weight,
+            **get_task(info.task_type).multitask_head_spec(info),
+        }
     if base.tasks:
         check_tasks_match(tasks, base.tasks, checkpoint)
     return SoraConfig.from_pretrained(
@@ -491,7 +475,7 @@ def _preview(labels: list, limit: int = 8) -> str:
 
 def load_multitask_model(recipe: MultiTaskRecipe, config, tokenizer):
     from .checkpoints import CheckpointError, load_checked
-    from .modeling_sora import SoraForMultiTask
+    from .modeling_sora_multitask import SoraForMultiTask
     from .tokenizer import check_tokenizer_fits
 
     try:
@@ -523,137 +507,6 @@ def apply_multitask_lora(model: nn.Module, options: dict[str, Any]):
     return get_peft_model(model, LoraConfig(**kwargs))
 
 
-def run_multitask(
-    recipe: MultiTaskRecipe, *, overwrite: bool = False, callbacks: list | None = None
-) -> dict[str, Any]:
-    """Train one shared encoder on every task of the recipe, score each task, save; returns `metrics.json`."""
-    from .checkpoints import resolve_checkpoint
-    from .finetuning import _peak_memory_mb, build_features, collator_for, finetuning_inputs, load_task, predict
-    from .lora import count_parameters
-    from .outputs import OutputFolder, check_output_folder
-    from .pretraining import for_this_machine, save_recipe
-    from .reporting import plot_loss_curve, write_metrics, write_model_card
-    from .tokenizer import load_tokenizer
-
-    inputs = [recipe.checkpoint, recipe.source_path]
-    for task in recipe.tasks:
-        inputs += finetuning_inputs(recipe.task_recipe(task))
-    target = check_output_folder(recipe.output_dir, inputs=inputs, overwrite=overwrite)
-    resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
-    set_seed(recipe.seed)
-
-    datasets, infos = {}, {}
-    for task in recipe.tasks:
-        datasets[task], infos[task] = load_task(recipe.task_recipe(task))
-        if infos[task].task_type not in SUPPORTED_TYPES:
-            raise RecipeError(f"tasks.{task}: {infos[task].task_type} has no multi-task head")
-    config = build_config(recipe, infos)  # label / checkpoint checks before anything is tokenised or trained
-    tokenizer = load_tokenizer(recipe.checkpoint)
-    model = load_multitask_model(recipe, config, tokenizer)
-    train_features, test_features, collators = {}, {}, {}
-    for task, info in infos.items():
-        num_labels = len(info.label_names) if info.label_names else 1
-        train_features[task], test_features[task] = build_features(
-            recipe.task_recipe(task), info, datasets[task], tokenizer, num_labels
-        )
-        collators[task] = collator_for(info.task_type, tokenizer, model)
-    if recipe.method == "lora":
-        model = apply_multitask_lora(model, recipe.lora)
-    parameters = count_parameters(model)
-
-    train_dataset = MultiTaskDataset({task: f.dataset for task, f in train_features.items()})
-    probabilities = task_probabilities(train_dataset.sizes(), recipe.sampling, recipe.temperature)
-    logger.info("%s: task probabilities %s", recipe.name, probabilities)
-    with OutputFolder(target, overwrite=overwrite) as out:
-        output_dir = out.path
-        kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
-        kwargs.setdefault("seed", recipe.seed)
-        args = TrainingArguments(**for_this_machine(kwargs))
-        trainer = MultiTaskTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            task_collators=collators,
-            probabilities=probabilities,
-        )
-        memory_before = _peak_memory_mb(args.device)
-        started = time.perf_counter()
-        train_output = trainer.train()
-        if trainer.state.global_step == 0:
-            raise RecipeError(f"{recipe.name}: training ran 0 optimizer steps; nothing was saved")
-        train_seconds = time.perf_counter() - started
-        peak_memory = _peak_memory_mb(args.device)
-
-        per_task = {}
-        for task, info in infos.items():
-            test = datasets[task]["test"]
-            view = TaskView(trainer.model, task)
-            predictions = predict(
-                view, info.task_type, test_features[task], collators[task], tokenizer, test,
-                args.per_device_eval_batch_size, recipe.task_recipe(task),
-            )  # fmt: skip
-            scores = task_metrics.score(info, test, predictions)
-            scores.update(
-                task_type=info.task_type,
-                train_examples=len(datasets[task]["train"]),
-                test_examples=len(test),
-                train_batches=trainer.task_batches.get(task, 0),
-                sampling_probability=round(probabilities[task], 4),
-            )
-            report_dir = output_dir / "tasks" / task
-            report_dir.mkdir(parents=True, exist_ok=True)
-            task_metrics.write_reports(report_dir, info, test, predictions, scores)
-            per_task[task] = scores
-        metrics: dict[str, Any] = {
-            "recipe": recipe.name,
-            "tasks": per_task,
-            "method": recipe.method,
-            "sampling": recipe.sampling,
-            "temperature": recipe.temperature if recipe.sampling == "temperature" else None,
-            "loss_weighting": recipe.loss_weighting,
-            "checkpoint": str(recipe.checkpoint),
-            "train_steps": trainer.state.global_step,
-            "train_loss": train_output.training_loss,
-            "train_seconds": round(train_seconds, 2),
-            "peak_memory_mb": round(peak_memory, 1),
-            "peak_memory_increase_mb": round(max(peak_memory - memory_before, 0.0), 1),
-            "device": str(args.device),
-            **parameters,
-        }
-        base = unwrap(trainer.model)
-        if base.task_uncertainty is not None:
-            learned = uncertainty_log_variances(base.task_uncertainty)
-            metrics["learned_log_variances"] = learned
-            metrics["learned_loss_weights"] = {t: math.exp(-s) for t, s in learned.items()}
-        save_multitask(trainer.model, tokenizer, output_dir, recipe.method)
-        write_metrics(output_dir, metrics)
-        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        recipe_text = save_recipe(recipe, output_dir)
-        headline = {
-            f"test_{task}_{key[5:]}": value
-            for task, scores in per_task.items()
-            for key, value in scores.items()
-            if key.startswith("test_") and isinstance(value, (int, float))
-        }
-        write_model_card(
-            output_dir,
-            title=f"Sora {recipe.name}",
-            summary=recipe.description
-            or f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
-            metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
-            recipe_text=recipe_text,
-            pipeline_tag="multi-task",
-            tags=["multi-task", recipe.method, *sorted({i.task_type for i in infos.values()})],
-            dataset_name=", ".join(i.description or i.name for i in infos.values()),
-            recipe_command="sora-hf multitask recipe.yaml",
-        )
-        out.commit()
-    return metrics
-
-
 def save_multitask(model, tokenizer, output_dir: Path, method: str) -> None:
     """Full: the model. LoRA: the adapter (heads included) in `adapter/`, and the merged plain SoraForMultiTask."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -677,5 +530,4 @@ __all__ = [
     "MultiTaskTrainer",
     "TaskView",
     "check_tasks_match",
-    "run_multitask",
 ]

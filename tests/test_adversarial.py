@@ -9,14 +9,14 @@ from conftest import random_batch, tiny_config_kwargs
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from sora_hf import SoraConfig, SoraForSentenceEmbedding, SoraForSequenceClassification, SoraForTokenClassification
-from sora_hf.adversarial import (
+from sora_hf.recipes import RecipeError
+from sora_hf.training.adversarial import (
     AdversarialTrainer,
     EmbeddingPerturbation,
     normalise,
     parse_adversarial_options,
     project,
 )
-from sora_hf.recipes import RecipeError
 
 
 def _model(cls=SoraForSequenceClassification, seed=0, **overrides):
@@ -208,8 +208,8 @@ def test_recipe_run_trains_adversarially_and_scores_perturbed_text(tmp_path):
     metrics.json holds clean and perturbed scores."""
     from sora_hf import SoraForMaskedLM
     from sora_hf.data import load_pretraining_text
-    from sora_hf.finetuning import run_finetuning
     from sora_hf.recipes import parse_finetune_recipe
+    from sora_hf.runs import run_finetuning
     from sora_hf.tokenizer import train_tokenizer
 
     texts = load_pretraining_text("reviews")["text"][:1500]

@@ -24,7 +24,10 @@ from transformers.modeling_outputs import TokenClassifierOutput
 from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification
 from sora_hf.data import load_pretraining_text
 from sora_hf.data.tasks import TaskInfo
-from sora_hf.distillation import (
+from sora_hf.recipes import RecipeError, load_finetune_recipe, parse_finetune_recipe, recipes_dir
+from sora_hf.runs import run_finetuning
+from sora_hf.tokenizer import train_tokenizer
+from sora_hf.training.distillation import (
     DistillationTrainer,
     hidden_state_loss,
     keep_layers,
@@ -34,9 +37,6 @@ from sora_hf.distillation import (
     soft_target_loss,
     uniform_layer_map,
 )
-from sora_hf.finetuning import run_finetuning
-from sora_hf.recipes import RecipeError, load_finetune_recipe, parse_finetune_recipe, recipes_dir
-from sora_hf.tokenizer import train_tokenizer
 
 LABELS = {0: "negative", 1: "positive"}
 SENTIMENT = TaskInfo(name="sentiment", task_type="classification", label_names=["negative", "positive"])

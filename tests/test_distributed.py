@@ -11,18 +11,13 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
 from accelerate.utils import DistributedType
+from launch import ACCELERATE_CONFIGS, accelerate_command, accelerate_config_path, torchrun_command
 from test_pretraining import LINES, tiny_recipe
 
 from sora_hf import modeling_sora
-from sora_hf.distributed import (
-    ACCELERATE_CONFIGS,
-    accelerate_command,
-    accelerate_config_path,
-    gloo_available,
-    torchrun_command,
-)
-from sora_hf.pretraining import run_pretraining
+from sora_hf.distributed import gloo_available
 from sora_hf.recipes import parse_pretrain_recipe
+from sora_hf.runs import run_pretraining
 
 EXPECTED_TYPE = {
     "ddp": DistributedType.MULTI_GPU,

@@ -17,8 +17,8 @@ from test_pretraining import LINES, tiny_recipe
 
 from sora_hf.cli import main as cli_main
 from sora_hf.outputs import STAGING_MARKER
-from sora_hf.pretraining import run_pretraining
 from sora_hf.recipes import parse_pretrain_recipe
+from sora_hf.runs import run_pretraining
 
 STEPS, SAVE_EVERY = 24, 4
 

@@ -12,9 +12,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM, SoraForSeq2SeqLM
 from sora_hf.data import load_pretraining_text
-from sora_hf.finetuning import run_finetuning
 from sora_hf.recipes import RecipeError, parse_finetune_recipe
-from sora_hf.task_processing import decode_token_classification, encode_token_classification, join_words
+from sora_hf.runs import run_finetuning
+from sora_hf.tasks.token_classification import decode_token_classification, encode_token_classification, join_words
 from sora_hf.tokenizer import train_tokenizer
 
 TRAINING = {
@@ -171,7 +171,7 @@ def test_long_classification_texts_are_truncated_with_a_warning(encoder_checkpoi
     train = tmp_path / "long.csv"
     rows = ["text,label"] + [f"{'很好' * 60},pos" if i % 2 else f"{'很差' * 3},neg" for i in range(24)]
     train.write_text("\n".join(rows), encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="sora_hf.task_processing"):
+    with caplog.at_level(logging.WARNING, logger="sora_hf.tasks"):
         run_finetuning(
             recipe(encoder_checkpoint, tmp_path / "o", {"task_type": "classification", "train_file": str(train)})
         )

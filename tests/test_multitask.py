@@ -29,11 +29,11 @@ from sora_hf.multitask import (
     MultiTaskDataset,
     TaskBatchSampler,
     parse_multitask_recipe,
-    run_multitask,
     task_probabilities,
 )
 from sora_hf.pipelines.multitask import group_entities
 from sora_hf.recipes import RecipeError
+from sora_hf.runs import run_multitask
 
 TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
@@ -128,7 +128,7 @@ def test_save_reload_auto_class_and_unknown_task(tmp_path):
         model.task_uncertainty.log_variances[model.task_names.index("ner")] = -0.3
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForMultiTask"] == "modeling_sora.SoraForMultiTask"
+    assert config["auto_map"]["AutoModelForMultiTask"] == "modeling_sora_multitask.SoraForMultiTask"
     assert config["architectures"] == ["SoraForMultiTask"]
     reloaded = AutoModelForMultiTask.from_pretrained(tmp_path).eval()
     assert type(reloaded) is SoraForMultiTask
@@ -166,7 +166,7 @@ REMOTE_CHILD = textwrap.dedent(
     import torch
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
     folder = sys.argv[1]
-    cls = get_class_from_dynamic_module("modeling_sora.SoraForMultiTask", folder)
+    cls = get_class_from_dynamic_module("modeling_sora_multitask.SoraForMultiTask", folder)
     assert cls.__module__.startswith("transformers_modules"), cls.__module__
     model = cls.from_pretrained(folder).eval()
     inputs, expected = torch.load(folder + "/inputs.pt"), torch.load(folder + "/expected.pt")

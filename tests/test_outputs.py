@@ -13,7 +13,6 @@ from transformers import TrainerCallback
 
 from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification
 from sora_hf.cli import main as cli_main
-from sora_hf.finetuning import run_finetuning
 from sora_hf.outputs import (
     STAGING_MARKER,
     OutputFolder,
@@ -21,8 +20,8 @@ from sora_hf.outputs import (
     check_output_folder,
     complete_checkpoints,
 )
-from sora_hf.pretraining import run_pretraining
 from sora_hf.recipes import RecipeError, parse_finetune_recipe, parse_pretrain_recipe
+from sora_hf.runs import run_finetuning, run_pretraining
 
 
 def _snapshot(folder) -> dict[str, bytes]:

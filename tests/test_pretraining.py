@@ -8,8 +8,8 @@ import yaml
 from transformers import AutoModel, AutoTokenizer, TrainerCallback
 
 from sora_hf.cli import main as cli_main
-from sora_hf.pretraining import run_pretraining
 from sora_hf.recipes import RecipeError, load_pretrain_recipe, parse_pretrain_recipe, recipes_dir
+from sora_hf.runs import run_pretraining
 
 LINES = [
     "新华社北京一月一日电，国家主席发表新年讲话。",

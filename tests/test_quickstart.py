@@ -4,7 +4,7 @@ answers through both pipelines, and leaves the folders the README describes."""
 import json
 
 from sora_hf.cli import main as cli_main
-from sora_hf.quickstart import MASK_EXAMPLES, SENTIMENT_EXAMPLES
+from sora_hf.runs.quickstart import MASK_EXAMPLES, SENTIMENT_EXAMPLES
 
 
 def test_quickstart_runs_end_to_end_with_a_tiny_budget(tmp_path, capsys):

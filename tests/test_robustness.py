@@ -9,7 +9,7 @@ from sora_hf.data import NER_LABELS, SEG_LABELS, load_pinyin_table
 from sora_hf.data.char_tables import common_characters, homophone_table, load_visual_table
 from sora_hf.data.tasks import TaskInfo, validate_tags
 from sora_hf.recipes import RecipeError
-from sora_hf.robustness import (
+from sora_hf.training.robustness import (
     CharPerturber,
     check_robustness_task,
     parse_robustness_options,

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import random_batch, tiny_config_kwargs
+from launch import free_port
 
 import sora_hf
-from sora_hf.distributed import free_port, gloo_available
+from sora_hf.distributed import gloo_available
 
 # (folder, class, config overrides, whether generate() runs)
 CASES = [

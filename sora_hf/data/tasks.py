@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "EMBEDDED_TASKS",
+    "EMBEDDED_TASK_TYPES",
     "QA_QUESTIONS",
     "TASK_TYPES",
     "TaskInfo",
@@ -70,6 +71,15 @@ __all__ = [
 
 TASK_TYPES = ("classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm")
 EMBEDDED_TASKS = ("sentiment", "ner", "pos", "seg", "qa", "pinyin")
+# the task type of each embedded task (what `load_embedded_task` returns in its TaskInfo)
+EMBEDDED_TASK_TYPES = {
+    "sentiment": "classification",
+    "ner": "token_classification",
+    "pos": "token_classification",
+    "seg": "token_classification",
+    "qa": "question_answering",
+    "pinyin": "seq2seq",
+}
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 TAG_SCHEMES = ("BIO", "BMES")
 
@@ -919,7 +929,7 @@ def load_task_files(
         how = f"test split {test_size:g} of {files['train'].name} (seed {seed})"
     else:
         how = f"test file {files['test'].name}"
-    _warn_overlap(task_type, splits)
+    _warn_overlap(splits)
     order = [s for s in ("train", "validation", "test") if s in splits]
     dataset = datasets.DatasetDict({s: splits[s] for s in order})
     description = f"{info.pop('description')} from {files['train'].name}, {how}"
@@ -1027,11 +1037,14 @@ def _split_train(train: datasets.Dataset, task_type: str, test_size: float, seed
     return [i for g in group_train for i in members[g]], [i for g in group_test for i in members[g]]
 
 
-def _warn_overlap(task_type: str, splits: dict[str, datasets.Dataset]) -> None:
+_INPUT_COLUMNS = ("context", "source", "tokens", "text")
+
+
+def _warn_overlap(splits: dict[str, datasets.Dataset]) -> None:
     """Log how many evaluation rows repeat a training input (a leak that inflates scores); never fails."""
-    column = {"question_answering": "context", "seq2seq": "source", "token_classification": "tokens"}.get(
-        task_type, "text"
-    )
+    # the input column of each schema: each has exactly one of these (QA: context, seq2seq: source, token
+    # classification: tokens, classification and similarity: text)
+    column = next(c for c in _INPUT_COLUMNS if c in splits["train"].column_names)
 
     def keys(ds: datasets.Dataset) -> list:
         values = ds[column]

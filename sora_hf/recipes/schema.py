@@ -299,14 +299,14 @@ def check_extensions(recipe: FinetuneRecipe) -> None:
     if recipe.adversarial and recipe.distillation:
         raise RecipeError("a recipe can train adversarially or distil from a teacher, not both at once")
     if recipe.adversarial:
-        from ..adversarial import parse_adversarial_options
+        from ..training.adversarial.config import parse_adversarial_options
 
         parse_adversarial_options(recipe.adversarial)
     if recipe.robustness:
-        from ..robustness import parse_robustness_options
+        from ..training.robustness.config import parse_robustness_options
 
         parse_robustness_options(recipe.robustness)
     if recipe.distillation:
-        from ..distillation import parse_distillation_options
+        from ..training.distillation.config import parse_distillation_options
 
         parse_distillation_options(recipe.distillation)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .recipes import find_recipe, load_finetune_recipe, load_pretrain_recipe
+from ..recipes import find_recipe, load_finetune_recipe, load_pretrain_recipe
 
 # shipped recipes, found in the installed package (sora_hf/bundled_recipes) or the checkout's recipes/
 PRETRAIN_RECIPE = "zh-tiny-mlm"
@@ -35,9 +35,9 @@ def run_quickstart(
 ) -> dict[str, Any]:
     from transformers import pipeline
 
-    from .finetuning import run_finetuning
-    from .outputs import check_output_folder
-    from .pretraining import run_pretraining
+    from ..outputs import check_output_folder
+    from .finetune import run_finetuning
+    from .pretrain import run_pretraining
 
     # the runs go into subfolders (each checked again by its command); the folder itself must not be `.` or home
     check_output_folder(output_dir, overwrite=True, what="--output-dir")

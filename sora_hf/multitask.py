@@ -507,17 +507,6 @@ def apply_multitask_lora(model: nn.Module, options: dict[str, Any]):
     return get_peft_model(model, LoraConfig(**kwargs))
 
 
-def save_multitask(model, tokenizer, output_dir: Path, method: str) -> None:
-    """Full: the model. LoRA: the adapter (heads included) in `adapter/`, and the merged plain SoraForMultiTask."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if method == "lora":
-        model.save_pretrained(output_dir / "adapter")
-        tokenizer.save_pretrained(output_dir / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-
-
 __all__ = [
     "MultiTaskRecipe",
     "TaskSection",

@@ -34,8 +34,7 @@ perturbed loss for FreeLB; the mean loss under attack is logged beside it as `ad
 Layout: `config.py` (options), `perturbation.py` (mechanism), `trainer.py` (the Trainer).
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 # name -> the module that defines it; imported on first use, so that `config` (the recipe's options) loads without
 # torch when the recipe is validated
@@ -52,9 +51,4 @@ _EXPORTS = {
     "random_start": "perturbation",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

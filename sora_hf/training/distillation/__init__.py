@@ -16,8 +16,7 @@ Attention maps are not distilled: both models may keep their sdpa/flash attentio
 Layout: `config.py` (options), `student.py`, `teacher.py` and `losses.py` (mechanism), `trainer.py` (the Trainer).
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 # name -> the module that defines it; imported on first use, so that `config` (the recipe's options) loads without
 # torch when the recipe is validated
@@ -38,9 +37,4 @@ _EXPORTS = {
     "uniform_layer_map": "losses",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -27,8 +27,7 @@ sets without `O`, such as BMES segmentation), and only neighbours inside the sam
 Layout: `config.py` (options), `perturb.py` (mechanism), `evaluate.py` (scores on the perturbed test split).
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 # name -> the module that defines it; imported on first use, so that `config` (the recipe's options) loads without
 # torch when the recipe is validated
@@ -46,9 +45,4 @@ _EXPORTS = {
     "tags_to_segments": "perturb",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

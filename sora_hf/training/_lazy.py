@@ -1,0 +1,19 @@
+"""Lazy package exports: `from sora_hf.training.adversarial import AdversarialTrainer` imports the trainer module
+(and torch) on first use, so that the recipe parser can import a package's `config` without torch."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module `__getattr__` for `package` that imports `exports[name]` (a submodule name) when `name` is read."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f".{exports[name]}", package), name)
+
+    return __getattr__

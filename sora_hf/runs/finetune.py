@@ -1,0 +1,151 @@
+"""`run_finetuning(recipe)`: fine-tune a pre-trained Sora on a task (LoRA or full), end to end.
+
+Loads the task (an embedded real task or the user's files), checks that checkpoint, tokenizer and labels fit, trains
+with `transformers.Trainer` (or the adversarial / distillation extension the recipe switches on), scores the test
+split with the task type's metrics, and writes the model (for LoRA: the adapter in `adapter/` and the merged plain
+Sora checkpoint at the top), the tokenizer, `metrics.json`, `predictions.jsonl`, a loss curve, the task's reports and
+a model card. The steps live in `sora_hf.finetuning` and `sora_hf.tasks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from typing import Any
+
+from transformers import set_seed
+
+from ..checkpoints import resolve_checkpoint
+from ..finetuning import build_features, load_model, load_task, make_trainer, save_finetuned, training_arguments
+from ..lora import LoraOptions, apply_lora, count_parameters
+from ..outputs import OutputFolder, check_output_folder
+from ..recipes import FinetuneRecipe, RecipeError
+from ..reporting import plot_loss_curve, write_metrics, write_model_card
+from ..tasks import get_task
+from ..tokenizer import load_tokenizer
+from .common import peak_memory_mb, save_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def finetuning_inputs(recipe: FinetuneRecipe) -> list[str | None]:
+    """The local files and folders a fine-tuning run reads (which its output folder must not touch)."""
+    data = recipe.data
+    teacher = (recipe.distillation or {}).get("teacher")
+    return [recipe.checkpoint, data.train_file, data.test_file, data.validation_file, teacher, recipe.source_path]
+
+
+def run_finetuning(
+    recipe: FinetuneRecipe, *, overwrite: bool = False, callbacks: list | None = None
+) -> dict[str, Any]:
+    """Fine-tune, evaluate and save; returns the metrics written to `<output_dir>/metrics.json`."""
+    target = check_output_folder(recipe.output_dir, inputs=finetuning_inputs(recipe), overwrite=overwrite)
+    resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
+    set_seed(recipe.seed)
+    dataset, info = load_task(recipe)
+    task = get_task(info.task_type)
+    if recipe.robustness:
+        from ..training.robustness import check_robustness_task
+
+        check_robustness_task(info.task_type)
+    tokenizer = load_tokenizer(recipe.checkpoint)
+    model = load_model(recipe, info, tokenizer)
+    if recipe.distillation:
+        from ..training.distillation import prepare_student
+
+        model = prepare_student(model, recipe.distillation)
+    train_features, test_features = build_features(recipe, info, dataset, tokenizer)
+    if recipe.method == "lora":
+        model = apply_lora(model, LoraOptions(**recipe.lora))
+    parameters = count_parameters(model)
+    logger.info("%s: %s, %d of %d parameters trainable", recipe.name, recipe.method, *parameters.values())
+
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        args = training_arguments(recipe, output_dir)
+        collator = task.collator(tokenizer, model)
+        trainer = make_trainer(
+            recipe,
+            info,
+            model=model,
+            args=args,
+            train_dataset=train_features.dataset,
+            eval_dataset=test_features.dataset if args.eval_strategy != "no" else None,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+        memory_before = peak_memory_mb(args.device)
+        started = time.perf_counter()
+        train_output = trainer.train()
+        if trainer.state.global_step == 0:
+            raise RecipeError(
+                f"{recipe.name}: training ran 0 optimizer steps (num_train_epochs / max_steps / train examples); "
+                "nothing was saved"
+            )
+        train_seconds = time.perf_counter() - started
+        peak_memory = peak_memory_mb(args.device)
+
+        test = dataset["test"]
+        predictions = task.predict(
+            trainer.model,
+            test_features,
+            collator,
+            tokenizer,
+            test,
+            args.per_device_eval_batch_size,
+            recipe,
+        )
+        metrics = task.score(info, test, predictions)
+        if recipe.distillation:
+            metrics["distillation"] = trainer.summary()
+        if recipe.robustness:
+            from ..training.robustness import evaluate_robustness
+
+            metrics["robustness"] = evaluate_robustness(
+                recipe,
+                info,
+                trainer.model,
+                tokenizer,
+                test,
+                collator,
+                args.per_device_eval_batch_size,
+                metrics,
+                output_dir=output_dir,
+            )
+        metrics.update(
+            recipe=recipe.name,
+            task=info.name,
+            task_type=info.task_type,
+            method=recipe.method,
+            checkpoint=str(recipe.checkpoint),
+            train_examples=len(dataset["train"]),
+            test_examples=len(test),
+            train_steps=trainer.state.global_step,
+            train_loss=train_output.training_loss,
+            train_seconds=round(train_seconds, 2),
+            peak_memory_mb=round(peak_memory, 1),
+            peak_memory_increase_mb=round(max(peak_memory - memory_before, 0.0), 1),
+            device=str(args.device),
+            **parameters,
+        )
+        save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)
+        task.write_reports(output_dir, info, test, predictions, metrics)
+        write_metrics(output_dir, metrics)
+        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        recipe_text = save_recipe(recipe, output_dir)
+        write_model_card(
+            output_dir,
+            title=f"Sora {recipe.name}",
+            summary=recipe.description or f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
+            metrics=metrics,
+            recipe_text=recipe_text,
+            pipeline_tag=task.pipeline_tag,
+            tags=[info.task_type, recipe.method],
+            dataset_name=info.description or info.name,
+            recipe_command="sora-hf finetune recipe.yaml",
+        )
+        out.commit()
+    return metrics

@@ -1,0 +1,168 @@
+"""`run_multitask(recipe)`: train one shared Sora encoder on several tasks (one head each), end to end.
+
+Loads every task with the fine-tuning loaders, builds a `SoraForMultiTask` over the pre-trained encoder, trains it
+with `MultiTaskTrainer`, scores each task on its own test split and writes the run folder (see `sora_hf.multitask`
+for the recipe, the sampling and the trainer).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from typing import Any
+
+from transformers import TrainingArguments, set_seed
+
+from ..distributed import for_this_machine
+from ..finetuning import save_finetuned
+from ..multitask import (
+    DEFAULT_TRAINING,
+    MultiTaskDataset,
+    MultiTaskRecipe,
+    MultiTaskTrainer,
+    TaskView,
+    apply_multitask_lora,
+    build_config,
+    load_multitask_model,
+    task_probabilities,
+    uncertainty_log_variances,
+    unwrap,
+)
+from ..recipes import RecipeError
+from ..tasks import get_task
+from .common import peak_memory_mb, save_recipe
+
+logger = logging.getLogger(__name__)
+
+
+def run_multitask(
+    recipe: MultiTaskRecipe, *, overwrite: bool = False, callbacks: list | None = None
+) -> dict[str, Any]:
+    """Train one shared encoder on every task of the recipe, score each task, save; returns `metrics.json`."""
+    from ..checkpoints import resolve_checkpoint
+    from ..finetuning import build_features, load_task
+    from ..lora import count_parameters
+    from ..outputs import OutputFolder, check_output_folder
+    from ..reporting import plot_loss_curve, write_metrics, write_model_card
+    from ..tokenizer import load_tokenizer
+    from .finetune import finetuning_inputs
+
+    inputs = [recipe.checkpoint, recipe.source_path]
+    for task in recipe.tasks:
+        inputs += finetuning_inputs(recipe.task_recipe(task))
+    target = check_output_folder(recipe.output_dir, inputs=inputs, overwrite=overwrite)
+    resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
+    set_seed(recipe.seed)
+
+    datasets, infos, kinds = {}, {}, {}
+    for task in recipe.tasks:
+        datasets[task], infos[task] = load_task(recipe.task_recipe(task))
+        kinds[task] = get_task(infos[task].task_type)
+        if not kinds[task].multitask_head:
+            raise RecipeError(f"tasks.{task}: {infos[task].task_type} has no multi-task head")
+    config = build_config(recipe, infos)  # label / checkpoint checks before anything is tokenised or trained
+    tokenizer = load_tokenizer(recipe.checkpoint)
+    model = load_multitask_model(recipe, config, tokenizer)
+    train_features, test_features, collators = {}, {}, {}
+    for task, info in infos.items():
+        train_features[task], test_features[task] = build_features(
+            recipe.task_recipe(task), info, datasets[task], tokenizer
+        )
+        collators[task] = kinds[task].collator(tokenizer, model)
+    if recipe.method == "lora":
+        model = apply_multitask_lora(model, recipe.lora)
+    parameters = count_parameters(model)
+
+    train_dataset = MultiTaskDataset({task: f.dataset for task, f in train_features.items()})
+    probabilities = task_probabilities(train_dataset.sizes(), recipe.sampling, recipe.temperature)
+    logger.info("%s: task probabilities %s", recipe.name, probabilities)
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+        kwargs.setdefault("seed", recipe.seed)
+        args = TrainingArguments(**for_this_machine(kwargs))
+        trainer = MultiTaskTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            task_collators=collators,
+            probabilities=probabilities,
+        )
+        memory_before = peak_memory_mb(args.device)
+        started = time.perf_counter()
+        train_output = trainer.train()
+        if trainer.state.global_step == 0:
+            raise RecipeError(f"{recipe.name}: training ran 0 optimizer steps; nothing was saved")
+        train_seconds = time.perf_counter() - started
+        peak_memory = peak_memory_mb(args.device)
+
+        per_task = {}
+        for task, info in infos.items():
+            test = datasets[task]["test"]
+            view = TaskView(trainer.model, task)
+            predictions = kinds[task].predict(
+                view, test_features[task], collators[task], tokenizer, test,
+                args.per_device_eval_batch_size, recipe.task_recipe(task),
+            )  # fmt: skip
+            scores = kinds[task].score(info, test, predictions)
+            scores.update(
+                task_type=info.task_type,
+                train_examples=len(datasets[task]["train"]),
+                test_examples=len(test),
+                train_batches=trainer.task_batches.get(task, 0),
+                sampling_probability=round(probabilities[task], 4),
+            )
+            report_dir = output_dir / "tasks" / task
+            report_dir.mkdir(parents=True, exist_ok=True)
+            kinds[task].write_reports(report_dir, info, test, predictions, scores)
+            per_task[task] = scores
+        metrics: dict[str, Any] = {
+            "recipe": recipe.name,
+            "tasks": per_task,
+            "method": recipe.method,
+            "sampling": recipe.sampling,
+            "temperature": recipe.temperature if recipe.sampling == "temperature" else None,
+            "loss_weighting": recipe.loss_weighting,
+            "checkpoint": str(recipe.checkpoint),
+            "train_steps": trainer.state.global_step,
+            "train_loss": train_output.training_loss,
+            "train_seconds": round(train_seconds, 2),
+            "peak_memory_mb": round(peak_memory, 1),
+            "peak_memory_increase_mb": round(max(peak_memory - memory_before, 0.0), 1),
+            "device": str(args.device),
+            **parameters,
+        }
+        base = unwrap(trainer.model)
+        if base.task_uncertainty is not None:
+            learned = uncertainty_log_variances(base.task_uncertainty)
+            metrics["learned_log_variances"] = learned
+            metrics["learned_loss_weights"] = {t: math.exp(-s) for t, s in learned.items()}
+        save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)  # the adapter keeps the heads
+        write_metrics(output_dir, metrics)
+        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        recipe_text = save_recipe(recipe, output_dir)
+        headline = {
+            f"test_{task}_{key[5:]}": value
+            for task, scores in per_task.items()
+            for key, value in scores.items()
+            if key.startswith("test_") and isinstance(value, (int, float))
+        }
+        write_model_card(
+            output_dir,
+            title=f"Sora {recipe.name}",
+            summary=recipe.description
+            or f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
+            metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
+            recipe_text=recipe_text,
+            pipeline_tag="multi-task",
+            tags=["multi-task", recipe.method, *sorted({i.task_type for i in infos.values()})],
+            dataset_name=", ".join(i.description or i.name for i in infos.values()),
+            recipe_command="sora-hf multitask recipe.yaml",
+        )
+        out.commit()
+    return metrics

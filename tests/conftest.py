@@ -15,30 +15,9 @@ if "HF_HOME" not in os.environ:
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import tiny_config_kwargs  # noqa: E402
 
 torch.set_num_threads(1)
-
-VOCAB = 120
-
-
-def tiny_config_kwargs(**overrides) -> dict:
-    """A 2-layer, 32-wide Sora with grouped-query attention; large init so random models give varied outputs."""
-    kwargs = dict(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.2,
-        generator_hidden_size=16,
-        generator_intermediate_size=32,
-        generator_num_attention_heads=2,
-        generator_num_hidden_layers=1,
-    )
-    kwargs.update(overrides)
-    return kwargs
 
 
 @pytest.fixture
@@ -49,17 +28,6 @@ def tiny_config():
         return SoraConfig(**tiny_config_kwargs(**overrides))
 
     return make
-
-
-def random_batch(batch: int = 3, seq: int = 10, seed: int = 0, pad_rows: dict | None = None):
-    """input_ids avoiding special ids 0-6, and an attention mask with right padding per `pad_rows` {row: n_pad}."""
-    g = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(7, VOCAB, (batch, seq), generator=g)
-    attention_mask = torch.ones_like(input_ids)
-    for row, n_pad in (pad_rows or {}).items():
-        attention_mask[row, seq - n_pad :] = 0
-        input_ids[row, seq - n_pad :] = 0
-    return input_ids, attention_mask
 
 
 @pytest.fixture(scope="session")

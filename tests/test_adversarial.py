@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from sora_hf import SoraConfig, SoraForSentenceEmbedding, SoraForSequenceClassification, SoraForTokenClassification

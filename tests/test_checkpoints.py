@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from test_outputs import _finetune_recipe
 from transformers import (
     AutoModelForMaskedLM,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForSeq2SeqLM, SoraForSequenceClassification

@@ -1,7 +1,7 @@
 """SoraConfig: one config for the three shapes, and a ValueError naming the field for every inconsistent value."""
 
 import pytest
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 
 from sora_hf import SoraConfig
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_batch, tiny_config_kwargs
 from datasets import Dataset
+from helpers import random_batch, tiny_config_kwargs
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,

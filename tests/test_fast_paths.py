@@ -4,7 +4,7 @@ breaks, and generation with a static cache."""
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 from transformers import DataCollatorWithFlattening
 
 from sora_hf import (

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM, SoraForSeq2SeqLM

@@ -7,8 +7,8 @@ A head that did neither would take steps `gradient_accumulation_steps` times too
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
 from datasets import Dataset
+from helpers import tiny_config_kwargs
 from transformers import Trainer, TrainingArguments
 
 from sora_hf import (

@@ -15,7 +15,7 @@ import huggingface_hub
 import pytest
 import torch
 import transformers
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from hub_server import TOKEN, HubServer
 
 from sora_hf import (

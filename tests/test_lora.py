@@ -3,7 +3,7 @@ trainable parameters, and a merged model that answers as the adapter does."""
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 
 import sora_hf
 from sora_hf import SoraConfig

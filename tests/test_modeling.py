@@ -3,7 +3,7 @@ agreement between paths that must agree (eager vs sdpa, padded vs alone, cache v
 
 import pytest
 import torch
-from conftest import VOCAB, random_batch, tiny_config_kwargs
+from helpers import VOCAB, random_batch, tiny_config_kwargs
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 from test_modeling import HEADS, head_case, make_model
 from transformers import AutoModel, AutoModelForSequenceClassification, DynamicCache
 from transformers.utils import logging as hf_logging

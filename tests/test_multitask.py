@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 from transformers import AutoTokenizer, pipeline
 
 from sora_hf import (

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from test_pretraining import corpus, tiny_recipe  # noqa: F401  (fixture)
 from transformers import TrainerCallback
 

@@ -12,7 +12,7 @@ import re
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 from peft import PeftModel, PrefixTuningConfig, get_peft_model
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 from peft.utils import constants

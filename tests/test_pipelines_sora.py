@@ -3,7 +3,7 @@ Sora tokenizer, through `transformers.pipeline(...)` after `import sora_hf`."""
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from transformers import pipeline
 
 from sora_hf import SoraConfig, SoraForQuestionAnswering, SoraForSentenceEmbedding, SoraForSeq2SeqLM

@@ -3,7 +3,7 @@ feature-extraction and text-generation, with the Sora tokenizer, and give the do
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from transformers import AutoTokenizer, pipeline
 
 from sora_hf import (

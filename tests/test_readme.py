@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 
 from sora_hf import (
     SoraConfig,

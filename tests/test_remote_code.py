@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import torch
-from conftest import random_batch, tiny_config_kwargs
+from helpers import random_batch, tiny_config_kwargs
 
 import sora_hf
 from sora_hf import (

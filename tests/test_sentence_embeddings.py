@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from transformers import pipeline
 
 from sora_hf import SoraConfig, SoraForSentenceEmbedding, SoraModel

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import pipeline
 

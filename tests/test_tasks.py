@@ -5,7 +5,7 @@ what the model says about each example alone)."""
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config_kwargs
+from helpers import tiny_config_kwargs
 
 from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification, SoraForTokenClassification
 from sora_hf.data.tasks import EMBEDDED_TASK_TYPES, EMBEDDED_TASKS, TASK_TYPES, TaskInfo

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .heads import HEADS
 from .modeling_sora import SORA_AUTO_MAP
 from .modeling_sora_multitask import SORA_MULTITASK_AUTO_MAP
 
@@ -57,19 +58,8 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 
-# head class -> Hub pipeline tag (None: the Hub has no tag for it)
-PIPELINE_TAGS = {
-    "SoraModel": "feature-extraction",
-    "SoraForMaskedLM": "fill-mask",
-    "SoraForPreTraining": "fill-mask",
-    "SoraForCausalLM": "text-generation",
-    "SoraForSeq2SeqLM": "text2text-generation",
-    "SoraForSequenceClassification": "text-classification",
-    "SoraForTokenClassification": "token-classification",
-    "SoraForQuestionAnswering": "question-answering",
-    "SoraForMultipleChoice": None,
-    "SoraForSentenceEmbedding": "sentence-similarity",
-}
+# head class -> Hub pipeline tag (None: the Hub has no tag for it), from `heads.HEADS`
+PIPELINE_TAGS = {row.name: row.hub_pipeline_tag for row in HEADS}
 PEFT_PIPELINE_TAGS = {
     "SEQ_CLS": "text-classification",
     "TOKEN_CLS": "token-classification",
@@ -80,18 +70,11 @@ PEFT_PIPELINE_TAGS = {
 }
 # head class -> {task: (module in sora_hf/pipelines, pipeline class, auto class that loads the head)}, for the tasks
 # transformers 5.x has no pipeline of its own for; pushed as remote code with `custom_pipelines` in config.json
+# (from `heads.HEADS`)
 CUSTOM_PIPELINES = {
-    "SoraForQuestionAnswering": {
-        "question-answering": ("question_answering", "SoraQuestionAnsweringPipeline", "AutoModelForQuestionAnswering"),
-    },
-    "SoraForSeq2SeqLM": {
-        "summarization": ("text2text", "SoraSummarizationPipeline", "AutoModelForSeq2SeqLM"),
-        "translation": ("text2text", "SoraTranslationPipeline", "AutoModelForSeq2SeqLM"),
-        "text2text-generation": ("text2text", "SoraText2TextGenerationPipeline", "AutoModelForSeq2SeqLM"),
-    },
-    "SoraForSentenceEmbedding": {  # AutoModelForTextEncoding maps to SoraForSentenceEmbedding (pooler included)
-        "sentence-similarity": ("sentence_similarity", "SoraSentenceSimilarityPipeline", "AutoModelForTextEncoding"),
-    },
+    row.name: {p.task: (p.module, p.class_name, p.auto_class) for p in row.custom_pipelines}
+    for row in HEADS
+    if row.custom_pipelines
 }
 # pipeline module -> the files it needs in the repo (relative imports ride along as sibling files)
 PIPELINE_FILES = {

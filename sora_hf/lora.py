@@ -13,15 +13,11 @@ from typing import Any
 
 from torch import nn
 
-# head class name -> (peft task type, modules trained whole besides the LoRA matrices)
+from .heads import HEADS
+
+# head class name -> (peft task type, modules trained whole besides the LoRA matrices), from `heads.HEADS`
 HEAD_TASK_TYPES: dict[str, tuple[str, list[str]]] = {
-    "SoraForSequenceClassification": ("SEQ_CLS", []),
-    "SoraForTokenClassification": ("TOKEN_CLS", []),
-    "SoraForQuestionAnswering": ("QUESTION_ANS", []),
-    "SoraForSeq2SeqLM": ("SEQ_2_SEQ_LM", []),
-    "SoraForCausalLM": ("CAUSAL_LM", []),
-    "SoraForSentenceEmbedding": ("FEATURE_EXTRACTION", ["pooler"]),
-    "SoraForMultipleChoice": ("SEQ_CLS", ["classifier"]),
+    row.name: (row.peft_task_type, list(row.modules_to_save)) for row in HEADS if row.peft_task_type is not None
 }
 
 

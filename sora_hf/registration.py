@@ -4,47 +4,30 @@ Importing `sora_hf` runs `register()` once, so that `AutoModelForX.from_pretrain
 `LoraConfig()` without `target_modules` and `pipeline("question-answering", ...)` work as they do for BERT or Llama.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForPreTraining,
-    AutoModelForQuestionAnswering,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTextEncoding,
-    AutoModelForTokenClassification,
-)
+import transformers
 
+from . import modeling_sora, modeling_sora_multitask
 from .configuration_sora import SoraConfig
-from .modeling_sora import (
-    SoraForCausalLM,
-    SoraForMaskedLM,
-    SoraForMultipleChoice,
-    SoraForPreTraining,
-    SoraForQuestionAnswering,
-    SoraForSentenceEmbedding,
-    SoraForSeq2SeqLM,
-    SoraForSequenceClassification,
-    SoraForTokenClassification,
-    SoraModel,
-)
-from .modeling_sora_multitask import AutoModelForMultiTask, SoraForMultiTask
+from .heads import HEADS
 
-AUTO_CLASSES = {
-    AutoModel: SoraModel,
-    AutoModelForMaskedLM: SoraForMaskedLM,
-    AutoModelForPreTraining: SoraForPreTraining,
-    AutoModelForCausalLM: SoraForCausalLM,
-    AutoModelForSeq2SeqLM: SoraForSeq2SeqLM,
-    AutoModelForSequenceClassification: SoraForSequenceClassification,
-    AutoModelForTokenClassification: SoraForTokenClassification,
-    AutoModelForQuestionAnswering: SoraForQuestionAnswering,
-    AutoModelForMultipleChoice: SoraForMultipleChoice,
-    AutoModelForTextEncoding: SoraForSentenceEmbedding,
-}
+_CODE_MODULES = {"modeling_sora": modeling_sora, "modeling_sora_multitask": modeling_sora_multitask}
+
+
+def _auto_class(row):
+    """transformers' Auto class of a head in `modeling_sora`; sora_hf's own (`AutoModelForMultiTask`) from the head's
+    model file otherwise."""
+    module = transformers if row.code_module == "modeling_sora" else _CODE_MODULES[row.code_module]
+    return getattr(module, row.auto_class)
+
+
+def _model_class(row):
+    return getattr(_CODE_MODULES[row.code_module], row.name)
+
+
+# transformers' Auto class -> the Sora class it loads (derived from `heads.HEADS`)
+AUTO_CLASSES = {_auto_class(row): _model_class(row) for row in HEADS if row.code_module == "modeling_sora"}
+# sora_hf's own Auto classes -> their Sora class (`AutoModelForMultiTask`)
+SORA_AUTO_CLASSES = {_auto_class(row): _model_class(row) for row in HEADS if row.code_module != "modeling_sora"}
 
 # LoRA on every projection of attention and MLP: what works best for small encoders, and what "all-linear" would
 # pick minus the task heads (those are trained whole through `modules_to_save`).
@@ -70,12 +53,13 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    AutoConfig.register(SoraConfig.model_type, SoraConfig, exist_ok=True)
+    transformers.AutoConfig.register(SoraConfig.model_type, SoraConfig, exist_ok=True)
     SoraConfig.register_for_auto_class()
     for auto_class, model_class in AUTO_CLASSES.items():
         auto_class.register(SoraConfig, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_class.__name__)
-    AutoModelForMultiTask.register(SoraConfig, SoraForMultiTask, exist_ok=True)
+    for auto_class, model_class in SORA_AUTO_CLASSES.items():  # its class names its auto_map entry itself
+        auto_class.register(SoraConfig, model_class, exist_ok=True)
     _register_peft()
     _register_pipelines()
     _registered = True

@@ -22,6 +22,7 @@ the same treatment for Sora folders only (its `AutoModel` is swapped for a subcl
 
 from __future__ import annotations
 
+from ..heads import HEADS
 from ._loading import AutoModelOrTextEncoder, SoraAutoModelForFeatureExtraction
 from .multitask import SoraMultiTaskPipeline
 from .question_answering import SoraQuestionAnsweringPipeline
@@ -40,6 +41,28 @@ __all__ = [
     "register_pipelines",
 ]
 
+_PIPELINE_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        SoraQuestionAnsweringPipeline,
+        SoraSummarizationPipeline,
+        SoraTranslationPipeline,
+        SoraText2TextGenerationPipeline,
+        SoraSentenceSimilarityPipeline,
+    )
+}
+# a local registration serves any family: the embedding tasks load a folder with the head it was saved from
+_LOCAL_AUTO_CLASSES = {"AutoModelForTextEncoding": AutoModelOrTextEncoder}
+
+
+def custom_pipelines() -> list:
+    """The pipelines sora_hf ships (`heads.HEADS`), one per task: the tasks transformers 5.x does not serve itself."""
+    by_task = {}
+    for row in HEADS:
+        for pipeline in row.custom_pipelines:
+            by_task.setdefault(pipeline.task, pipeline)
+    return list(by_task.values())
+
 
 def register_pipelines() -> None:
     """Register the Sora pipelines with transformers' pipeline registry. Idempotent.
@@ -47,16 +70,17 @@ def register_pipelines() -> None:
     A task already registered with the same class is left alone (re-registering would log an "Overwriting"
     warning on every call); a built-in or foreign pipeline under one of these names is replaced.
     """
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM
+    import transformers
     from transformers import pipelines as hf_pipelines
 
-    tasks = (
-        ("question-answering", SoraQuestionAnsweringPipeline, AutoModelForQuestionAnswering),
-        ("summarization", SoraSummarizationPipeline, AutoModelForSeq2SeqLM),
-        ("translation", SoraTranslationPipeline, AutoModelForSeq2SeqLM),
-        ("text2text-generation", SoraText2TextGenerationPipeline, AutoModelForSeq2SeqLM),
-        ("sentence-similarity", SoraSentenceSimilarityPipeline, AutoModelOrTextEncoder),
-    )
+    tasks = [
+        (
+            p.task,
+            _PIPELINE_CLASSES[p.class_name],
+            _LOCAL_AUTO_CLASSES.get(p.auto_class) or getattr(transformers, p.auto_class),
+        )
+        for p in custom_pipelines()
+    ]
     registry = hf_pipelines.PIPELINE_REGISTRY
     removed = getattr(hf_pipelines, "REMOVED_TASKS", None)
     for task, pipeline_class, auto_class in tasks:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..heads import HEADS
 from .errors import RequestError
 from .schemas import (
     FillMaskParameters,
@@ -69,17 +70,13 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 # The pipeline task for a checkpoint's head, by the suffix of `config.architectures[0]`; the longest match wins
-# (`ForPreTraining` has no pipeline, so it is refused with a message rather than guessed).
+# (`ForPreTraining` has no pipeline, so it is refused with a message rather than guessed). Sora's heads give the
+# suffixes (`heads.HEADS`: `SoraForMaskedLM` -> `ForMaskedLM`, `SoraModel` -> `Model`), which other families share;
+# `ForConditionalGeneration` is the other families' name for a sequence-to-sequence head.
+_OTHER_ARCHITECTURE_SUFFIXES = {"ForConditionalGeneration": "text2text-generation"}
 _ARCHITECTURE_SUFFIXES = {
-    "ForSequenceClassification": "text-classification",
-    "ForTokenClassification": "token-classification",
-    "ForQuestionAnswering": "question-answering",
-    "ForMaskedLM": "fill-mask",
-    "ForCausalLM": "text-generation",
-    "ForSeq2SeqLM": "text2text-generation",
-    "ForConditionalGeneration": "text2text-generation",
-    "ForSentenceEmbedding": "sentence-similarity",
-    "Model": "feature-extraction",
+    **{row.name.removeprefix("Sora"): row.pipeline_task for row in HEADS if row.pipeline_task is not None},
+    **_OTHER_ARCHITECTURE_SUFFIXES,
 }
 
 

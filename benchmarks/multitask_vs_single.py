@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 import sora_hf  # noqa: F401  (registers the Sora classes)
-from sora_hf.multitask import parse_multitask_recipe
-from sora_hf.recipes import parse_finetune_recipe
+from sora_hf.recipes import parse_finetune_recipe, parse_multitask_recipe
 from sora_hf.runs import run_finetuning, run_multitask
 
 RUNS = ("sentiment", "ner", "multitask", "multitask_uncertainty")

@@ -105,11 +105,12 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _multitask(args: argparse.Namespace) -> int:
-    _library()  # the multi-task recipe parser lives beside the trainer, which imports torch
-    from .multitask import load_multitask_recipe
-    from .runs import run_multitask
+    from .recipes import load_multitask_recipe
 
     recipe = _load_recipe(load_multitask_recipe, args, "multitask")
+    _library()
+    from .runs import run_multitask
+
     metrics = run_multitask(recipe, overwrite=args.overwrite)
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0

@@ -24,16 +24,15 @@ from sora_hf import (
     SoraForSequenceClassification,
     SoraForTokenClassification,
 )
-from sora_hf.multitask import (
+from sora_hf.pipelines.multitask import group_entities
+from sora_hf.recipes import RecipeError, parse_multitask_recipe
+from sora_hf.runs import run_multitask
+from sora_hf.training.multitask import (
     MultiTaskCollator,
     MultiTaskDataset,
     TaskBatchSampler,
-    parse_multitask_recipe,
     task_probabilities,
 )
-from sora_hf.pipelines.multitask import group_entities
-from sora_hf.recipes import RecipeError
-from sora_hf.runs import run_multitask
 
 TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},

@@ -100,7 +100,7 @@ def _choices(key: str) -> tuple[str, ...]:
 
 
 def test_multitask_task_data_is_checked_by_the_same_table():
-    from sora_hf.multitask import parse_multitask_recipe
+    from sora_hf.recipes import parse_multitask_recipe
 
     raw = {
         "name": "m",
@@ -186,7 +186,7 @@ def test_every_shipped_recipe_parses(kind, name):
     elif kind == "finetune":
         recipe = load_finetune_recipe(path)
     else:
-        from sora_hf.multitask import load_multitask_recipe
+        from sora_hf.recipes import load_multitask_recipe
 
         recipe = load_multitask_recipe(path)
     assert recipe.name

@@ -216,3 +216,13 @@ def test_token_classification_round_trip_on_a_random_model_equals_each_window_al
     metrics = task.score(info, test, predictions)
     assert metrics["test_token_accuracy"] == pytest.approx(float(np.mean(flat)))
     assert {"test_overall_f1", "test_per_type"} <= set(metrics)
+
+
+def test_the_recipe_schemas_torch_free_copies_agree_with_the_registry():
+    """recipes/multitask.py validates without importing torch, so it keeps two constants of its own."""
+    from sora_hf.data import tasks as data_tasks
+    from sora_hf.recipes import multitask as recipe
+    from sora_hf.tasks import task_types
+
+    assert tuple(recipe.MULTITASK_HEAD_TYPES) == tuple(task_types(lambda task: task.multitask_head))
+    assert dict(recipe.EMBEDDED_TASK_TYPES) == dict(data_tasks.EMBEDDED_TASK_TYPES)

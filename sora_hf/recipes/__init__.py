@@ -9,11 +9,12 @@ is imported only when those files cannot be read.
 """
 
 from ..validation.errors import *  # noqa: F403
-from ..validation.errors import _suggest  # noqa: F401  (the multi-task parser's suggestions)
+from ..validation.errors import _suggest  # noqa: F401  (tests and callers that suggest names)
 from ..validation.values import *  # noqa: F403
 from ..validation.values import _kinds_of_hint  # noqa: F401
 from .choices import *  # noqa: F403
 from .io import *  # noqa: F403
+from .multitask import *  # noqa: F403
 from .schema import *  # noqa: F403
 from .sources import *  # noqa: F403
 from .sources import _model_config_schema, _training_schema, _training_schema_imported  # noqa: F401

@@ -21,6 +21,7 @@ from .choices import (
     TaskType,
     _check_section_choices,
     check_choice,
+    choices_of,
 )
 from .sources import check_model_section, check_training_section
 
@@ -92,14 +93,16 @@ _AT_LEAST = {
 }
 
 
-def _typed_fields(section: str, cls: type, values: dict[str, Any]) -> dict[str, Any]:
+def _typed_fields(section: str, cls: type, values: dict[str, Any], table: str | None = None) -> dict[str, Any]:
     """`values` (fields of the dataclass `cls`) as their annotations declare; the fields with choices are left to
-    `check_choice`, which names the choices; the counts in `_AT_LEAST` are checked."""
-    kinds = {k: v for k, v in _dataclass_kinds(cls).items() if f"{section or 'recipe'}.{k}" not in CHOICES}
+    `check_choice`, which names the choices; the counts in `_AT_LEAST` are checked. `table` is the section's name in
+    `CHOICES` and `_AT_LEAST` where the recipe nests it elsewhere (`tasks.ner.data` is a `data` section)."""
+    table = section if table is None else table
+    kinds = {k: v for k, v in _dataclass_kinds(cls).items() if f"{table or 'recipe'}.{k}" not in CHOICES}
     typed = typed_mapping(section, values, kinds)
     for key, value in typed.items():
         dotted = f"{section}.{key}" if section else key
-        least = _AT_LEAST.get(dotted)
+        least = _AT_LEAST.get(f"{table}.{key}" if table else key)
         if least is not None and isinstance(value, int) and value < least:
             raise RecipeError(f"{dotted}={value} must be at least {least}")
     return typed
@@ -260,6 +263,35 @@ LORA_KINDS: dict[str, Kinds] = {
 }  # lora.LoraOptions' annotations (lora.py imports torch)
 
 
+def parse_data_section(raw: Any, section_name: str = "data") -> tuple[FinetuneDataSection, dict[str, Any]]:
+    """Validate a fine-tuning `data:` section (keys, types, choices, exactly one of `embedded` / `train_file`);
+    returns it and its given keys, typed. `section_name` names it in the messages (`tasks.ner.data` in a multi-task
+    recipe); the choices are those of `data.<key>`."""
+    if raw is None:
+        data, typed = FinetuneDataSection(), {}
+    else:
+        if not isinstance(raw, dict):
+            raise RecipeError(f"recipe section {section_name!r} must be a mapping, got {type(raw).__name__}")
+        check_keys(section_name, raw, {f.name for f in dataclasses.fields(FinetuneDataSection)})
+        typed = _typed_fields(section_name, FinetuneDataSection, raw, table="data")
+        data = FinetuneDataSection(**typed)
+        for f in dataclasses.fields(data):
+            if f"data.{f.name}" in CHOICES:
+                choices, nullable = choices_of(f"data.{f.name}")
+                value = getattr(data, f.name)
+                if not (value is None and nullable):
+                    check_choice(f"{section_name}.{f.name}", value, choices)
+    if (data.embedded is None) == (data.train_file is None):
+        raise RecipeError(
+            f"{section_name} needs exactly one of `embedded` (a shipped task) or `train_file` (your own data)"
+        )
+    if data.train_file is not None and data.task_type is None:
+        raise RecipeError(
+            f"{section_name}.train_file needs {section_name}.task_type (classification, token_classification, ...)"
+        )
+    return data, typed
+
+
 def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -> FinetuneRecipe:
     """Validate a fine-tuning recipe completely before any data or model is loaded.
 
@@ -273,17 +305,13 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
             raise RecipeError(f"recipe is missing the required key {required!r}")
     check_choice("recipe.method", raw.get("method", "lora"))
     scalars = _top_level(FinetuneRecipe, raw, ("data", *EXTENSION_SECTIONS))
-    data, typed_data = _section(FinetuneDataSection, "data", raw.get("data"))
+    data, typed_data = parse_data_section(raw.get("data"))
     sections = {name: _mapping(raw, name) for name in EXTENSION_SECTIONS}
     check_keys("lora", sections["lora"], LORA_KEYS)
     sections["lora"] = typed_mapping("lora", sections["lora"], LORA_KINDS)
     for name in ("adversarial", "robustness", "distillation"):  # their own parsers check the types
         sections[name] = coerce_numbers(sections[name])
     recipe = FinetuneRecipe(**scalars, data=data, **sections, source_path=source_path)
-    if (data.embedded is None) == (data.train_file is None):
-        raise RecipeError("data needs exactly one of `embedded` (a shipped task) or `train_file` (your own data)")
-    if data.train_file is not None and data.task_type is None:
-        raise RecipeError("data.train_file needs data.task_type (classification, token_classification, ...)")
     if recipe.doc_stride >= recipe.max_length // 2:
         raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
     recipe.model = check_model_section(recipe.model)

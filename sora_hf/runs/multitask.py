@@ -1,8 +1,8 @@
 """`run_multitask(recipe)`: train one shared Sora encoder on several tasks (one head each), end to end.
 
 Loads every task with the fine-tuning loaders, builds a `SoraForMultiTask` over the pre-trained encoder, trains it
-with `MultiTaskTrainer`, scores each task on its own test split and writes the run folder (see `sora_hf.multitask`
-for the recipe, the sampling and the trainer).
+with `MultiTaskTrainer`, scores each task on its own test split and writes the run folder (see `sora_hf.recipes.multitask`
+for the recipe and `sora_hf.training.multitask` for the sampling, the model and the trainer).
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import logging
 import math
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainingArguments, set_seed
 
 from ..distributed import for_this_machine
-from ..finetuning import save_finetuned
-from ..multitask import (
-    DEFAULT_TRAINING,
+from ..finetuning import DEFAULT_TRAINING as FINETUNE_TRAINING
+from ..finetuning import check_sora_checkpoint, save_finetuned
+from ..recipes import MultiTaskRecipe, RecipeError
+from ..tasks import get_task
+from ..training.multitask import (
     MultiTaskDataset,
-    MultiTaskRecipe,
     MultiTaskTrainer,
     TaskView,
     apply_multitask_lora,
@@ -30,11 +32,17 @@ from ..multitask import (
     uncertainty_log_variances,
     unwrap,
 )
-from ..recipes import RecipeError
-from ..tasks import get_task
 from .common import peak_memory_mb, save_recipe
 
 logger = logging.getLogger(__name__)
+
+# fine-tuning's defaults, but no evaluation or checkpoints during training: each task is scored on its own test
+# split after training
+DEFAULT_TRAINING = {
+    **{k: v for k, v in FINETUNE_TRAINING.items() if k != "save_total_limit"},
+    "eval_strategy": "no",
+    "save_strategy": "no",
+}
 
 
 def run_multitask(
@@ -53,7 +61,7 @@ def run_multitask(
     for task in recipe.tasks:
         inputs += finetuning_inputs(recipe.task_recipe(task))
     target = check_output_folder(recipe.output_dir, inputs=inputs, overwrite=overwrite)
-    resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
+    checkpoint = resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
     set_seed(recipe.seed)
 
     datasets, infos, kinds = {}, {}, {}
@@ -62,6 +70,8 @@ def run_multitask(
         kinds[task] = get_task(infos[task].task_type)
         if not kinds[task].multitask_head:
             raise RecipeError(f"tasks.{task}: {infos[task].task_type} has no multi-task head")
+    if Path(checkpoint).is_dir():
+        check_sora_checkpoint(checkpoint)
     config = build_config(recipe, infos)  # label / checkpoint checks before anything is tokenised or trained
     tokenizer = load_tokenizer(recipe.checkpoint)
     model = load_multitask_model(recipe, config, tokenizer)

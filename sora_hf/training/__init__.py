@@ -5,5 +5,5 @@ what the extension does, and `trainer.py` the `transformers.Trainer` subclass th
 - `adversarial/`: FGM / PGD / FreeLB perturbations of the embeddings (`AdversarialTrainer`).
 - `distillation/`: a fine-tuned teacher's soft targets and hidden states (`DistillationTrainer`).
 - `robustness/`: scores on character-perturbed copies of the test split (an evaluation: no Trainer).
-- `multitask` lives in `sora_hf.multitask` (its recipe, sampler and trainer).
+- `multitask/`: one-task batches, the multi-task model and `MultiTaskTrainer` (the recipe: `sora_hf.recipes.multitask`).
 """

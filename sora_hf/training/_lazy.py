@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
-    """A module `__getattr__` for `package` that imports `exports[name]` (a submodule name) when `name` is read."""
+def lazy_exports(package: str, **modules: tuple[str, ...]) -> tuple[Callable[[str], Any], list[str]]:
+    """A module `__getattr__` for `package` that imports submodule `m` when one of `modules[m]` is read, and the
+    package's `__all__`."""
+    exports = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(f".{exports[name]}", package), name)
 
-    return __getattr__
+    return __getattr__, sorted(exports)

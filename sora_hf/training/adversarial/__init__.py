@@ -36,19 +36,10 @@ Layout: `config.py` (options), `perturbation.py` (mechanism), `trainer.py` (the 
 
 from .._lazy import lazy_exports
 
-# name -> the module that defines it; imported on first use, so that `config` (the recipe's options) loads without
-# torch when the recipe is validated
-_EXPORTS = {
-    "ADVERSARIAL_KEYS": "config",
-    "AdversarialOptions": "config",
-    "AdversarialTrainer": "trainer",
-    "DEFAULT_EPSILON": "config",
-    "EmbeddingPerturbation": "perturbation",
-    "METHODS": "config",
-    "normalise": "perturbation",
-    "parse_adversarial_options": "config",
-    "project": "perturbation",
-    "random_start": "perturbation",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+# the public names of each module, imported on first use (so that `config` loads without torch)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    config=("ADVERSARIAL_KEYS", "AdversarialOptions", "DEFAULT_EPSILON", "METHODS", "parse_adversarial_options"),
+    trainer=("AdversarialTrainer",),
+    perturbation=("EmbeddingPerturbation", "normalise", "project", "random_start"),
+)

@@ -18,23 +18,18 @@ Layout: `config.py` (options), `student.py`, `teacher.py` and `losses.py` (mecha
 
 from .._lazy import lazy_exports
 
-# name -> the module that defines it; imported on first use, so that `config` (the recipe's options) loads without
-# torch when the recipe is validated
-_EXPORTS = {
-    "DISTILLATION_KEYS": "config",
-    "DistillationOptions": "config",
-    "DistillationTrainer": "trainer",
-    "LABEL_KEYS": "config",
-    "binary_soft_target_loss": "losses",
-    "check_same_tokenizer": "teacher",
-    "hidden_state_loss": "losses",
-    "keep_layers": "student",
-    "load_teacher": "teacher",
-    "logit_distillation_loss": "losses",
-    "parse_distillation_options": "config",
-    "prepare_student": "student",
-    "soft_target_loss": "losses",
-    "uniform_layer_map": "losses",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+# the public names of each module, imported on first use (so that `config` loads without torch)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    config=("DISTILLATION_KEYS", "DistillationOptions", "LABEL_KEYS", "parse_distillation_options"),
+    trainer=("DistillationTrainer",),
+    losses=(
+        "binary_soft_target_loss",
+        "hidden_state_loss",
+        "logit_distillation_loss",
+        "soft_target_loss",
+        "uniform_layer_map",
+    ),
+    teacher=("check_same_tokenizer", "load_teacher"),
+    student=("keep_layers", "prepare_student"),
+)

@@ -17,23 +17,19 @@ multi-task config, model and LoRA), `trainer.py` (the Trainer).
 
 from .._lazy import lazy_exports
 
-# name -> the module that defines it; imported on first use, so that `config` loads without torch when the recipe
-# is validated
-_EXPORTS = {
-    "LOSS_WEIGHTING": "config",
-    "MultiTaskCollator": "sampler",
-    "MultiTaskDataset": "sampler",
-    "MultiTaskTrainer": "trainer",
-    "SAMPLING": "config",
-    "TaskBatchSampler": "sampler",
-    "TaskView": "model",
-    "apply_multitask_lora": "model",
-    "build_config": "model",
-    "check_tasks_match": "model",
-    "load_multitask_model": "model",
-    "task_probabilities": "sampler",
-    "uncertainty_log_variances": "model",
-    "unwrap": "model",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+# the public names of each module, imported on first use (so that `config` loads without torch)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    config=("LOSS_WEIGHTING", "SAMPLING"),
+    sampler=("MultiTaskCollator", "MultiTaskDataset", "TaskBatchSampler", "task_probabilities"),
+    trainer=("MultiTaskTrainer",),
+    model=(
+        "TaskView",
+        "apply_multitask_lora",
+        "build_config",
+        "check_tasks_match",
+        "load_multitask_model",
+        "uncertainty_log_variances",
+        "unwrap",
+    ),
+)

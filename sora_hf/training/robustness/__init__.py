@@ -29,20 +29,10 @@ Layout: `config.py` (options), `perturb.py` (mechanism), `evaluate.py` (scores o
 
 from .._lazy import lazy_exports
 
-# name -> the module that defines it; imported on first use, so that `config` (the recipe's options) loads without
-# torch when the recipe is validated
-_EXPORTS = {
-    "CharPerturber": "perturb",
-    "DEFAULT_KINDS": "config",
-    "KINDS": "config",
-    "ROBUSTNESS_KEYS": "config",
-    "RobustnessOptions": "config",
-    "check_robustness_task": "evaluate",
-    "evaluate_robustness": "evaluate",
-    "parse_robustness_options": "config",
-    "perturb_dataset": "evaluate",
-    "segments_to_tags": "perturb",
-    "tags_to_segments": "perturb",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+# the public names of each module, imported on first use (so that `config` loads without torch)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    perturb=("CharPerturber", "segments_to_tags", "tags_to_segments"),
+    config=("DEFAULT_KINDS", "KINDS", "ROBUSTNESS_KEYS", "RobustnessOptions", "parse_robustness_options"),
+    evaluate=("check_robustness_task", "evaluate_robustness", "perturb_dataset"),
+)

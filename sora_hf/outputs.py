@@ -108,8 +108,18 @@ class OutputFolder:
         """The folder to write into now."""
         return self.staging or self.target
 
+    @property
+    def retired(self) -> Path:
+        """Where the previous run waits, for a moment, while `commit()` swaps the new one in."""
+        return self.target.parent / f".{self.target.name}{RETIRED_SUFFIX}"
+
     def __enter__(self) -> OutputFolder:
         if self.staging is not None and self.main_process:
+            if self.retired.exists():  # a replacement killed between its two renames: that is the user's old run
+                raise OutputFolderError(
+                    f"{self.retired} holds a run that an interrupted replacement of {self.target} left; move it back "
+                    f"to {self.target} (or remove it) first"
+                )
             _remove_ours(self.staging)
             self.staging.mkdir(parents=True)
             (self.staging / STAGING_MARKER).write_text("a sora-hf run being written; removed when it ends\n")
@@ -128,14 +138,13 @@ class OutputFolder:
         if self.staging is None or not self.main_process or self.committed:
             self.committed = True
             return self.target
-        (self.staging / STAGING_MARKER).unlink(missing_ok=True)
-        retired = self.target.parent / f".{self.target.name}{RETIRED_SUFFIX}"
-        if retired.exists():
-            shutil.rmtree(retired)
         if self.target.exists():
-            os.replace(self.target, retired)
+            os.replace(self.target, self.retired)
         os.replace(self.staging, self.target)
-        shutil.rmtree(retired, ignore_errors=True)
+        (self.target / STAGING_MARKER).unlink(missing_ok=True)
+        shutil.rmtree(
+            self.retired, ignore_errors=True
+        )  # the run --overwrite replaces, now that the new one is in place
         self.committed = True
         logger.info("replaced %s with the new run", self.target)
         return self.target

@@ -120,6 +120,16 @@ def test_a_stale_staging_folder_is_removed_only_when_it_is_ours(tmp_path):
         out.commit()
 
 
+def test_a_replacement_killed_between_its_renames_leaves_the_old_run_to_the_user(tmp_path):
+    target, retired = tmp_path / "run", tmp_path / ".run.sora-hf-old"
+    before = _precious(retired)  # the old run, renamed aside, then the process died before the new one moved in
+    (target / "model.safetensors").parent.mkdir()
+    (target / "model.safetensors").write_bytes(b"a later run")
+    with pytest.raises(OutputFolderError, match="interrupted replacement"):
+        OutputFolder(target, overwrite=True).__enter__()
+    assert _snapshot(retired) == before and not (tmp_path / ".run.sora-hf-new").exists()
+
+
 # ---- the commands -------------------------------------------------------------------------------------------
 
 

@@ -134,7 +134,7 @@ def run_finetuning(
         task.write_reports(output_dir, info, test, predictions, metrics)
         write_metrics(output_dir, metrics)
         plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # this run's, in its staging folder
         recipe_text = save_recipe(recipe, output_dir)
         write_model_card(
             output_dir,

@@ -154,7 +154,7 @@ def run_multitask(
         save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)  # the adapter keeps the heads
         write_metrics(output_dir, metrics)
         plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # this run's, in its staging folder
         recipe_text = save_recipe(recipe, output_dir)
         headline = {
             f"test_{task}_{key[5:]}": value

@@ -1,42 +1,81 @@
-"""Checkpoints saved before the layout change of issue 14 (tests/fixtures/legacy, written at 70862a8 by
-fixtures/make_legacy_checkpoints.py) load into today's classes with every weight used and give the same outputs."""
+"""Checkpoints saved by the model code before the layout change of issue 14 (tests/fixtures/sora_70862a8, the code
+at 70862a8) load into today's classes with every weight used and give the same outputs."""
 
-import json
+import importlib
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from helpers import random_batch, tiny_config_kwargs
 
 import sora_hf
 
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
-HEADS = sorted(p.name for p in LEGACY.iterdir() if p.is_dir())
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sora_70862a8"
+HEADS = {
+    "SoraModel": {},
+    "SoraForMaskedLM": {},
+    "SoraForPreTraining": {},
+    "SoraForCausalLM": {},
+    "SoraForSeq2SeqLM": {"num_decoder_layers": 1},
+    "SoraForSequenceClassification": {"num_labels": 3},
+    "SoraForTokenClassification": {"num_labels": 5},
+    "SoraForQuestionAnswering": {},
+    "SoraForMultipleChoice": {},
+    "SoraForSentenceEmbedding": {},
+    "SoraForMultiTask": {
+        "tasks": {
+            "sentiment": {"type": "classification", "labels": ["neg", "pos"]},
+            "ner": {"type": "token_classification", "labels": ["O", "B-PER", "I-PER"]},
+        }
+    },
+}
 
 
-def test_every_head_has_a_legacy_checkpoint():
-    assert len(HEADS) == 11 and "SoraForMultiTask" in HEADS and "SoraForSeq2SeqLM" in HEADS
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory):
+    """The old code as an importable package `sora_70862a8` (its own classes, nothing registered)."""
+    root = tmp_path_factory.mktemp("legacy-code")
+    package = root / "sora_70862a8"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("modeling_sora", "configuration_sora"):
+        shutil.copy(FIXTURE / f"{name}.py.txt", package / f"{name}.py")
+    sys.path.insert(0, str(root))
+    try:
+        yield importlib.import_module("sora_70862a8.modeling_sora")
+    finally:
+        sys.path.remove(str(root))
 
 
-@pytest.mark.parametrize("name", HEADS)
-def test_a_checkpoint_saved_before_the_layout_change_loads_and_answers_the_same(name):
-    folder = LEGACY / name
-    model, info = getattr(sora_hf, name).from_pretrained(folder, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    model.eval()
-    inputs = load_file(str(LEGACY / "inputs.safetensors"))
-    kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+def _inputs(name):
+    input_ids, attention_mask = random_batch(batch=2, seq=8, seed=3, pad_rows={1: 2})
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
     if name == "SoraForMultipleChoice":
         kwargs = {k: v.unsqueeze(1).expand(-1, 2, -1).contiguous() for k, v in kwargs.items()}
     if name == "SoraForSeq2SeqLM":
-        kwargs["decoder_input_ids"] = inputs["input_ids"][:, :5]
-    task = json.loads((folder / "inputs.json").read_text())["multitask_task"]
-    if task:
-        kwargs["task"] = task
+        kwargs["decoder_input_ids"] = input_ids[:, :5]
+    if name == "SoraForMultiTask":
+        kwargs["task"] = "ner"
+    return kwargs
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_a_checkpoint_saved_before_the_layout_change_loads_and_answers_the_same(name, legacy, tmp_path):
+    torch.manual_seed(0)
+    old = getattr(legacy, name)(legacy.SoraConfig(**tiny_config_kwargs(**HEADS[name]))).eval()
+    old.save_pretrained(tmp_path)
+    model, info = getattr(sora_hf, name).from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert type(model).__module__.startswith("sora_hf.")  # today's class, not the saved code
+    model.eval()
     with torch.no_grad():
-        out = model(**kwargs)
-    expected = load_file(str(folder / "expected_outputs.safetensors"))
-    for key, value in expected.items():
-        if key == "replaced_input_ids":  # sampled by the RTD generator
-            continue
-        torch.testing.assert_close(out[key], value, rtol=1e-5, atol=1e-5, msg=f"{name}.{key}")
+        torch.manual_seed(1)
+        expected = old(**_inputs(name))
+        torch.manual_seed(1)
+        out = model(**_inputs(name))
+    compared = [k for k, v in expected.items() if isinstance(v, torch.Tensor) and k != "replaced_input_ids"]
+    assert compared, name
+    for key in compared:
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-5, atol=1e-5, msg=f"{name}.{key}")

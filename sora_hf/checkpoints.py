@@ -9,6 +9,7 @@ through `resolve_checkpoint` and `load_checked` instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -70,6 +71,7 @@ def resolve_checkpoint(spec: str | os.PathLike[str], what: str = "checkpoint") -
     return text
 
 
+@functools.cache  # a run resolves its checkpoint in several steps: one request per repo (failures are not kept)
 def _check_hub_repo(repo_id: str, what: str, timeout: float = 10.0) -> None:
     """One request that tells a Hub repo from a typo, instead of from_pretrained's lookups file by file (with
     retries when there is no network: minutes, then a traceback about huggingface.co)."""

@@ -185,3 +185,17 @@ def test_online_a_hub_id_is_looked_up_once_and_a_miss_is_one_line(answer, monkey
     with pytest.raises(FileNotFoundError, match=expected):
         resolve_checkpoint("someone/sora-typo")
     assert calls == [("someone/sora-typo", 10.0)]
+    with pytest.raises(FileNotFoundError, match=expected):  # a miss is asked again, never remembered
+        resolve_checkpoint("someone/sora-typo")
+    assert len(calls) == 2
+
+
+def test_online_a_found_hub_id_is_looked_up_once_per_process(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **kw: calls.append(repo_id))
+    for _ in range(3):  # run_finetuning, load_model and load_checked each resolve the checkpoint
+        assert resolve_checkpoint("someone/sora-found-once") == "someone/sora-found-once"
+    assert calls == ["someone/sora-found-once"]

@@ -1,8 +1,9 @@
 """Accuracy: the fraction of predictions equal to their reference, via scikit-learn."""
 
-import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
+
+from sora_hf.metrics.features import LABELS, SKLEARN_CITATION, with_info
 
 _DESCRIPTION = """\
 Accuracy = (number of correct predictions) / (number of predictions), computed by
@@ -22,39 +23,14 @@ Example:
     load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])  # {"accuracy": 0.666...}
 """
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and others},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
+_CITATION = SKLEARN_CITATION
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+_URLS = {"reference_urls": ["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"]}
+
+
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, LABELS, **_URLS)
 class Accuracy(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # The first option whose types fit the first example is used: int labels, 0/1 rows, string labels.
-            features=[
-                datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-                datasets.Features(
-                    {
-                        "predictions": datasets.Sequence(datasets.Value("int64")),
-                        "references": datasets.Sequence(datasets.Value("int64")),
-                    }
-                ),
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-            ],
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"],
-        )
-
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         return {
             "accuracy": float(

@@ -1,7 +1,8 @@
 """Character error rate: Levenshtein distance over characters, summed over the corpus."""
 
-import datasets
 import evaluate
+
+from sora_hf.metrics.features import STRING, pairs, with_info
 
 _DESCRIPTION = """\
 Character error rate = (substitutions + deletions + insertions) / (number of reference characters), with the edit
@@ -49,19 +50,11 @@ def levenshtein(source, target):
     return previous[-1]
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Cer(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            reference_urls=["https://en.wikipedia.org/wiki/Levenshtein_distance"],
-        )
+_URLS = {"reference_urls": ["https://en.wikipedia.org/wiki/Levenshtein_distance"]}
 
+
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, pairs(STRING), **_URLS)
+class Cer(evaluate.Metric):
     def _compute(self, predictions, references, remove_whitespace=False):
         if remove_whitespace:
             predictions = ["".join(text.split()) for text in predictions]

@@ -1,8 +1,9 @@
 """Corpus chrF / chrF++ via sacrebleu: character n-gram F-score, suited to Chinese without any word segmentation."""
 
-import datasets
 import evaluate
 from sacrebleu.metrics import CHRF
+
+from sora_hf.metrics.features import TEXTS, reference_streams, with_info
 
 _DESCRIPTION = """\
 Corpus-level chrF (character n-gram F-beta score, Popovic 2015) computed by sacrebleu's CHRF. It needs no
@@ -39,54 +40,15 @@ _CITATION = """\
 """
 
 
-def transpose_references(references):
-    """Per-prediction references (str or list of str) -> sacrebleu's reference streams, one list per reference."""
-    references = [[reference] if isinstance(reference, str) else list(reference) for reference in references]
-    num_references = len(references[0]) if references else 1
-    if any(len(refs) != num_references for refs in references):
-        raise ValueError("chrF needs the same number of references for every prediction")
-    return [[refs[i] for refs in references] for i in range(num_references)]
+_URLS = {
+    "codebase_urls": ["https://github.com/mjpost/sacrebleu"],
+    "reference_urls": ["https://aclanthology.org/W15-3049/"],
+}
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, TEXTS, **_URLS)
 class Chrf(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # One reference string per prediction, or a list of references per prediction.
-            features=[
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-                datasets.Features(
-                    {
-                        "predictions": datasets.Value("string"),
-                        "references": datasets.Sequence(datasets.Value("string")),
-                    }
-                ),
-            ],
-            codebase_urls=["https://github.com/mjpost/sacrebleu"],
-            reference_urls=["https://aclanthology.org/W15-3049/"],
-        )
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        char_order=6,
-        word_order=0,
-        beta=2,
-        lowercase=False,
-        whitespace=False,
-        eps_smoothing=False,
-    ):
-        chrf = CHRF(
-            char_order=char_order,
-            word_order=word_order,
-            beta=beta,
-            lowercase=lowercase,
-            whitespace=whitespace,
-            eps_smoothing=eps_smoothing,
-        )
-        output = chrf.corpus_score(predictions, transpose_references(references))
+    def _compute(self, predictions, references, char_order=6, word_order=0, beta=2, **options):
+        chrf = CHRF(char_order=char_order, word_order=word_order, beta=beta, **options)  # lowercase, whitespace, ...
+        output = chrf.corpus_score(predictions, reference_streams(references))
         return {"score": float(output.score), "char_order": char_order, "word_order": word_order, "beta": beta}

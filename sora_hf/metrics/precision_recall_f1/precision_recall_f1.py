@@ -1,8 +1,9 @@
 """Precision, recall and F1 in one pass, via scikit-learn's precision_recall_fscore_support."""
 
-import datasets
 import evaluate
 from sklearn.metrics import precision_recall_fscore_support
+
+from sora_hf.metrics.features import LABELS, SKLEARN_CITATION, with_info
 
 _DESCRIPTION = """\
 Precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = their harmonic mean, computed together by
@@ -29,45 +30,22 @@ Example:
     load_metric("precision_recall_f1").compute(predictions=[0, 2, 1], references=[0, 1, 1], average="micro")
 """
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and others},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
+_CITATION = SKLEARN_CITATION
 
 
 def _to_python(value):
     return float(value) if getattr(value, "ndim", 0) == 0 else [float(v) for v in value]
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class PrecisionRecallF1(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # The first option whose types fit the first example is used: int labels, 0/1 rows, string labels.
-            features=[
-                datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-                datasets.Features(
-                    {
-                        "predictions": datasets.Sequence(datasets.Value("int64")),
-                        "references": datasets.Sequence(datasets.Value("int64")),
-                    }
-                ),
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-            ],
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.precision_recall_fscore_support.html"
-            ],
-        )
+_URLS = {
+    "reference_urls": [
+        "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.precision_recall_fscore_support.html"
+    ]
+}
 
+
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, LABELS, **_URLS)
+class PrecisionRecallF1(evaluate.Metric):
     def _compute(
         self,
         predictions,

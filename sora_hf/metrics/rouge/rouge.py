@@ -2,9 +2,10 @@
 
 import re
 
-import datasets
 import evaluate
 from rouge_score import rouge_scorer, tokenizers
+
+from sora_hf.metrics.features import TEXTS, with_info
 
 _DESCRIPTION = """\
 ROUGE-N, ROUGE-L and ROUGE-Lsum F-measures computed by Google's rouge-score. rouge-score's default tokenizer lowercases
@@ -73,27 +74,14 @@ class _CallableTokenizer(tokenizers.Tokenizer):
         return list(self._function(text))
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Rouge(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # One reference string per prediction, or a list of references per prediction.
-            features=[
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-                datasets.Features(
-                    {
-                        "predictions": datasets.Value("string"),
-                        "references": datasets.Sequence(datasets.Value("string")),
-                    }
-                ),
-            ],
-            codebase_urls=["https://github.com/google-research/google-research/tree/master/rouge"],
-            reference_urls=["https://aclanthology.org/W04-1013/"],
-        )
+_URLS = {
+    "codebase_urls": ["https://github.com/google-research/google-research/tree/master/rouge"],
+    "reference_urls": ["https://aclanthology.org/W04-1013/"],
+}
 
+
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, TEXTS, **_URLS)
+class Rouge(evaluate.Metric):
     def _compute(
         self, predictions, references, rouge_types=None, use_aggregator=True, use_stemmer=False, tokenizer=None
     ):

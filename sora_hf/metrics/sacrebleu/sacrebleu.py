@@ -1,8 +1,9 @@
 """Corpus BLEU via sacrebleu, with sacrebleu's Chinese tokenizer ("zh") by default."""
 
-import datasets
 import evaluate
 import sacrebleu
+
+from sora_hf.metrics.features import TEXTS, reference_streams, with_info
 
 _DESCRIPTION = """\
 Corpus-level BLEU computed by sacrebleu.corpus_bleu. The default tokenizer is sacrebleu's "zh": it splits Chinese
@@ -41,36 +42,14 @@ _CITATION = """\
 """
 
 
-def transpose_references(references):
-    """Per-prediction references (str or list of str) -> sacrebleu's reference streams, one list per reference."""
-    references = [[reference] if isinstance(reference, str) else list(reference) for reference in references]
-    num_references = len(references[0]) if references else 1
-    if any(len(refs) != num_references for refs in references):
-        raise ValueError("sacrebleu needs the same number of references for every prediction")
-    return [[refs[i] for refs in references] for i in range(num_references)]
+_URLS = {
+    "codebase_urls": ["https://github.com/mjpost/sacrebleu"],
+    "reference_urls": ["https://aclanthology.org/W18-6319/"],
+}
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, TEXTS, **_URLS)
 class Sacrebleu(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # One reference string per prediction, or a list of references per prediction.
-            features=[
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-                datasets.Features(
-                    {
-                        "predictions": datasets.Value("string"),
-                        "references": datasets.Sequence(datasets.Value("string")),
-                    }
-                ),
-            ],
-            codebase_urls=["https://github.com/mjpost/sacrebleu"],
-            reference_urls=["https://aclanthology.org/W18-6319/"],
-        )
-
     def _compute(
         self,
         predictions,
@@ -84,7 +63,7 @@ class Sacrebleu(evaluate.Metric):
     ):
         output = sacrebleu.corpus_bleu(
             predictions,
-            transpose_references(references),
+            reference_streams(references),
             smooth_method=smooth_method,
             smooth_value=smooth_value,
             force=force,

@@ -6,6 +6,8 @@ import datasets
 import evaluate
 from seqeval.metrics import accuracy_score, classification_report
 
+from sora_hf.metrics.features import STRING, pairs, with_info
+
 _DESCRIPTION = """\
 Entity-level precision, recall and F1 of tagged sequences, overall (micro average) and per entity type, computed
 by seqeval's classification_report, plus token-level accuracy. An entity counts as correct only if its type and
@@ -56,23 +58,14 @@ def _bmes_to_iobes(tag, suffix):
     return "I" + tag[1:] if tag == "M" or tag.startswith("M-") else tag
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Seqeval(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("string")),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-            codebase_urls=["https://github.com/chakki-works/seqeval"],
-            reference_urls=["https://www.clips.uantwerpen.be/conll2000/chunking/conlleval.txt"],
-        )
+_URLS = {
+    "codebase_urls": ["https://github.com/chakki-works/seqeval"],
+    "reference_urls": ["https://www.clips.uantwerpen.be/conll2000/chunking/conlleval.txt"],
+}
 
+
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, pairs(datasets.Sequence(STRING)), **_URLS)
+class Seqeval(evaluate.Metric):
     def _compute(
         self, predictions, references, scheme=None, mode=None, suffix=False, sample_weight=None, zero_division=0
     ):

@@ -9,6 +9,8 @@ from collections import Counter
 import datasets
 import evaluate
 
+from sora_hf.metrics.features import with_info
+
 _DESCRIPTION = """\
 Exact match and token F1 of extractive question answering, as in the official SQuAD v1.1 evaluation script, adapted
 for Chinese. SQuAD splits answers on whitespace, which makes F1 all-or-nothing on unspaced Chinese text; here every
@@ -86,28 +88,23 @@ def f1_score(prediction, ground_truth):
     return 2 * precision * recall / (precision + recall)
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Squad(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
-                    "references": {
-                        "id": datasets.Value("string"),
-                        "answers": datasets.Sequence(
-                            {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-                        ),
-                    },
-                }
-            ),
-            codebase_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],
-            reference_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],
-        )
+_FEATURES = datasets.Features(
+    {
+        "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
+        "references": {
+            "id": datasets.Value("string"),
+            "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
+        },
+    }
+)
+_URLS = {
+    "codebase_urls": ["https://rajpurkar.github.io/SQuAD-explorer/"],
+    "reference_urls": ["https://rajpurkar.github.io/SQuAD-explorer/"],
+}
 
+
+@with_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, _FEATURES, **_URLS)
+class Squad(evaluate.Metric):
     def _compute(self, predictions, references):
         prediction_by_id = {p["id"]: p["prediction_text"] for p in predictions}
         exact_match = f1 = 0.0

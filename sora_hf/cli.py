@@ -78,41 +78,27 @@ def _load_recipe(loader: Callable[..., Any], args: argparse.Namespace, kind: str
         raise RecipeError(f"{path}: {error}") from error
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from .recipes import load_pretrain_recipe
+RECIPE_COMMANDS = {  # command -> (its recipe loader in sora_hf.recipes, its runner in sora_hf.runs)
+    "pretrain": ("load_pretrain_recipe", "run_pretraining"),
+    "finetune": ("load_finetune_recipe", "run_finetuning"),
+    "multitask": ("load_multitask_recipe", "run_multitask"),
+}
 
-    recipe = _load_recipe(load_pretrain_recipe, args, "pretrain")
+
+def _run_recipe(args: argparse.Namespace) -> int:
+    """`sora-hf pretrain | finetune | multitask`: the recipe is checked first (no torch), then its runner runs."""
+    from . import recipes
+
+    loader, runner = RECIPE_COMMANDS[args.command]
+    recipe = _load_recipe(getattr(recipes, loader), args, args.command)
     _library()
+    from . import runs
     from .distributed import is_main_process
-    from .runs import run_pretraining
 
-    metrics = run_pretraining(recipe, overwrite=args.overwrite, resume=args.resume)
+    resume = {"resume": args.resume} if args.command == "pretrain" else {}
+    metrics = getattr(runs, runner)(recipe, overwrite=args.overwrite, **resume)
     if is_main_process():  # one report per run, not one per rank
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
-    return 0
-
-
-def _finetune(args: argparse.Namespace) -> int:
-    from .recipes import load_finetune_recipe
-
-    recipe = _load_recipe(load_finetune_recipe, args, "finetune")
-    _library()
-    from .runs import run_finetuning
-
-    metrics = run_finetuning(recipe, overwrite=args.overwrite)
-    print(json.dumps(metrics, indent=2, ensure_ascii=False))
-    return 0
-
-
-def _multitask(args: argparse.Namespace) -> int:
-    from .recipes import load_multitask_recipe
-
-    recipe = _load_recipe(load_multitask_recipe, args, "multitask")
-    _library()
-    from .runs import run_multitask
-
-    metrics = run_multitask(recipe, overwrite=args.overwrite)
-    print(json.dumps(metrics, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -342,32 +328,38 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
 
-    pretrain = command("pretrain", help="pre-train a Sora model from a YAML recipe")
-    pretrain.add_argument("recipe", help=_recipe_help("pretrain", "recipes/pretrain/zh-tiny-mlm.yaml"))
-    pretrain.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
-    pretrain.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
+    def recipe_command(name: str, help: str, example: str, checkpoint: str | None = None) -> argparse.ArgumentParser:
+        recipe_parser = command(name, help=help)
+        recipe_parser.add_argument("recipe", help=_recipe_help(name, example))
+        recipe_parser.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)"
+        )
+        recipe_parser.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
+        if checkpoint:
+            recipe_parser.add_argument("--checkpoint", help=checkpoint)
+        recipe_parser.set_defaults(func=_run_recipe)
+        return recipe_parser
+
+    pretrain = recipe_command(
+        "pretrain", "pre-train a Sora model from a YAML recipe", "recipes/pretrain/zh-tiny-mlm.yaml"
+    )
     group = pretrain.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     group.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
-    pretrain.set_defaults(func=_pretrain)
-
-    finetune = command("finetune", help="fine-tune a pre-trained Sora (LoRA or full) from a YAML recipe")
-    finetune.add_argument("recipe", help=_recipe_help("finetune", "recipes/finetune/sentiment.yaml"))
-    finetune.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
-    finetune.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
-    finetune.add_argument("--checkpoint", help="the pre-trained model folder to start from")
-    finetune.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    finetune.set_defaults(func=_finetune)
-
-    multitask = command(
-        "multitask", help="train one shared encoder on several tasks (one head each) from a multi-task recipe"
+    finetune = recipe_command(
+        "finetune",
+        "fine-tune a pre-trained Sora (LoRA or full) from a YAML recipe",
+        "recipes/finetune/sentiment.yaml",
+        checkpoint="the pre-trained model folder to start from",
     )
-    multitask.add_argument("recipe", help=_recipe_help("multitask", "recipes/multitask/zh-sentiment-ner.yaml"))
-    multitask.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
-    multitask.add_argument("--output-dir", help="write the run here instead of the recipe's output_dir")
-    multitask.add_argument("--checkpoint", help="the pre-trained encoder (or multi-task model) to start from")
-    multitask.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    multitask.set_defaults(func=_multitask)
+    multitask = recipe_command(
+        "multitask",
+        "train one shared encoder on several tasks (one head each) from a multi-task recipe",
+        "recipes/multitask/zh-sentiment-ner.yaml",
+        checkpoint="the pre-trained encoder (or multi-task model) to start from",
+    )
+    for recipe_parser in (finetune, multitask):
+        recipe_parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     quick = command(
         "quickstart", help="the main job: pre-train the tiny Chinese encoder, fine-tune it on sentiment, use it"

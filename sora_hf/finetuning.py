@@ -13,26 +13,11 @@ from transformers import Trainer, TrainingArguments
 
 from .checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from .distributed import for_this_machine
-from .recipes import FinetuneRecipe, RecipeError
+from .recipes import FINETUNE_TRAINING, FinetuneRecipe, RecipeError
 from .tasks import Features, get_task
 from .tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_TRAINING = dict(
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
-    learning_rate=5e-4,
-    weight_decay=0.01,
-    warmup_steps=0.06,
-    num_train_epochs=3,
-    logging_steps=25,
-    eval_strategy="epoch",
-    save_strategy="epoch",
-    save_total_limit=1,
-    report_to="none",
-    dataloader_num_workers=0,
-)
 
 
 def load_task(recipe: FinetuneRecipe):
@@ -104,7 +89,7 @@ def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer) -> tuple[Fe
 
 
 def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArguments:
-    kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+    kwargs = {**FINETUNE_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
     kwargs.setdefault("seed", recipe.seed)
     if kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
         kwargs.update(eval_strategy="no", save_strategy="no")
@@ -114,13 +99,13 @@ def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArgu
 def make_trainer(recipe: FinetuneRecipe, info, **trainer_kwargs) -> Trainer:
     """A plain `Trainer`, or the adversarial / distillation extension the recipe switches on."""
     if recipe.adversarial:
-        from .training.adversarial import AdversarialTrainer, parse_adversarial_options
+        from .training.adversarial import AdversarialTrainer
 
-        return AdversarialTrainer(adversarial=parse_adversarial_options(recipe.adversarial), **trainer_kwargs)
+        return AdversarialTrainer(adversarial=recipe.adversarial, **trainer_kwargs)
     if recipe.distillation:
-        from .training.distillation import DistillationTrainer, load_teacher, parse_distillation_options
+        from .training.distillation import DistillationTrainer, load_teacher
 
-        options = parse_distillation_options(recipe.distillation)
+        options = recipe.distillation
         teacher = load_teacher(options, info, trainer_kwargs["model"], trainer_kwargs["processing_class"])
         return DistillationTrainer(teacher=teacher, distillation=options, **trainer_kwargs)
     return Trainer(**trainer_kwargs)

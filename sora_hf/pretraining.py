@@ -14,31 +14,10 @@ from transformers import TrainingArguments
 
 from .configuration_sora import SoraConfig
 from .distributed import for_this_machine
-from .recipes import PretrainRecipe, RecipeError
+from .recipes import PRETRAIN_TRAINING, PretrainRecipe, RecipeError
 from .tokenizer import check_tokenizer_fits, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
-
-# Trainer defaults for a pre-training run; any of them can be set in the recipe's `training:` section.
-DEFAULT_TRAINING = dict(
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
-    learning_rate=5e-4,
-    weight_decay=0.01,
-    warmup_steps=0.06,
-    lr_scheduler_type="linear",
-    max_steps=1000,
-    logging_steps=25,
-    eval_strategy="steps",
-    eval_steps=250,
-    save_strategy="steps",
-    save_steps=250,
-    save_total_limit=2,
-    report_to="none",
-    dataloader_num_workers=0,
-    disable_tqdm=False,
-    remove_unused_columns=False,  # the collators need word_ids and special_tokens_mask
-)
 
 
 def load_corpus(recipe: PretrainRecipe) -> tuple[Dataset, Dataset]:
@@ -110,7 +89,7 @@ def prepare_tokenizer(recipe: PretrainRecipe, train_texts: Dataset, template: st
 
 
 def training_arguments(recipe: PretrainRecipe, output_dir: Path) -> TrainingArguments:
-    kwargs = {**DEFAULT_TRAINING, **recipe.training}
+    kwargs = {**PRETRAIN_TRAINING, **recipe.training}
     kwargs["output_dir"] = str(output_dir)
     kwargs.setdefault("seed", recipe.seed)
     kwargs.setdefault("data_seed", recipe.seed)

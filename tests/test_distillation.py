@@ -432,5 +432,5 @@ def test_bad_distillation_sections_are_refused_when_the_recipe_is_read(tmp_path,
 
 def test_shipped_distillation_recipe_reads():
     recipe = load_finetune_recipe(recipes_dir() / "finetune" / "sentiment-distill.yaml")
-    options = parse_distillation_options(recipe.distillation)
+    options = recipe.distillation
     assert options.student_layers == (0, 2) and options.teacher == "runs/cmp/sentiment-full"

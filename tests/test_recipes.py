@@ -529,3 +529,25 @@ def test_shipped_recipes_are_their_own_effective_recipe():
             import yaml
 
             assert recipe.effective == yaml.safe_load(path.read_text(encoding="utf-8")), name
+
+
+def test_extension_sections_are_parsed_once_into_typed_options(monkeypatch):
+    """The recipe holds each extension's options, parsed when it is read; the run uses them as they are."""
+    from sora_hf.recipes import schema
+    from sora_hf.training.adversarial.config import AdversarialOptions
+    from sora_hf.training.distillation.config import DistillationOptions
+    from sora_hf.training.robustness.config import RobustnessOptions
+
+    calls = []
+    for name, parse in list(schema.EXTENSION_PARSERS.items()):
+        monkeypatch.setitem(schema.EXTENSION_PARSERS, name, lambda raw, parse=parse: calls.append(raw) or parse(raw))
+    recipe = parse_finetune_recipe(
+        {**FINETUNE, "adversarial": {"method": "pgd", "steps": 2}, "robustness": {"rate": 0.2, "kinds": "swap"}}
+    )
+    assert recipe.adversarial == AdversarialOptions("pgd", 0.1, alpha=1.5 * 0.1 / 2, steps=2, init_magnitude=0.0)
+    assert isinstance(recipe.robustness, RobustnessOptions) and recipe.robustness.kinds == ("swap",)
+    assert recipe.distillation is None and len(calls) == 2
+    assert recipe.effective["adversarial"] == {"method": "pgd", "steps": 2}  # what the user wrote, for the run folder
+    distilled = parse_finetune_recipe({**FINETUNE, "distillation": {"teacher": "t", "layer_map": [[1, 2]]}})
+    assert distilled.distillation == DistillationOptions(teacher="t", layer_map=((1, 2),))
+    assert typing.get_type_hints(recipes.FinetuneRecipe)["adversarial"] == AdversarialOptions | None

@@ -13,6 +13,7 @@ from ..validation.errors import _suggest  # noqa: F401  (tests and callers that 
 from ..validation.values import *  # noqa: F403
 from ..validation.values import _kinds_of_hint  # noqa: F401
 from .choices import *  # noqa: F403
+from .defaults import *  # noqa: F403
 from .io import *  # noqa: F403
 from .multitask import *  # noqa: F403
 from .schema import *  # noqa: F403

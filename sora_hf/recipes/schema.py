@@ -8,6 +8,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..training.adversarial.config import AdversarialOptions, parse_adversarial_options
+from ..training.distillation.config import DistillationOptions, parse_distillation_options
+from ..training.robustness.config import RobustnessOptions, parse_robustness_options
 from ..validation.errors import RecipeError, check_keys
 from ..validation.values import Kinds, _dataclass_kinds, coerce_numbers, typed_mapping
 from .choices import (
@@ -243,9 +246,10 @@ class FinetuneRecipe:
     lora: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
     training: dict[str, Any] = field(default_factory=dict)
-    adversarial: dict[str, Any] = field(default_factory=dict)  # FGM / PGD / FreeLB (see adversarial.py)
-    robustness: dict[str, Any] = field(default_factory=dict)  # perturbed-test evaluation (see robustness.py)
-    distillation: dict[str, Any] = field(default_factory=dict)  # teacher -> this student (see distillation.py)
+    # the extensions' sections, parsed once here (each package's config.py): None where the recipe has no section
+    adversarial: AdversarialOptions | None = None  # FGM / PGD / FreeLB (sora_hf.training.adversarial)
+    robustness: RobustnessOptions | None = None  # perturbed-test evaluation (sora_hf.training.robustness)
+    distillation: DistillationOptions | None = None  # teacher -> this student (sora_hf.training.distillation)
     description: str = ""
     source_path: str | None = None
     effective: dict[str, Any] = field(default_factory=dict)  # as PretrainRecipe.effective
@@ -253,6 +257,11 @@ class FinetuneRecipe:
 
 
 EXTENSION_SECTIONS = ("lora", "model", "training", "adversarial", "robustness", "distillation")
+EXTENSION_PARSERS = {
+    "adversarial": parse_adversarial_options,
+    "robustness": parse_robustness_options,
+    "distillation": parse_distillation_options,
+}
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "modules_to_save"}
 LORA_KINDS: dict[str, Kinds] = {
     "r": frozenset({"int"}),
@@ -296,7 +305,7 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
     """Validate a fine-tuning recipe completely before any data or model is loaded.
 
     The checks that need only the recipe run first; then the `model:` and `training:` sections (read from
-    sources); the adversarial and distillation sections last (their parsers import torch)."""
+    sources); the extensions' sections last, into their typed options."""
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping at the top level")
     check_keys("recipe", raw, {f.name for f in dataclasses.fields(FinetuneRecipe)} - INTERNAL_FIELDS)
@@ -309,32 +318,19 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
     sections = {name: _mapping(raw, name) for name in EXTENSION_SECTIONS}
     check_keys("lora", sections["lora"], LORA_KEYS)
     sections["lora"] = typed_mapping("lora", sections["lora"], LORA_KINDS)
-    for name in ("adversarial", "robustness", "distillation"):  # their own parsers check the types
+    for name in EXTENSION_PARSERS:  # their own parsers check the types
         sections[name] = coerce_numbers(sections[name])
-    recipe = FinetuneRecipe(**scalars, data=data, **sections, source_path=source_path)
+    if sections["adversarial"] and sections["distillation"]:
+        raise RecipeError("a recipe can train adversarially or distil from a teacher, not both at once")
+    scalars_and_data = {**scalars, "data": data, "lora": sections["lora"], "source_path": source_path}
+    recipe = FinetuneRecipe(**scalars_and_data, model=sections["model"], training=sections["training"])
     if recipe.doc_stride >= recipe.max_length // 2:
         raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
     recipe.model = check_model_section(recipe.model)
     recipe.training = check_training_section(recipe.training)
-    check_extensions(recipe)
+    for name, parse in EXTENSION_PARSERS.items():
+        if sections[name]:
+            setattr(recipe, name, parse(sections[name]))
     recipe.effective = _effective(raw, {**scalars, "data": typed_data, **sections, "model": recipe.model,
                                         "training": recipe.training})  # fmt: skip
     return recipe
-
-
-def check_extensions(recipe: FinetuneRecipe) -> None:
-    """Validate the adversarial / robustness / distillation sections before any data or model is loaded."""
-    if recipe.adversarial and recipe.distillation:
-        raise RecipeError("a recipe can train adversarially or distil from a teacher, not both at once")
-    if recipe.adversarial:
-        from ..training.adversarial.config import parse_adversarial_options
-
-        parse_adversarial_options(recipe.adversarial)
-    if recipe.robustness:
-        from ..training.robustness.config import parse_robustness_options
-
-        parse_robustness_options(recipe.robustness)
-    if recipe.distillation:
-        from ..training.distillation.config import parse_distillation_options
-
-        parse_distillation_options(recipe.distillation)

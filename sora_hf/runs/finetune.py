@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 def finetuning_inputs(recipe: FinetuneRecipe) -> list[str | None]:
     """The local files and folders a fine-tuning run reads (which its output folder must not touch)."""
     data = recipe.data
-    teacher = (recipe.distillation or {}).get("teacher")
+    teacher = recipe.distillation.teacher if recipe.distillation else None
     return [recipe.checkpoint, data.train_file, data.test_file, data.validation_file, teacher, recipe.source_path]
 
 

@@ -17,9 +17,8 @@ from typing import Any
 from transformers import TrainingArguments, set_seed
 
 from ..distributed import for_this_machine
-from ..finetuning import DEFAULT_TRAINING as FINETUNE_TRAINING
 from ..finetuning import check_sora_checkpoint, save_finetuned
-from ..recipes import MultiTaskRecipe, RecipeError
+from ..recipes import MULTITASK_TRAINING, MultiTaskRecipe, RecipeError
 from ..tasks import get_task
 from ..training.multitask import (
     MultiTaskDataset,
@@ -35,14 +34,6 @@ from ..training.multitask import (
 from .common import peak_memory_mb, save_recipe
 
 logger = logging.getLogger(__name__)
-
-# fine-tuning's defaults, but no evaluation or checkpoints during training: each task is scored on its own test
-# split after training
-DEFAULT_TRAINING = {
-    **{k: v for k, v in FINETUNE_TRAINING.items() if k != "save_total_limit"},
-    "eval_strategy": "no",
-    "save_strategy": "no",
-}
 
 
 def run_multitask(
@@ -90,7 +81,7 @@ def run_multitask(
     logger.info("%s: task probabilities %s", recipe.name, probabilities)
     with OutputFolder(target, overwrite=overwrite) as out:
         output_dir = out.path
-        kwargs = {**DEFAULT_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+        kwargs = {**MULTITASK_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
         kwargs.setdefault("seed", recipe.seed)
         args = TrainingArguments(**for_this_machine(kwargs))
         trainer = MultiTaskTrainer(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ...validation import RecipeError, check_keys
 
-METHODS = ("fgm", "pgd", "freelb")
+AdversarialMethod = Literal["fgm", "pgd", "freelb"]
+METHODS: tuple[AdversarialMethod, ...] = get_args(AdversarialMethod)
 ADVERSARIAL_KEYS = {"method", "epsilon", "alpha", "steps", "init_magnitude"}
 _TINY = 1e-12
 # Per example, over all its tokens. The tiny encoder's token embeddings have norm ~0.6 and the attack puts about half
@@ -20,7 +21,7 @@ DEFAULT_EPSILON = 0.1
 class AdversarialOptions:
     """A parsed `adversarial:` recipe section (see the module docstring for what each method does)."""
 
-    method: str
+    method: AdversarialMethod
     epsilon: float
     alpha: float
     steps: int

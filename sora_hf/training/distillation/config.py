@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ...validation import RecipeError, check_keys
 
@@ -20,7 +20,7 @@ class DistillationOptions:
     temperature: float = 2.0
     alpha: float = 0.5  # weight of the soft-target term; 1 - alpha weighs the hard-label loss
     hidden_weight: float = 0.0  # weight of the hidden-state MSE; 0 switches it (and output_hidden_states) off
-    layer_map: str | tuple[tuple[int, int], ...] = "uniform"  # or ((student_index, teacher_index), ...)
+    layer_map: Literal["uniform"] | tuple[tuple[int, int], ...] = "uniform"  # or ((student_index, teacher_index), ...)
     student_layers: tuple[int, ...] | None = None  # keep only these layers (0-based) of the student checkpoint
 
 
@@ -56,7 +56,7 @@ def parse_distillation_options(raw: dict[str, Any]) -> DistillationOptions:
     )
 
 
-def _parse_layer_map(value: Any) -> str | tuple[tuple[int, int], ...]:
+def _parse_layer_map(value: Any) -> Literal["uniform"] | tuple[tuple[int, int], ...]:
     if value == "uniform":
         return value
     problem = (

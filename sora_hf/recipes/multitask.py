@@ -30,6 +30,7 @@ from typing import Any
 from ..training.multitask.config import LOSS_WEIGHTING, SAMPLING
 from ..validation.errors import RecipeError, _suggest, check_keys
 from ..validation.values import coerce_numbers, typed_mapping
+from .choices import EMBEDDED_TASK_TYPES
 from .io import read_recipe
 from .schema import (
     INTERNAL_FIELDS,
@@ -51,15 +52,6 @@ TASK_KEYS = {"data", "loss_weight"}
 # the task types `SoraForMultiTask` has a head for: those whose `sora_hf.tasks` Task says `multitask_head`, in
 # registry order (`task_types(lambda task: task.multitask_head)`; the task modules import torch where they run)
 MULTITASK_HEAD_TYPES = ("classification", "token_classification", "question_answering")
-# the task type of each embedded task (`sora_hf.data.tasks.EMBEDDED_TASK_TYPES`; that module imports datasets)
-EMBEDDED_TASK_TYPES = {
-    "sentiment": "classification",
-    "ner": "token_classification",
-    "pos": "token_classification",
-    "seg": "token_classification",
-    "qa": "question_answering",
-    "pinyin": "seq2seq",
-}
 
 
 @dataclass

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import resource
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..validation import RecipeError
 
 
 def peak_memory_mb(device) -> float:
@@ -16,6 +19,30 @@ def peak_memory_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_and_measure(trainer: Any, name: str, **train_kwargs: Any) -> dict[str, Any]:
+    """`trainer.train()`, refusing a run that made no optimizer step; returns what every metrics.json reports
+    about training (steps, loss, seconds, peak memory and its increase, device)."""
+    device = trainer.args.device
+    memory_before = peak_memory_mb(device)
+    started = time.perf_counter()
+    output = trainer.train(**train_kwargs)
+    seconds = time.perf_counter() - started
+    if trainer.state.global_step == 0:
+        raise RecipeError(
+            f"{name}: training ran 0 optimizer steps (num_train_epochs / max_steps / train examples); "
+            "nothing was saved"
+        )
+    peak = peak_memory_mb(device)
+    return {
+        "train_steps": trainer.state.global_step,
+        "train_loss": output.training_loss,
+        "train_seconds": round(seconds, 2),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_increase_mb": round(max(peak - memory_before, 0.0), 1),
+        "device": str(device),
+    }
 
 
 def save_recipe(recipe: Any, output_dir: Path, fallback: dict[str, Any] | None = None) -> str | None:

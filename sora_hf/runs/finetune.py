@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from typing import Any
 
 from transformers import set_seed
@@ -20,11 +19,11 @@ from ..checkpoints import resolve_checkpoint
 from ..finetuning import build_features, load_model, load_task, make_trainer, save_finetuned, training_arguments
 from ..lora import LoraOptions, apply_lora, count_parameters
 from ..outputs import OutputFolder, check_output_folder
-from ..recipes import FinetuneRecipe, RecipeError
+from ..recipes import FinetuneRecipe
 from ..reporting import plot_loss_curve, write_metrics, write_model_card
 from ..tasks import get_task
 from ..tokenizer import load_tokenizer
-from .common import peak_memory_mb, save_recipe
+from .common import save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +75,7 @@ def run_finetuning(
             processing_class=tokenizer,
             callbacks=callbacks,
         )
-        memory_before = peak_memory_mb(args.device)
-        started = time.perf_counter()
-        train_output = trainer.train()
-        if trainer.state.global_step == 0:
-            raise RecipeError(
-                f"{recipe.name}: training ran 0 optimizer steps (num_train_epochs / max_steps / train examples); "
-                "nothing was saved"
-            )
-        train_seconds = time.perf_counter() - started
-        peak_memory = peak_memory_mb(args.device)
+        training = train_and_measure(trainer, recipe.name)
 
         test = dataset["test"]
         predictions = task.predict(
@@ -122,12 +112,7 @@ def run_finetuning(
             checkpoint=str(recipe.checkpoint),
             train_examples=len(dataset["train"]),
             test_examples=len(test),
-            train_steps=trainer.state.global_step,
-            train_loss=train_output.training_loss,
-            train_seconds=round(train_seconds, 2),
-            peak_memory_mb=round(peak_memory, 1),
-            peak_memory_increase_mb=round(max(peak_memory - memory_before, 0.0), 1),
-            device=str(args.device),
+            **training,
             **parameters,
         )
         save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)

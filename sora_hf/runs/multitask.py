@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from ..training.multitask import (
     uncertainty_log_variances,
     unwrap,
 )
-from .common import peak_memory_mb, save_recipe
+from .common import save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +92,7 @@ def run_multitask(
             task_collators=collators,
             probabilities=probabilities,
         )
-        memory_before = peak_memory_mb(args.device)
-        started = time.perf_counter()
-        train_output = trainer.train()
-        if trainer.state.global_step == 0:
-            raise RecipeError(f"{recipe.name}: training ran 0 optimizer steps; nothing was saved")
-        train_seconds = time.perf_counter() - started
-        peak_memory = peak_memory_mb(args.device)
+        training = train_and_measure(trainer, recipe.name)
 
         per_task = {}
         for task, info in infos.items():
@@ -129,12 +122,7 @@ def run_multitask(
             "temperature": recipe.temperature if recipe.sampling == "temperature" else None,
             "loss_weighting": recipe.loss_weighting,
             "checkpoint": str(recipe.checkpoint),
-            "train_steps": trainer.state.global_step,
-            "train_loss": train_output.training_loss,
-            "train_seconds": round(train_seconds, 2),
-            "peak_memory_mb": round(peak_memory, 1),
-            "peak_memory_increase_mb": round(max(peak_memory - memory_before, 0.0), 1),
-            "device": str(args.device),
+            **training,
             **parameters,
         }
         base = unwrap(trainer.model)

@@ -9,7 +9,6 @@ live in `sora_hf.pretraining`.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..pretraining import (
 )
 from ..recipes import PretrainRecipe, RecipeError
 from ..reporting import plot_loss_curve, write_metrics, write_model_card
-from .common import save_recipe
+from .common import save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +85,7 @@ def run_pretraining(
             processing_class=tokenizer,
             callbacks=callbacks,
         )
-        started = time.perf_counter()
-        train_output = trainer.train(resume_from_checkpoint=resume_from)
-        train_seconds = time.perf_counter() - started
+        training = train_and_measure(trainer, recipe.name, resume_from_checkpoint=resume_from)
         trainer.save_model(str(output_dir))  # rank-aware: only the main process writes
         main_process = trainer.is_world_process_zero()
         if main_process:
@@ -105,12 +102,9 @@ def run_pretraining(
             objective=recipe.objective,
             model_class=type(model).__name__,
             parameters=n_params,
-            train_steps=trainer.state.global_step,
-            train_loss=train_output.training_loss,
-            train_seconds=round(train_seconds, 2),
+            **training,
             train_tokens=train_tokens,
-            train_tokens_per_second=round(train_tokens / max(train_seconds, 1e-9), 1),
-            device=str(args.device),
+            train_tokens_per_second=round(train_tokens / max(training["train_seconds"], 1e-9), 1),
             world_size=args.world_size,
         )
         if not main_process:

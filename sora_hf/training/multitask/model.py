@@ -128,14 +128,3 @@ def apply_multitask_lora(model: nn.Module, options: dict[str, Any]):
     if opts.target_modules is not None:
         kwargs["target_modules"] = opts.target_modules
     return get_peft_model(model, LoraConfig(**kwargs))
-
-
-__all__ = [
-    "TaskView",
-    "apply_multitask_lora",
-    "build_config",
-    "check_tasks_match",
-    "load_multitask_model",
-    "uncertainty_log_variances",
-    "unwrap",
-]

@@ -50,6 +50,13 @@ def _library() -> None:
     register()
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from .recipes import parse_set_options
 
@@ -193,10 +200,7 @@ def _quantize(args: argparse.Namespace) -> int:
     _library()
     from .deploy.quantization import run_quantization
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     report = run_quantization(
         args.source,
         args.output_dir,
@@ -215,10 +219,7 @@ def _prune(args: argparse.Namespace) -> int:
     _library()
     from .deploy.pruning import run_pruning
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     report = run_pruning(
         args.checkpoint,
         args.output_dir,

@@ -88,8 +88,9 @@ def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer) -> tuple[Fe
     return train, task.encode(recipe, info, dataset["test"], tokenizer, "test")
 
 
-def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArguments:
-    kwargs = {**FINETUNE_TRAINING, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+def training_arguments(recipe: FinetuneRecipe, output_dir: Path, task_type: str | None = None) -> TrainingArguments:
+    task_defaults = get_task(task_type).training_defaults() if task_type else {}
+    kwargs = {**FINETUNE_TRAINING, **task_defaults, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
     kwargs.setdefault("seed", recipe.seed)
     if kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
         kwargs.update(eval_strategy="no", save_strategy="no")
@@ -97,7 +98,9 @@ def training_arguments(recipe: FinetuneRecipe, output_dir: Path) -> TrainingArgu
 
 
 def make_trainer(recipe: FinetuneRecipe, info, **trainer_kwargs) -> Trainer:
-    """A plain `Trainer`, or the adversarial / distillation extension the recipe switches on."""
+    """A plain `Trainer`, or the adversarial / distillation extension the recipe switches on; with the task's loss
+    where the head has none (sentence pairs)."""
+    trainer_kwargs.setdefault("compute_loss_func", get_task(info.task_type).loss_function())
     if recipe.adversarial:
         from .training.adversarial import AdversarialTrainer
 

@@ -4,7 +4,8 @@ Each row names one class and says, as strings, how the rest of the stack meets i
 (registration, and the `auto_map` written for remote code), the peft task type and the modules trained whole with a
 LoRA adapter (`lora.py`), the Hub pipeline tag of its model card (`hub.py`), the pipeline task the server infers
 for it (`serving/tasks.py`), and the pipelines pushed as remote code for the tasks transformers 5.x does not serve
-itself (`hub.py`, `pipelines/__init__.py`). A new head is one row here.
+itself (`hub.py`, `pipelines/__init__.py`), and how `sora-hf export onnx` exports it (`deploy/onnx_export.py`). A new head
+is one row here.
 
 This module imports neither torch, transformers nor the model code, so any part of sora_hf can read it. The model
 files themselves (remote code on the Hub, which may import nothing from sora_hf) keep their own copy of the
@@ -14,6 +15,7 @@ files themselves (remote code on the Hub, which may import nothing from sora_hf)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = ["HEADS", "CustomPipeline", "Head", "auto_map_entries", "head", "head_names"]
 
@@ -44,6 +46,9 @@ class Head:
     hub_pipeline_tag: the `pipeline_tag` of its model card; None: the Hub has no tag for it.
     pipeline_task: the pipeline task a server infers from a checkpoint of it; None: refused (pass a task).
     custom_pipelines: the pipelines pushed with it as remote code.
+    onnx_outputs: the outputs of its ONNX graph (`sora-hf export onnx`); empty: not exportable.
+    onnx_graph: "encoder" (one forward) or "decoder_step" (one decoding step with the key/value cache).
+    onnx_per_token: the ONNX outputs have a sequence axis (token classification, QA).
     """
 
     name: str
@@ -54,6 +59,9 @@ class Head:
     hub_pipeline_tag: str | None = None
     pipeline_task: str | None = None
     custom_pipelines: tuple[CustomPipeline, ...] = ()
+    onnx_outputs: tuple[str, ...] = ()
+    onnx_graph: Literal["encoder", "decoder_step"] = "encoder"
+    onnx_per_token: bool = False
 
 
 HEADS: tuple[Head, ...] = (
@@ -67,6 +75,8 @@ HEADS: tuple[Head, ...] = (
         peft_task_type="CAUSAL_LM",
         hub_pipeline_tag="text-generation",
         pipeline_task="text-generation",
+        onnx_outputs=("logits",),
+        onnx_graph="decoder_step",
     ),
     Head(
         "SoraForSeq2SeqLM",
@@ -88,6 +98,7 @@ HEADS: tuple[Head, ...] = (
         peft_task_type="SEQ_CLS",
         hub_pipeline_tag="text-classification",
         pipeline_task="text-classification",
+        onnx_outputs=("logits",),
     ),
     Head(
         "SoraForTokenClassification",
@@ -95,6 +106,8 @@ HEADS: tuple[Head, ...] = (
         peft_task_type="TOKEN_CLS",
         hub_pipeline_tag="token-classification",
         pipeline_task="token-classification",
+        onnx_outputs=("logits",),
+        onnx_per_token=True,
     ),
     Head(
         "SoraForQuestionAnswering",
@@ -102,6 +115,8 @@ HEADS: tuple[Head, ...] = (
         peft_task_type="QUESTION_ANS",
         hub_pipeline_tag="question-answering",
         pipeline_task="question-answering",
+        onnx_outputs=("start_logits", "end_logits"),
+        onnx_per_token=True,
         custom_pipelines=(
             CustomPipeline(
                 "question-answering",
@@ -126,6 +141,7 @@ HEADS: tuple[Head, ...] = (
         modules_to_save=("pooler",),
         hub_pipeline_tag="sentence-similarity",
         pipeline_task="sentence-similarity",
+        onnx_outputs=("embeddings",),
         custom_pipelines=(
             CustomPipeline(
                 "sentence-similarity",

@@ -23,6 +23,7 @@ else `HF_ENDPOINT`. The local folder is only read: changed files (`config.json`,
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import os
@@ -76,12 +77,19 @@ CUSTOM_PIPELINES = {
     for row in HEADS
     if row.custom_pipelines
 }
-# pipeline module -> the files it needs in the repo (relative imports ride along as sibling files)
-PIPELINE_FILES = {
-    "question_answering": ("question_answering.py", "_utils.py"),
-    "text2text": ("text2text.py",),
-    "sentence_similarity": ("sentence_similarity.py", "_utils.py"),
-}
+
+
+def pipeline_files(module: str) -> tuple[str, ...]:
+    """The files a pipeline module of `sora_hf/pipelines` needs in a repo: itself and the siblings it imports
+    relatively (they ride along as sibling files, as transformers' remote code expects)."""
+    path = Path(__file__).parent / "pipelines" / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    siblings = {f"{node.module}.py" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+    return (path.name, *sorted(siblings))
+
+
+# pipeline module -> the files it needs in the repo
+PIPELINE_FILES = {p.module: pipeline_files(p.module) for row in HEADS for p in row.custom_pipelines}
 NO_TOKEN_MESSAGE = (
     "no Hugging Face token found: set the HF_TOKEN environment variable, run `hf auth login`, or pass token=... "
     "(a token with write access, from https://huggingface.co/settings/tokens)"

@@ -1443,7 +1443,6 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
 class SoraSentenceEmbeddingOutput(ModelOutput):
     """embeddings: one vector per sentence `(batch, hidden)`; level_weights: multi-level attention weights."""
 
-    loss: torch.FloatTensor | None = None
     embeddings: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     level_weights: torch.FloatTensor | None = None
@@ -1454,8 +1453,8 @@ class SoraSentenceEmbeddingOutput(ModelOutput):
 class SoraForSentenceEmbedding(SoraPreTrainedModel):
     """Sentence embeddings (CLS, mean or multi-level pooling) for similarity search and clustering.
 
-    With `labels` and a second sentence (`input_ids_b`, `attention_mask_b`), trains with the CoSENT loss on the
-    cosine similarity of each pair (labels: a similarity score or 0/1).
+    One sentence per row, as a sentence-transformers encoder: the training loss of sentence pairs is not the model's
+    (fine-tuning gives Trainer `sora_hf.tasks.similarity.pair_loss`, CoSENT over a batch that holds both sides).
     """
 
     def __init__(self, config: SoraConfig):
@@ -1486,54 +1485,34 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
             json.dump([module], f, indent=2)
         return result
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
-        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
-        outputs = self.model(
-            return_dict=True,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            **kwargs,
-        )
-        embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
-        return embeddings, weights, outputs, return_hidden
-
     @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
-        input_ids_b: torch.LongTensor | None = None,
-        attention_mask_b: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> SoraSentenceEmbeddingOutput:
-        embeddings, weights, outputs, return_hidden = self.encode(input_ids, attention_mask, token_type_ids, **kwargs)
-        loss = None
-        if labels is not None:
-            if input_ids_b is None:
-                raise ValueError("SoraForSentenceEmbedding needs `input_ids_b` (the second sentence) with `labels`")
-            embeddings_b, _, _, _ = self.encode(input_ids_b, attention_mask_b)
-            cosine = F.cosine_similarity(embeddings.float(), embeddings_b.float(), dim=-1)
-            loss = cosent_loss(cosine, labels.float())
+        kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
+        outputs = self.model(
+            return_dict=True,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        embeddings, weights = self.pooler(outputs.last_hidden_state, attention_mask, outputs.hidden_states)
         return SoraSentenceEmbeddingOutput(
-            loss=loss,
             embeddings=embeddings,
             last_hidden_state=outputs.last_hidden_state,
             level_weights=weights,
             hidden_states=outputs.hidden_states if return_hidden else None,
             attentions=outputs.attentions,
         )
-
-
-def cosent_loss(cosine: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
-    """CoSENT: every pair ranked more similar by the labels should get a higher cosine (Su, 2022)."""
-    diff = scale * (cosine[None, :] - cosine[:, None])  # diff[i, j] = s_j - s_i
-    wrong_order = labels[:, None] > labels[None, :]  # pair i should beat pair j
-    diff = diff.masked_fill(~wrong_order, float("-inf"))
-    # a fresh tensor: Trainer scales the loss in place, and logsumexp's backward needs its own output intact
-    return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0).clone()
 
 
 __all__ = [

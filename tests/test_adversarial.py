@@ -10,6 +10,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from sora_hf import SoraConfig, SoraForSentenceEmbedding, SoraForSequenceClassification, SoraForTokenClassification
 from sora_hf.recipes import RecipeError
+from sora_hf.tasks.similarity import PairCollator, pair_loss
 from sora_hf.training.adversarial import (
     AdversarialTrainer,
     EmbeddingPerturbation,
@@ -31,13 +32,12 @@ def _batch(kind="classification", batch=4, seq=10, seed=0):
         labels = torch.randint(0, 3, (batch, seq), generator=g).masked_fill(attention_mask == 0, -100)
     elif kind == "pair":
         ids_b, mask_b = random_batch(batch, seq - 2, seed=seed + 7, pad_rows={0: 2})
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "input_ids_b": ids_b,
-            "attention_mask_b": mask_b,
-            "labels": torch.rand(batch, generator=g),
-        }
+        scores = torch.rand(batch, generator=g).tolist()
+        rows = [
+            {"input_ids": a[m.bool()].tolist(), "input_ids_b": b[mb.bool()].tolist(), "labels": score}
+            for a, m, b, mb, score in zip(input_ids, attention_mask, ids_b, mask_b, scores, strict=True)
+        ]
+        return PairCollator(pad_token_id=0)(rows)
     else:
         labels = torch.randint(0, 3, (batch,), generator=g)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
@@ -45,10 +45,13 @@ def _batch(kind="classification", batch=4, seq=10, seed=0):
 
 def _trainer(model, tmp_path, adversarial=None, accumulation=1):
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, disable_tqdm=True)
+    # sentence pairs: the similarity task's loss, as fine-tuning gives it to Trainer
+    kwargs = {"compute_loss_func": pair_loss} if isinstance(model, SoraForSentenceEmbedding) else {}
     if adversarial is None:
-        trainer = Trainer(model=model, args=args)
+        trainer = Trainer(model=model, args=args, **kwargs)
     else:
-        trainer = AdversarialTrainer(model=model, args=args, adversarial=parse_adversarial_options(adversarial))
+        options = parse_adversarial_options(adversarial)
+        trainer = AdversarialTrainer(model=model, args=args, adversarial=options, **kwargs)
     trainer.current_gradient_accumulation_steps = accumulation  # set by the training loop in Trainer.train
     return trainer
 
@@ -74,7 +77,7 @@ def _step(model, tmp_path, batch, adversarial=None, accumulation=1):
 )
 def test_fgm_with_zero_epsilon_doubles_the_plain_gradient(cls, kind, tmp_path):
     """epsilon=0: the adversarial pass is a second clean pass, so every gradient is exactly twice the plain one
-    (for sentence pairs too, where the embedding is called twice per forward)."""
+    (for sentence pairs too, whose loss is the task's, outside the model)."""
     batch = _batch(kind)
     plain_loss, plain, _ = _step(_model(cls), tmp_path, batch)
     fgm_loss, fgm, trainer = _step(_model(cls), tmp_path, batch, {"method": "fgm", "epsilon": 0.0})

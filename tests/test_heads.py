@@ -38,7 +38,7 @@ def test_the_table_imports_neither_torch_nor_the_model():
     tree = ast.parse(Path(heads.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "dataclasses"}  # no relative import either (its module would be None)
+    assert imported == {"__future__", "dataclasses", "typing"}  # no relative import either (its module would be None)
 
 
 def test_the_auto_classes_registered_are_the_table_s():
@@ -121,3 +121,26 @@ def test_each_row_s_auto_class_loads_a_saved_checkpoint_of_its_head(row, tmp_pat
     module = transformers if row.code_module == "modeling_sora" else modeling_sora_multitask
     loaded = getattr(module, row.auto_class).from_pretrained(tmp_path)
     assert type(loaded) is getattr(sora_hf, row.name)
+
+
+def test_the_onnx_export_table_is_the_table_s():
+    from sora_hf.deploy.onnx_export import SUPPORTED_HEADS
+
+    assert {name: (spec.outputs, spec.kind, spec.task, spec.per_token) for name, spec in SUPPORTED_HEADS.items()} == {
+        row.name: (row.onnx_outputs, row.onnx_graph, row.pipeline_task, row.onnx_per_token)
+        for row in HEADS
+        if row.onnx_outputs
+    }
+
+
+@pytest.mark.parametrize("row", [row for row in HEADS if row.onnx_outputs], ids=lambda row: row.name)
+def test_each_exportable_row_names_outputs_its_head_returns(row):
+    """The ONNX graph's outputs are the head's own, with a sequence axis exactly where the row says."""
+    model = _tiny_model(row.name).eval()
+    input_ids = torch.randint(7, 100, (2, 5))
+    with torch.no_grad():
+        out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    for name in row.onnx_outputs:
+        value = out[name]
+        has_sequence_axis = value.dim() >= 2 and value.shape[1] == 5
+        assert has_sequence_axis == (row.onnx_per_token or row.onnx_graph == "decoder_step"), name

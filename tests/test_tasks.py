@@ -189,6 +189,42 @@ def test_classification_round_trip_on_a_random_model_equals_each_example_alone(t
     assert task.score(info, test, logits)["test_accuracy"] == pytest.approx(accuracy)
 
 
+def test_similarity_pair_batch_loss_and_cosines_equal_each_sentence_embedded_alone(tokenizer):
+    """Both sides of every pair go through one forward (PairCollator pads them together); the cosines the task
+    predicts and the CoSENT loss it trains with equal those of each sentence embedded alone, with no padding."""
+    from datasets import Dataset
+
+    from sora_hf import SoraForSentenceEmbedding
+    from sora_hf.tasks.similarity import pair_loss
+
+    a = ["质量很好，非常满意", "太差了", "物流很快，包装也不错"]
+    b = ["非常满意", "客服态度很差，不推荐购买", "一般"]
+    scores = [0.9, 0.1, 0.5]
+    test = Dataset.from_dict({"text": a, "text_pair": b, "label": scores})
+    info = TaskInfo("t", "similarity", None, None)
+    recipe = parse_finetune_recipe(
+        {"name": "x", "checkpoint": "c", "output_dir": "o", "data": {"embedded": "sentiment"}}
+    )
+    task = get_task("similarity")
+    model = _random(SoraForSentenceEmbedding, tokenizer, ["score"])
+    features = task.encode(recipe, info, test, tokenizer)
+    collator = task.collator(tokenizer, model)
+    cosines = task.predict(model, features, collator, tokenizer, test, 2, recipe)
+    with torch.no_grad():
+        embed = [model(**tokenizer(t, return_tensors="pt")).embeddings[0] for t in a + b]
+        alone = torch.stack([torch.cosine_similarity(embed[i], embed[i + 3], dim=0) for i in range(3)])
+        np.testing.assert_allclose(cosines, alone.numpy(), rtol=1e-4, atol=1e-5)
+        # CoSENT by its definition: log(1 + sum over pairs (i, j) with label_i > label_j of e^(20 (cos_j - cos_i)))
+        terms = [20 * (alone[j] - alone[i]) for i in range(3) for j in range(3) if scores[i] > scores[j]]
+        reference = torch.log(1 + torch.exp(torch.stack(terms)).sum())
+        batch = collator([features.dataset[i] for i in range(3)])
+        labels = batch.pop("labels")
+        loss = pair_loss(model(**batch), labels)
+        torch.testing.assert_close(loss, reference, rtol=1e-4, atol=1e-5)
+        # under gradient accumulation the micro-batch weighs its share of the accumulated pairs
+        torch.testing.assert_close(pair_loss(model(**batch), labels, num_items_in_batch=6), loss / 2)
+
+
 def test_token_classification_round_trip_on_a_random_model_equals_each_window_alone(tokenizer):
     from datasets import Dataset
 

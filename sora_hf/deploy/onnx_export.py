@@ -30,6 +30,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
 from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
+from ..heads import HEADS
 from ..modeling_sora import CACHE_ARG, output_cache
 from ..outputs import OutputFolder, check_output_folder
 from ..tokenizer import check_tokenizer_fits
@@ -106,20 +107,11 @@ class HeadSpec:
     per_token: bool = False  # outputs have a sequence axis (token classification, QA)
 
 
+# the exportable rows of the heads table
 SUPPORTED_HEADS = {
-    "SoraForSequenceClassification": HeadSpec(
-        "SoraForSequenceClassification", ("logits",), "encoder", "text-classification"
-    ),
-    "SoraForTokenClassification": HeadSpec(
-        "SoraForTokenClassification", ("logits",), "encoder", "token-classification", per_token=True
-    ),
-    "SoraForQuestionAnswering": HeadSpec(
-        "SoraForQuestionAnswering", ("start_logits", "end_logits"), "encoder", "question-answering", per_token=True
-    ),
-    "SoraForSentenceEmbedding": HeadSpec(
-        "SoraForSentenceEmbedding", ("embeddings",), "encoder", "sentence-similarity"
-    ),
-    "SoraForCausalLM": HeadSpec("SoraForCausalLM", ("logits",), "decoder_step", "text-generation"),
+    row.name: HeadSpec(row.name, row.onnx_outputs, row.onnx_graph, row.pipeline_task, per_token=row.onnx_per_token)
+    for row in HEADS
+    if row.onnx_outputs
 }
 
 

@@ -16,6 +16,22 @@ from transformers import AutoModel, AutoModelForTextEncoding, PretrainedConfig
 TEXT_ENCODING_AUTO_CLASS = "AutoModelForTextEncoding"
 
 
+class TextPipelineMixin:
+    """What `pipeline()` loads for a Sora text pipeline: the tokenizer, and no processor, image or video processor or
+    feature extractor. Put it before `Pipeline` / `ChunkPipeline` in the bases."""
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = True
+
+    def _require_tokenizer(self, fast: bool = False, why: str = "") -> None:
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None or (fast and not getattr(tokenizer, "is_fast", False)):
+            raise ValueError(f"{type(self).__name__} needs a {'fast ' if fast else ''}tokenizer{why}")
+
+
 def model_input_names(model: torch.nn.Module, tokenizer: Any) -> tuple[str, ...]:
     """Names of the tokenizer outputs to feed the model.
 

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from transformers.pipelines.base import Pipeline
 
-from ._utils import default_max_length
+from ._utils import TextPipelineMixin, default_max_length
 
 AGGREGATIONS = ("simple", "none")
 
 
-class SoraMultiTaskPipeline(Pipeline):
+class SoraMultiTaskPipeline(TextPipelineMixin, Pipeline):
     """All (or the selected) tasks of a multi-task model for each input text.
 
     Example:
@@ -42,16 +42,9 @@ class SoraMultiTaskPipeline(Pipeline):
     An unknown task name raises a ValueError that lists the model's tasks.
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.tokenizer is None:
-            raise ValueError(f"{type(self).__name__} needs a tokenizer")
+        self._require_tokenizer()
         tasks = getattr(self.model.config, "tasks", None)
         if not tasks or not hasattr(self.model, "run_heads"):
             raise ValueError(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from ._utils import default_max_length, forward_accepts, model_input_names, output_field
+from ._utils import TextPipelineMixin, default_max_length, forward_accepts, model_input_names, output_field
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _char_spans(
     return aligned
 
 
-class SoraQuestionAnsweringPipeline(ChunkPipeline):
+class SoraQuestionAnsweringPipeline(TextPipelineMixin, ChunkPipeline):
     """Extractive QA: answers are spans of the context, found over overlapping windows of a long context.
 
     Example:
@@ -124,18 +124,11 @@ class SoraQuestionAnsweringPipeline(ChunkPipeline):
     pipeline's: start and end probabilities (softmax over one window) multiplied.
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = True
-
     default_input_names = "question,context"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.tokenizer is None or not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError(f"{type(self).__name__} needs a fast tokenizer (it reads token offsets).")
+        self._require_tokenizer(fast=True, why=" (it reads token offsets).")
         self._input_names = model_input_names(self.model, self.tokenizer)
         self._use_cache_arg = forward_accepts(self.model, "use_cache")
 

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from ._utils import auto_class_for, default_max_length, model_input_names, output_field
+from ._utils import TextPipelineMixin, auto_class_for, default_max_length, model_input_names, output_field
 
 
-class SoraSentenceSimilarityPipeline(ChunkPipeline):
+class SoraSentenceSimilarityPipeline(TextPipelineMixin, ChunkPipeline):
     """Cosine similarity of a source sentence with each of a list of sentences.
 
     Example:
@@ -41,16 +41,9 @@ class SoraSentenceSimilarityPipeline(ChunkPipeline):
     the limit).
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.tokenizer is None:
-            raise ValueError(f"{type(self).__name__} needs a tokenizer")
+        self._require_tokenizer()
         self._input_names = model_input_names(self.model, self.tokenizer)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:

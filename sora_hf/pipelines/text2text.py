@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from transformers.pipelines.base import Pipeline
 
+from ._utils import TextPipelineMixin
 
-class SoraText2TextGenerationPipeline(Pipeline):
+
+class SoraText2TextGenerationPipeline(TextPipelineMixin, Pipeline):
     """Generate text from text with an encoder-decoder model; results under `generated_text`.
 
     Example:
@@ -35,12 +37,6 @@ class SoraText2TextGenerationPipeline(Pipeline):
     `clean_up_tokenization_spaces`. Everything else is a generation keyword.
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = True
-
     # Output key prefix: "<return_name>_text" / "<return_name>_token_ids"
     return_name = "generated"
 
@@ -48,8 +44,7 @@ class SoraText2TextGenerationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         if not self.model.can_generate():
             raise ValueError(f"{type(self).__name__} needs a model with generate(), got {type(self.model).__name__}")
-        if self.tokenizer is None:
-            raise ValueError(f"{type(self).__name__} needs a tokenizer")
+        self._require_tokenizer()
 
     def _sanitize_parameters(
         self,

@@ -62,7 +62,7 @@ def run_finetuning(
 
     with OutputFolder(target, overwrite=overwrite) as out:
         output_dir = out.path
-        args = training_arguments(recipe, output_dir)
+        args = training_arguments(recipe, output_dir, info.task_type)
         collator = task.collator(tokenizer, model)
         trainer = make_trainer(
             recipe,

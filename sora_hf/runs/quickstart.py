@@ -27,6 +27,11 @@ SENTIMENT_EXAMPLES = [
 ]
 
 
+def _given(key: str, value: Any) -> dict[str, Any]:
+    """A `--set` override, where the caller gave a value."""
+    return {} if value is None else {key: value}
+
+
 def run_quickstart(
     output_dir: str = "runs/quickstart",
     max_steps: int | None = None,
@@ -42,9 +47,7 @@ def run_quickstart(
     # the runs go into subfolders (each checked again by its command); the folder itself must not be `.` or home
     check_output_folder(output_dir, overwrite=True, what="--output-dir")
     pretrain_dir = Path(output_dir) / "pretrain"
-    overrides: dict[str, Any] = {"output_dir": str(pretrain_dir)}
-    if max_steps is not None:
-        overrides["training.max_steps"] = max_steps
+    overrides = {"output_dir": str(pretrain_dir), **_given("training.max_steps", max_steps)}
     recipe = load_pretrain_recipe(find_recipe(PRETRAIN_RECIPE, "pretrain"), overrides)
     print(f"[1/3] pre-training {recipe.name} ({recipe.objective}) -> {recipe.output_dir}", flush=True)
     pretrain = run_pretraining(recipe, overwrite=overwrite)
@@ -61,8 +64,7 @@ def run_quickstart(
     finetune_dir = Path(output_dir) / "sentiment"
     # 96 tokens keep the whole path under 15 minutes on 2 CPU cores (the recipe's 128 is the reference setting)
     overrides = {"output_dir": str(finetune_dir), "checkpoint": str(pretrain_dir), "max_length": 96}
-    if finetune_epochs is not None:
-        overrides["training.num_train_epochs"] = finetune_epochs
+    overrides.update(_given("training.num_train_epochs", finetune_epochs))
     ft_recipe = load_finetune_recipe(find_recipe(FINETUNE_RECIPE, "finetune"), overrides)
     print(f"[2/3] fine-tuning {ft_recipe.name} with {ft_recipe.method} -> {finetune_dir}", flush=True)
     finetune = run_finetuning(ft_recipe, overwrite=overwrite)

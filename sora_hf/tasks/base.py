@@ -81,7 +81,8 @@ class Task:
     task's label list) and `has_problem_type` (the head's `problem_type` comes from the task).
 
     Hooks: `check_config` (can a checkpoint serve the task), `model_kwargs` (config overrides of the head),
-    `encode` (a split to `Features`), `collator`, `predict` (raw predictions mapped back to the examples), `score`
+    `encode` (a split to `Features`), `collator`, `training_defaults` and `loss_function` (what Trainer needs beyond
+    the head), `predict` (raw predictions mapped back to the examples), `score`
     (the `test_*` metrics), `write_reports` (`predictions.jsonl` and any task report) and `multitask_head_spec`.
     """
 
@@ -153,6 +154,16 @@ class Task:
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(tokenizer)
+
+    # ---- training -------------------------------------------------------------------------------------------
+
+    def training_defaults(self) -> dict[str, Any]:
+        """Trainer arguments the task needs unless the recipe sets them."""
+        return {}
+
+    def loss_function(self):
+        """Trainer's `compute_loss_func` for the task; None: the head computes its loss from the labels itself."""
+        return None
 
     # ---- evaluation -----------------------------------------------------------------------------------------
 

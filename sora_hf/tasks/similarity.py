@@ -25,7 +25,9 @@ def encode_similarity(dataset, tokenizer, max_length: int) -> Features:
 
 
 class PairCollator:
-    """Pads both sentences of a similarity pair (`input_ids`/`input_ids_b`)."""
+    """One batch of both sentences of each pair: the first sentences, then the second ones, padded to one width (as
+    sentence-transformers batches them), so that one forward pass embeds every sentence; `labels` has one score per
+    pair."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -33,24 +35,48 @@ class PairCollator:
     def __call__(self, features: list[dict[str, Any]]):
         import torch
 
-        batch = {}
-        for suffix in ("", "_b"):
-            ids = [f[f"input_ids{suffix}"] for f in features]
-            width = max(len(x) for x in ids)
-            batch[f"input_ids{suffix}"] = torch.tensor([x + [self.pad_token_id] * (width - len(x)) for x in ids])
-            batch[f"attention_mask{suffix}"] = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-        batch["labels"] = torch.tensor([float(f["labels"]) for f in features])
-        return batch
+        ids = [f["input_ids"] for f in features] + [f["input_ids_b"] for f in features]
+        width = max(len(x) for x in ids)
+        return {
+            "input_ids": torch.tensor([x + [self.pad_token_id] * (width - len(x)) for x in ids]),
+            "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+            "labels": torch.tensor([float(f["labels"]) for f in features]),
+        }
+
+
+def pair_cosine(embeddings):
+    """The cosine of each pair, from the embeddings of a `PairCollator` batch (first sentences, then second)."""
+    import torch
+
+    first, second = embeddings.float().chunk(2)
+    return torch.nn.functional.cosine_similarity(first, second, dim=-1)
+
+
+def cosent_loss(cosine, labels, scale: float = 20.0):
+    """CoSENT: every pair ranked more similar by the labels should get a higher cosine (Su, 2022)."""
+    import torch
+
+    diff = scale * (cosine[None, :] - cosine[:, None])  # diff[i, j] = s_j - s_i
+    wrong_order = labels[:, None] > labels[None, :]  # pair i should beat pair j
+    diff = diff.masked_fill(~wrong_order, float("-inf"))
+    # a fresh tensor: Trainer scales the loss in place, and logsumexp's backward needs its own output intact
+    return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0).clone()
+
+
+def pair_loss(outputs, labels, num_items_in_batch=None):
+    """Trainer's `compute_loss_func` for sentence pairs: CoSENT on the cosine of each pair of a `PairCollator` batch.
+
+    Trainer leaves a `compute_loss_func` loss undivided by the gradient-accumulation steps and passes the pairs of
+    the whole accumulated batch as `num_items_in_batch`: a micro-batch weighs its share of them."""
+    cosine = pair_cosine(outputs["embeddings"])
+    loss = cosent_loss(cosine, labels.float().to(cosine.device))
+    if num_items_in_batch is not None:
+        loss = loss * labels.numel() / num_items_in_batch
+    return loss
 
 
 def _pair_cosine(key: str, value, model, batch):
-    """The first sentence's embeddings -> the cosine with the second sentence's."""
-    if key != "embeddings":
-        return value
-    import torch
-
-    other = model(input_ids=batch["input_ids_b"], attention_mask=batch["attention_mask_b"]).embeddings
-    return torch.nn.functional.cosine_similarity(value.float(), other.float(), dim=-1)
+    return pair_cosine(value) if key == "embeddings" else value
 
 
 class SimilarityTask(Task):
@@ -65,6 +91,12 @@ class SimilarityTask(Task):
 
     def collator(self, tokenizer, model):
         return PairCollator(tokenizer.pad_token_id)
+
+    def training_defaults(self) -> dict[str, Any]:
+        return {"remove_unused_columns": False}  # the collator reads the second sentences, which forward does not
+
+    def loss_function(self):
+        return pair_loss
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         return np.array(collect_outputs(model, features, collator, batch_size, transform=_pair_cosine)["embeddings"])

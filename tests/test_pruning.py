@@ -1,20 +1,17 @@
-"""Structured pruning and int8 quantization: pruning nothing changes nothing, removing a head group or MLP unit
+"""Structured pruning (`sora_hf.deploy.pruning`): pruning nothing changes nothing, removing a head group or MLP unit
 equals masking it, the pruned model reloads through AutoModelForX unchanged, importance is the loss gradient of the
-gates, and the quantize/prune reports score the real sentiment task consistently with the models they describe."""
+gates, and `sora-hf prune` writes a reloadable model whose report scores the real sentiment task."""
 
 import copy
 import json
 
-import numpy as np
 import pytest
 import torch
-from helpers import random_batch, tiny_config_kwargs
+from helpers import batch_with_labels, classifier, logits_of, random_batch, tiny_config_kwargs
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForSeq2SeqLM, SoraForSequenceClassification
 from sora_hf.cli import main
-from sora_hf.data.tasks import load_embedded_task
-from sora_hf.deploy import OnnxModel, export_onnx
 from sora_hf.deploy.evaluation import accuracy, classification_data, torch_logits
 from sora_hf.deploy.pruning import (
     PruningError,
@@ -24,23 +21,6 @@ from sora_hf.deploy.pruning import (
     prune_by_importance,
     prune_model,
 )
-from sora_hf.deploy.quantization import quantize_onnx, quantize_torch_dynamic, run_quantization
-from sora_hf.tokenizer import train_tokenizer
-
-
-def classifier(**overrides):
-    torch.manual_seed(0)
-    return SoraForSequenceClassification(SoraConfig(**tiny_config_kwargs(num_labels=3, **overrides))).eval()
-
-
-def logits_of(model, input_ids, attention_mask):
-    with torch.no_grad():
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-def batch_with_labels(seed=0):
-    input_ids, attention_mask = random_batch(4, 12, seed=seed, pad_rows={1: 5, 3: 2})
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 2, 1])}
 
 
 def test_pruning_nothing_keeps_outputs_identical():
@@ -134,69 +114,6 @@ def test_bad_pruning_requests_are_named():
         prune_model(model, [[0], [0, 1]], [list(range(64))] * 2)
     with pytest.raises(PruningError, match="SoraForSeq2SeqLM"):
         compute_importance(SoraForSeq2SeqLM(SoraConfig(**tiny_config_kwargs())), [])
-
-
-def test_torch_dynamic_int8_stays_close_to_fp32():
-    model = classifier(initializer_range=0.05)  # trained-like weight scale; 0.2 magnifies rounding on purpose
-    quantized = quantize_torch_dynamic(model)
-    input_ids, attention_mask = random_batch(3, 10, pad_rows={1: 4})
-    fp32, int8 = logits_of(model, input_ids, attention_mask), logits_of(quantized, input_ids, attention_mask)
-    assert isinstance(quantized.model.layers[0].mlp.up_proj, torch.ao.nn.quantized.dynamic.Linear)
-    assert not torch.equal(fp32, int8)
-    torch.testing.assert_close(int8, fp32, atol=0.1 * fp32.abs().max().item(), rtol=0)
-
-
-def test_onnx_int8_graph_is_smaller_and_close(tmp_path):
-    model = classifier(hidden_size=64, intermediate_size=256, initializer_range=0.05)
-    export_onnx(model, tmp_path / "fp32")
-    quantize_onnx(tmp_path / "fp32" / "model.onnx", tmp_path / "int8" / "model.onnx")
-    for name in ("config.json", "export_info.json"):
-        (tmp_path / "int8" / name).write_bytes((tmp_path / "fp32" / name).read_bytes())
-    fp32_size = (tmp_path / "fp32" / "model.onnx").stat().st_size
-    assert (tmp_path / "int8" / "model.onnx").stat().st_size < 0.5 * fp32_size
-    input_ids, attention_mask = random_batch(3, 10, pad_rows={1: 4})
-    fp32 = OnnxModel(tmp_path / "fp32").run(input_ids=input_ids, attention_mask=attention_mask)["logits"]
-    int8 = OnnxModel(tmp_path / "int8").run(input_ids=input_ids, attention_mask=attention_mask)["logits"]
-    assert not np.array_equal(fp32, int8)
-    np.testing.assert_allclose(int8, fp32, atol=0.1 * np.abs(fp32).max())
-
-
-@pytest.fixture(scope="module")
-def sentiment_checkpoint(tmp_path_factory):
-    """A tiny random sentiment classifier with the task's label names and a tokenizer for its texts."""
-    train = load_embedded_task("sentiment")[0]["train"]["text"][:300]
-    tokenizer = train_tokenizer(iter(train), vocab_size=500, min_frequency=1, model_max_length=64)
-    torch.manual_seed(0)
-    model = SoraForSequenceClassification(
-        SoraConfig(
-            **tiny_config_kwargs(
-                vocab_size=len(tokenizer),
-                num_labels=2,
-                id2label={0: "negative", 1: "positive"},
-                label2id={"negative": 0, "positive": 1},
-                initializer_range=0.05,
-            )
-        )
-    ).eval()
-    folder = tmp_path_factory.mktemp("sentiment")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, model, tokenizer
-
-
-def test_quantize_report_scores_the_task(sentiment_checkpoint, tmp_path):
-    folder, model, tokenizer = sentiment_checkpoint
-    report = run_quantization(folder, tmp_path, task="sentiment", max_examples=48, max_length=64, repeats=3)
-    assert json.loads((tmp_path / "quantization_report.json").read_text()) == report
-    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "tokenizer.json").is_file()
-    data = classification_data("sentiment", model.config, "test", 48)
-    # the fp32 graph's accuracy is the torch model's (parity), computed here independently
-    assert report["accuracy"]["fp32"] == accuracy(
-        torch_logits(model, tokenizer, data.texts, max_length=64), data.labels
-    )
-    assert report["accuracy"]["change"] == pytest.approx(report["accuracy"]["int8"] - report["accuracy"]["fp32"])
-    assert report["size_mb"]["int8"] < report["size_mb"]["fp32"]
-    assert set(report["latency_ms"]) == {"batch_1", "batch_32"}
 
 
 def test_prune_command_writes_a_reloadable_model_and_true_report(sentiment_checkpoint, tmp_path, capsys):

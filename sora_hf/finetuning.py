@@ -45,8 +45,19 @@ def load_task(recipe: FinetuneRecipe):
             tag_scheme=data.tag_scheme,
             seed=recipe.seed,
         )
-    for split, limit in (("train", data.max_train_examples), ("test", data.max_eval_examples)):
-        if limit is not None and len(dataset[split]) > limit:
+    if evaluates_during_training(recipe) and "validation" not in dataset:
+        # the model is chosen (per-epoch evaluation, load_best_model_at_end, early stopping) on data carved from the
+        # training split; the test split is scored once, after training
+        if not data.validation_split:
+            raise RecipeError(
+                f"training.eval_strategy={training_kwargs(recipe)['eval_strategy']!r} evaluates during training, "
+                "which needs validation data: give data.validation_file, set data.validation_split (a fraction of "
+                "the training rows), or set training.eval_strategy: no"
+            )
+        dataset = tasks.carve_validation(dataset, info.task_type, data.validation_split, recipe.seed)
+    limits = {"train": data.max_train_examples, "validation": data.max_eval_examples, "test": data.max_eval_examples}
+    for split, limit in limits.items():
+        if split in dataset and limit is not None and len(dataset[split]) > limit:
             dataset[split] = dataset[split].shuffle(seed=recipe.seed).select(range(limit))
     return dataset, info
 
@@ -88,12 +99,22 @@ def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer) -> tuple[Fe
     return train, task.encode(recipe, info, dataset["test"], tokenizer, "test")
 
 
-def training_arguments(recipe: FinetuneRecipe, output_dir: Path, task_type: str | None = None) -> TrainingArguments:
+def training_kwargs(recipe: FinetuneRecipe, task_type: str | None = None) -> dict[str, Any]:
+    """The run's Trainer arguments: fine-tuning's defaults, the task's, then the recipe's `training:` section."""
     task_defaults = get_task(task_type).training_defaults() if task_type else {}
-    kwargs = {**FINETUNE_TRAINING, **task_defaults, **recipe.training, "output_dir": str(output_dir / "checkpoints")}
+    kwargs = {**FINETUNE_TRAINING, **task_defaults, **recipe.training}
     kwargs.setdefault("seed", recipe.seed)
     if kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
         kwargs.update(eval_strategy="no", save_strategy="no")
+    return kwargs
+
+
+def evaluates_during_training(recipe: FinetuneRecipe) -> bool:
+    return training_kwargs(recipe).get("eval_strategy", "no") != "no"
+
+
+def training_arguments(recipe: FinetuneRecipe, output_dir: Path, task_type: str | None = None) -> TrainingArguments:
+    kwargs = {**training_kwargs(recipe, task_type), "output_dir": str(output_dir / "checkpoints")}
     return TrainingArguments(**for_this_machine(kwargs))
 
 

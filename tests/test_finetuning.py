@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny_config_kwargs
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback, pipeline
 
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM, SoraForSeq2SeqLM
 from sora_hf.data import load_pretraining_text
@@ -138,6 +138,49 @@ def test_user_files_multi_label_and_similarity(encoder_checkpoint, tmp_path):
         recipe(encoder_checkpoint, tmp_path / "sim", {"task_type": "similarity", "train_file": str(pairs)})
     )
     assert -1.0 <= metrics["test_spearman"] <= 1.0
+
+
+class _EvaluatedRows(TrainerCallback):
+    """The number of rows of every dataset the Trainer evaluates during training."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def on_evaluate(self, args, state, control, eval_dataloader=None, **kwargs):
+        self.sizes.append(len(eval_dataloader.dataset))
+
+
+def test_the_model_is_chosen_on_validation_data_never_on_the_test_split(encoder_checkpoint, tmp_path):
+    def write(name, rows):
+        path = tmp_path / name
+        lines = ["text,label"] + [
+            f"{'好评很满意' if i % 2 else '差评不推荐'}{name[0]}{i},{i % 2}" for i in range(rows)
+        ]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return str(path)
+
+    files = {"task_type": "classification", "train_file": write("train.csv", 40), "test_file": write("test.csv", 20)}
+    evaluating = {**TRAINING, "eval_strategy": "steps", "eval_steps": 2, "save_strategy": "steps", "save_steps": 2,
+                  "load_best_model_at_end": True, "metric_for_best_model": "eval_loss"}  # fmt: skip
+
+    def run(data, out):
+        raw = {"name": "t", "checkpoint": str(encoder_checkpoint), "output_dir": str(tmp_path / out), "max_length": 32, "doc_stride": 8,
+               "data": data, "training": evaluating}  # fmt: skip
+        seen = _EvaluatedRows()
+        return run_finetuning(parse_finetune_recipe(raw), callbacks=[seen]), seen.sizes
+
+    metrics, sizes = run({**files, "validation_file": write("validation.csv", 12)}, "with-file")
+    assert sizes == [12, 12, 12]  # steps 2 and 4, then the kept model once more; never the 20 test rows
+    assert (metrics["train_examples"], metrics["validation_examples"], metrics["test_examples"]) == (40, 12, 20)
+    assert np.isfinite(metrics["validation_loss"]) and "test_accuracy" in metrics
+    # no validation file: 10% of the training rows are carved off (seeded), and trained on no more
+    metrics, sizes = run(files, "carved")
+    assert (metrics["train_examples"], metrics["validation_examples"], metrics["test_examples"]) == (36, 4, 20)
+    assert sizes == [4, 4, 4]
+    with pytest.raises(RecipeError, match=r"needs validation data: give data.validation_file, set data.validation_"):
+        run({**files, "validation_split": 0}, "none")
+    with pytest.raises(RecipeError, match=r"validation_split=0.6 must be a fraction"):
+        run({**files, "validation_split": 0.6}, "too-much")
 
 
 def test_bad_inputs_stop_before_training(encoder_checkpoint, tokenizer, tmp_path):

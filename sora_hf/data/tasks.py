@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EMBEDDED_TASKS",
     "EMBEDDED_TASK_TYPES",
+    "carve_validation",
     "QA_QUESTIONS",
     "TASK_TYPES",
     "TaskInfo",
@@ -1022,6 +1023,22 @@ def _token_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, dat
     return splits, dict(
         label_names=names, tag_scheme=opts.tag_scheme, description=f"token classification ({scheme} tags)"
     )
+
+
+def carve_validation(
+    dataset: datasets.DatasetDict, task_type: str, fraction: float, seed: int
+) -> datasets.DatasetDict:
+    """`dataset` with a seeded `validation` split carved from its training rows (questions by context, as the test
+    split is), for choosing a model without looking at the test split; a dataset that has one is returned as is."""
+    if "validation" in dataset:
+        return dataset
+    train = dataset["train"]
+    if len(train) < 2:
+        raise ValueError(f"{len(train)} training row(s): too few to carve a validation split; pass validation_file")
+    train_idx, validation_idx = _split_train(train, task_type, fraction, seed)
+    splits = {"train": train.select(train_idx), "validation": train.select(validation_idx)}
+    splits.update({name: split for name, split in dataset.items() if name != "train"})
+    return datasets.DatasetDict({s: splits[s] for s in ("train", "validation", "test") if s in splits})
 
 
 def _split_train(train: datasets.Dataset, task_type: str, test_size: float, seed: int) -> tuple[list[int], list[int]]:

@@ -218,6 +218,7 @@ class FinetuneDataSection:
     train_file: str | None = None
     test_file: str | None = None
     validation_file: str | None = None
+    validation_split: float = 0.1  # share of train carved for validation when the run evaluates and has no file
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
@@ -290,6 +291,11 @@ def parse_data_section(raw: Any, section_name: str = "data") -> tuple[FinetuneDa
                 value = getattr(data, f.name)
                 if not (value is None and nullable):
                     check_choice(f"{section_name}.{f.name}", value, choices)
+    if not 0 <= data.validation_split < 0.5:
+        raise RecipeError(
+            f"{section_name}.validation_split={data.validation_split!r} must be a fraction of the training rows in "
+            "[0, 0.5) (0: no validation split)"
+        )
     if (data.embedded is None) == (data.train_file is None):
         raise RecipeError(
             f"{section_name} needs exactly one of `embedded` (a shipped task) or `train_file` (your own data)"

@@ -16,7 +16,15 @@ from typing import Any
 from transformers import set_seed
 
 from ..checkpoints import resolve_checkpoint
-from ..finetuning import build_features, load_model, load_task, make_trainer, save_finetuned, training_arguments
+from ..finetuning import (
+    build_features,
+    evaluates_during_training,
+    load_model,
+    load_task,
+    make_trainer,
+    save_finetuned,
+    training_arguments,
+)
 from ..lora import LoraOptions, apply_lora, count_parameters
 from ..outputs import OutputFolder, check_output_folder
 from ..recipes import FinetuneRecipe
@@ -55,6 +63,9 @@ def run_finetuning(
 
         model = prepare_student(model, recipe.distillation)
     train_features, test_features = build_features(recipe, info, dataset, tokenizer)
+    validation_features = None  # what the Trainer evaluates during training; the test split waits for the end
+    if evaluates_during_training(recipe):
+        validation_features = task.encode(recipe, info, dataset["validation"], tokenizer, "validation")
     if recipe.method == "lora":
         model = apply_lora(model, LoraOptions(**recipe.lora))
     parameters = count_parameters(model)
@@ -70,12 +81,14 @@ def run_finetuning(
             model=model,
             args=args,
             train_dataset=train_features.dataset,
-            eval_dataset=test_features.dataset if args.eval_strategy != "no" else None,
+            eval_dataset=validation_features.dataset if validation_features is not None else None,
             data_collator=collator,
             processing_class=tokenizer,
             callbacks=callbacks,
         )
         training = train_and_measure(trainer, recipe.name)
+        if validation_features is not None:  # the model kept (the last, or the best with load_best_model_at_end)
+            training["validation_loss"] = trainer.evaluate()["eval_loss"]
 
         test = dataset["test"]
         predictions = task.predict(
@@ -111,6 +124,7 @@ def run_finetuning(
             method=recipe.method,
             checkpoint=str(recipe.checkpoint),
             train_examples=len(dataset["train"]),
+            validation_examples=len(dataset["validation"]) if validation_features is not None else 0,
             test_examples=len(test),
             **training,
             **parameters,

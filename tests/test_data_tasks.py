@@ -231,6 +231,17 @@ def test_conll_bmes_plain_and_prefixed_and_jsonl(tmp_path):
     assert list(ds["train"]["tokens"]) == [["北", "京", "大", "学"], ["在", "京"]]
 
 
+def test_a_bmes_file_read_as_bio_says_which_tag_scheme_to_set(tmp_path):
+    seg = _write(tmp_path / "seg.conll", "中 B\n华 M\n人 E\n民 S\n\n好 S\n")
+    with pytest.raises(
+        ValueError, match=r"seg.conll.*is not BIO.*every sentence is valid BMES: set data.tag_scheme: BMES"
+    ):
+        load_task_files("token_classification", seg, seg)  # the default scheme is BIO
+    broken = _write(tmp_path / "broken.conll", "中 B-X\n华 Q\n")
+    with pytest.raises(ValueError, match=r"set data.tag_scheme to the file's scheme \(BIO or BMES\), or to null"):
+        load_task_files("token_classification", broken, broken)
+
+
 def test_squad_json_and_flat_jsonl(tmp_path):
     squad = {
         "version": "v2.0",

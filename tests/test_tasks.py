@@ -262,3 +262,55 @@ def test_the_recipe_schemas_torch_free_copies_agree_with_the_registry():
 
     assert tuple(recipe.MULTITASK_HEAD_TYPES) == tuple(task_types(lambda task: task.multitask_head))
     assert dict(recipe.EMBEDDED_TASK_TYPES) == dict(data_tasks.EMBEDDED_TASK_TYPES)
+
+
+def _wordpiece(pieces):
+    """A BERT WordPiece tokenizer over `pieces` (as bert-base-chinese keeps `mba` and `1998` as single pieces)."""
+    from transformers import BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces]
+    return BertTokenizerFast(vocab={piece: i for i, piece in enumerate(vocab)})
+
+
+@pytest.mark.parametrize(
+    "scheme,names,gold",
+    [
+        (
+            "BIO",
+            ["O", "B-ORG", "I-ORG"],
+            ["O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O", "O", "O", "O", "O", "O"],
+        ),
+        ("BMES", ["B", "M", "E", "S"], ["S", "S", "B", "M", "E", "S", "B", "E", "B", "M", "M", "E", "S"]),
+    ],
+)
+def test_latin_letters_and_digits_are_tokenised_in_training_as_the_pipeline_tokenises_them(
+    tmp_path, scheme, names, gold
+):
+    """A character-level corpus splits `MBA` and `1998` into characters; training sees the text as written (the
+    token ids the pipeline gets for it), a token over several characters is trained on their combined tag, and
+    prediction gives each character its tag back."""
+    from datasets import Dataset
+
+    from sora_hf.tasks.token_classification import (
+        continuation_tags,
+        decode_token_classification,
+        encode_token_classification,
+    )
+
+    tokenizer = _wordpiece(["他", "在", "班", "学", "习", "年", "mba", "1998"])
+    words = list("他在MBA班学习1998年")
+    tags = [names.index(t) for t in gold]
+    features = encode_token_classification(
+        Dataset.from_dict({"tokens": [words], "tags": [tags]}), tokenizer, 32, 8, names
+    )
+    assert features.dataset["input_ids"] == [tokenizer("他在MBA班学习1998年")["input_ids"]]
+    labels = features.dataset["labels"][0]
+    mba = tokenizer.convert_tokens_to_ids("mba")
+    trained_as = names[labels[features.dataset["input_ids"][0].index(mba)]]
+    assert trained_as == {"BIO": "B-ORG", "BMES": "S"}[scheme]  # BMES: the token mba is the whole word MBA
+    logits = [np.eye(len(names), dtype=np.float32)[[max(label, 0) for label in labels]]]
+    decoded = decode_token_classification(logits, features, 1, dict(enumerate(names)))
+    assert [names[t] for t in decoded[0]] == gold
+    assert continuation_tags("S", 3, {"B", "M", "E", "S"}) == ["B", "M", "E"]
+    assert continuation_tags("E-LOC", 2, {"O", "B-LOC", "I-LOC", "E-LOC", "S-LOC"}) == ["I-LOC", "E-LOC"]
+    assert continuation_tags("B-PER", 3, {"O", "B-PER", "I-PER"}) == ["B-PER", "I-PER", "I-PER"]

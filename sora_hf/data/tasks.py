@@ -988,6 +988,18 @@ def _classification_splits(files: dict[str, Path], opts: _Options) -> tuple[dict
     return splits, dict(label_names=names, problem_type=problem, description=f"{what}{pair} text classification")
 
 
+def _scheme_hint(sentences: list, scheme: str | None) -> str:
+    """What to set when a file's tags break `scheme`: the scheme every sentence fits, if one does."""
+    fits = [
+        other
+        for other in TAG_SCHEMES
+        if other != scheme and all(_tag_problem(s.tags, other) is None for s in sentences)
+    ]
+    if fits:
+        return f"every sentence is valid {fits[0]}: set data.tag_scheme: {fits[0]} in the recipe"
+    return f"set data.tag_scheme to the file's scheme ({' or '.join(TAG_SCHEMES)}), or to null to skip the check"
+
+
 def _token_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, datasets.Dataset], dict]:
     loaded = {}
     for split, path in files.items():
@@ -998,7 +1010,10 @@ def _token_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, dat
             problem = _tag_problem(sentence.tags, opts.tag_scheme)
             if problem is not None:
                 i, message = problem
-                raise ValueError(f"{path}, {sentence.at(i)}: {message} (tag_scheme={opts.tag_scheme!r})")
+                raise ValueError(
+                    f"{path}, {sentence.at(i)}: {message} (tag_scheme={opts.tag_scheme!r}); "
+                    + _scheme_hint(sentences, opts.tag_scheme)
+                )
         loaded[split] = sentences
     names = sorted({t for sentence in loaded["train"] for t in sentence.tags}, key=_tag_sort_key)
     index = {t: i for i, t in enumerate(names)}

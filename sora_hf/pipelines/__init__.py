@@ -18,6 +18,8 @@ Embedding tasks load a folder with the class it was saved from (see `_loading.py
 text-encoding head of any family whose folder was saved from one, and transformers' own feature-extraction task gets
 the same treatment for Sora folders only (its `AutoModel` is swapped for a subclass that differs from it only for
 `SoraForSentenceEmbedding` folders), so `pipeline(task, model=<folder>)` equals `pipeline(task, model=<object>)`.
+token-classification gets `SoraTokenClassificationPipeline`, which groups BMES and BIOES spans with
+`aggregation_strategy` and is transformers' class for BIO labels.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .multitask import SoraMultiTaskPipeline
 from .question_answering import SoraQuestionAnsweringPipeline
 from .sentence_similarity import SoraSentenceSimilarityPipeline
 from .text2text import SoraSummarizationPipeline, SoraText2TextGenerationPipeline, SoraTranslationPipeline
+from .token_classification import SoraTokenClassificationPipeline
 
 __all__ = [
     "AutoModelOrTextEncoder",
@@ -37,6 +40,7 @@ __all__ = [
     "SoraSentenceSimilarityPipeline",
     "SoraSummarizationPipeline",
     "SoraText2TextGenerationPipeline",
+    "SoraTokenClassificationPipeline",
     "SoraTranslationPipeline",
     "register_pipelines",
 ]
@@ -94,6 +98,16 @@ def register_pipelines() -> None:
         registry.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto_class, type="text")
     _register_multitask(registry)
     _load_sora_embedding_folders_with_their_head(registry)
+    _group_bmes_and_bioes_spans(registry)
+
+
+def _group_bmes_and_bioes_spans(registry) -> None:
+    """token-classification: transformers' class -> `SoraTokenClassificationPipeline` (the same for BIO labels).
+
+    Edited in place, as feature-extraction is, so that the built-in task does not become a "custom" pipeline."""
+    entry = registry.supported_tasks.get("token-classification")
+    if entry is not None:
+        entry["impl"] = SoraTokenClassificationPipeline
 
 
 def _load_sora_embedding_folders_with_their_head(registry) -> None:

@@ -24,21 +24,68 @@ def _is_cjk(char: str) -> bool:
 def join_words(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
     """Words (characters for Chinese) back to a text, with each word's character span.
 
-    Chinese characters are joined directly; a space separates two words when both touch Latin letters or digits,
-    which is how the text was written.
+    Chinese characters are joined directly, and so are single Latin letters and digits (a character-level corpus
+    splits `MBA` and `１９９８` into characters: the model must see them as written, as the pipeline will); a space
+    separates two words that touch Latin letters or digits when one of them is a longer word, as in `New York`.
     """
     text, spans = "", []
+    previous = ""
     for word in words:
-        if text and word and not _is_cjk(word[0]) and not _is_cjk(text[-1]) and not text[-1].isspace():
+        latin_neighbours = text and word and not _is_cjk(word[0]) and not _is_cjk(text[-1])
+        if latin_neighbours and not text[-1].isspace() and (len(word) > 1 or len(previous) > 1):
             text += " "
         spans.append((len(text), len(text) + len(word)))
         text += word
+        previous = word
     return text, spans
 
 
-def encode_token_classification(dataset, tokenizer, max_length: int, doc_stride: int) -> Features:
-    """Words -> text -> overlapping windows; the first sub-token of each word carries its tag, the rest -100."""
+def _inside(suffix: str, labels: set[str]) -> str:
+    return f"M{suffix}" if f"M{suffix}" in labels else f"I{suffix}"
+
+
+def token_tag(tags: list[str], labels: set[str]) -> str:
+    """The tag of one token that covers several words, from theirs (the inverse of `continuation_tags`): in BIOES /
+    BMES a token that is a whole word is `S`, one that starts it `B`, ends it `E`; in BIO the first word's tag."""
+    first, _, kind = tags[0].partition("-")
+    last, _, last_kind = tags[-1].partition("-")
+    suffix = f"-{kind}" if kind else ""
+    if len(tags) == 1 or kind != last_kind or first == "O" or f"E{suffix}" not in labels:
+        return tags[0]
+    starts, ends = first in ("B", "S"), last in ("E", "S")
+    tag = (f"S{suffix}" if ends else f"B{suffix}") if starts else (f"E{suffix}" if ends else _inside(suffix, labels))
+    return tag if tag in labels else tags[0]
+
+
+def continuation_tags(tag: str, count: int, labels: set[str]) -> list[str]:
+    """The tags of the `count` words one token covers (`MBA` tagged as one token), from the token's tag, in the
+    label set's scheme (BIO, BIOES or BMES; typed `B-ORG` or bare `B`): B-ORG -> B-ORG I-ORG I-ORG, S -> B M E."""
+    if count == 1 or tag == "O":
+        return [tag] * count
+    position, dash, kind = tag.partition("-")
+    suffix = dash + kind
+    inside = _inside(suffix, labels)
+    end = f"E{suffix}"
+    if inside not in labels:
+        return [tag] * count
+    if end not in labels:  # BIO
+        return [tag] + [inside] * (count - 1)
+    first = f"B{suffix}" if position in ("B", "S") else inside
+    last = end if position in ("E", "S") else inside
+    return [first] + [inside] * (count - 2) + [last]
+
+
+def encode_token_classification(
+    dataset, tokenizer, max_length: int, doc_stride: int, names: list[str] | None = None
+) -> Features:
+    """Words -> text -> overlapping windows; the first sub-token of each word carries its tag, the rest -100.
+
+    A token that covers several words (`MBA` over the characters of a character-level corpus) carries `token_tag`
+    of their tags (with the label `names`; without them, the first word's tag)."""
     from datasets import Dataset
+
+    label_set = set(names or [])
+    ids = {name: i for i, name in enumerate(names or [])}
 
     rows: dict[str, list] = defaultdict(list)
     meta = []
@@ -59,11 +106,12 @@ def encode_token_classification(dataset, tokenizer, max_length: int, doc_stride:
         for window in range(len(enc["input_ids"])):
             offsets = enc["offset_mapping"][window]
             special = enc.encodings[window].special_tokens_mask
-            labels, word_of_token, seen = [], [], set()
+            labels, word_of_token, words_in_token, seen = [], [], [], set()
             for t, (start, end) in enumerate(offsets):
                 if special[t] or start == end:
                     labels.append(-100)
                     word_of_token.append(-1)
+                    words_in_token.append(0)
                     continue
                 # skip the leading space a Metaspace token may cover
                 while start < end and text[start].isspace():
@@ -72,35 +120,64 @@ def encode_token_classification(dataset, tokenizer, max_length: int, doc_stride:
                 if w < 0 or w in seen:
                     labels.append(-100)
                     word_of_token.append(-1)
+                    words_in_token.append(0)
                 else:
-                    seen.add(w)
-                    labels.append(int(tags[w]))
+                    last = w + 1  # the words whose first character this token also covers
+                    while last < len(spans) and spans[last][0] < end:
+                        last += 1
+                    seen.update(range(w, last))
+                    tag = int(tags[w])
+                    if last - w > 1 and names:
+                        tag = ids[token_tag([names[int(t)] for t in tags[w:last]], label_set)]
+                    labels.append(tag)
                     word_of_token.append(w)
+                    words_in_token.append(last - w)
             for key in ("input_ids", "attention_mask", "token_type_ids"):
                 if key in enc:
                     rows[key].append(enc[key][window])
             rows["labels"].append(labels)
-            meta.append({"example": example_index, "word_of_token": word_of_token, "num_words": len(words)})
+            meta.append(
+                {
+                    "example": example_index,
+                    "word_of_token": word_of_token,
+                    "words_in_token": words_in_token,
+                    "num_words": len(words),
+                }
+            )
     return Features(Dataset.from_dict(dict(rows)), meta)
 
 
-def decode_token_classification(logits: np.ndarray, features: Features, num_examples: int) -> list[list[int]]:
-    """Per example, the predicted tag of every word, from the window where the word sits farthest from an edge."""
-    best: list[dict[int, tuple[int, int]]] = [{} for _ in range(num_examples)]
+def decode_token_classification(
+    logits: np.ndarray, features: Features, num_examples: int, id2label: dict[int, str] | None = None
+) -> list[list[int]]:
+    """Per example, the predicted tag of every word, from the window where the word sits farthest from an edge.
+
+    A token that covers several words (`MBA` over the characters M, B, A) gives them its tag continued in the
+    scheme of `id2label` (`continuation_tags`); without `id2label` each of them gets the token's tag."""
+    best: list[dict[int, tuple[int, int, int]]] = [{} for _ in range(num_examples)]
     for row, meta in enumerate(features.meta):
         positions = [t for t, w in enumerate(meta["word_of_token"]) if w >= 0]
         length = len(meta["word_of_token"])
+        covered = meta.get("words_in_token") or [1] * length
         for t in positions:
             w = meta["word_of_token"][t]
             margin = min(t, length - 1 - t)
             previous = best[meta["example"]].get(w)
             if previous is None or margin > previous[0]:
-                best[meta["example"]][w] = (margin, int(logits[row][t].argmax()))
+                best[meta["example"]][w] = (margin, int(logits[row][t].argmax()), covered[t])
+    ids = {name: i for i, name in (id2label or {}).items()}
     sizes = {m["example"]: m["num_words"] for m in features.meta}
     predictions = []
     for example in range(num_examples):
-        words = best[example]
-        predictions.append([words[w][1] if w in words else 0 for w in range(sizes.get(example, 0))])
+        tags = [0] * sizes.get(example, 0)
+        for w, (_, tag, count) in sorted(best[example].items()):
+            run = [tag] * count
+            if count > 1 and id2label:
+                run = [ids[name] for name in continuation_tags(id2label[tag], count, set(ids))]
+            for k, value in enumerate(run):
+                if w + k < len(tags) and (k == 0 or w + k not in best[example]):
+                    tags[w + k] = value
+        predictions.append(tags)
     return predictions
 
 
@@ -127,7 +204,7 @@ class TokenClassificationTask(Task):
     has_label_names = True
 
     def encode(self, recipe, info, dataset, tokenizer, name: str = "data") -> Features:
-        return encode_token_classification(dataset, tokenizer, recipe.max_length, recipe.doc_stride)
+        return encode_token_classification(dataset, tokenizer, recipe.max_length, recipe.doc_stride, label_names(info))
 
     def collator(self, tokenizer, model):
         from transformers import DataCollatorForTokenClassification
@@ -136,7 +213,9 @@ class TokenClassificationTask(Task):
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         logits = collect_outputs(model, features, collator, batch_size)["logits"]
-        return decode_token_classification(logits, features, len(dataset))
+        labels = getattr(getattr(model, "config", None), "id2label", None) or {}
+        id2label = {int(i): name for i, name in labels.items()} or None
+        return decode_token_classification(logits, features, len(dataset), id2label)
 
     def score(self, info, test, predictions) -> dict[str, Any]:
         names = label_names(info)

@@ -4,6 +4,7 @@ shared encoder, and the views the run and the trainer take of it. `recipe` is a 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from torch import nn
@@ -33,6 +34,12 @@ class TaskView(nn.Module):
         super().__init__()
         self.inner = model
         self.task = task
+
+    @property
+    def config(self) -> Any:
+        """What prediction reads of a single-task config: the task's `id2label`."""
+        labels = unwrap(self.inner).config.tasks[self.task].get("labels") or []
+        return SimpleNamespace(id2label=dict(enumerate(labels)))
 
     def forward(self, **inputs: Any):
         return self.inner(task=self.task, **inputs)

@@ -92,3 +92,24 @@ def test_readme_example_runs_as_printed(line, folders):
         assert len(result) == 2 and all(-1.0 <= score <= 1.0 for score in result)
     else:
         assert result  # each task's own tests check its values; here the printed call must work
+
+
+def test_the_readme_lists_every_data_key_with_its_default():
+    """The own-data table is the schema's: every key of FinetuneDataSection, with its default as YAML writes it."""
+    import dataclasses
+
+    import yaml
+
+    from sora_hf.recipes import FINETUNE_TRAINING, FinetuneDataSection
+
+    text = README.read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", text, flags=re.M))
+    for field in dataclasses.fields(FinetuneDataSection):
+        assert field.name in rows, field.name
+        assert yaml.safe_load(rows[field.name]) == field.default, field.name
+    for name in ("my-classification", "my-token-classification", "my-question-answering", "my-seq2seq",
+                 "my-similarity", "my-causal-lm"):  # fmt: skip
+        assert f"{name}.yaml" in text
+    stated = {"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "learning_rate": 5e-4,
+              "weight_decay": 0.01, "warmup_steps": 0.06, "num_train_epochs": 3, "logging_steps": 25}  # fmt: skip
+    assert {key: FINETUNE_TRAINING[key] for key in stated} == stated

@@ -74,6 +74,8 @@ class SoraConfig(PreTrainedConfig):
         hidden_dropout (`float`): dropout on embeddings and on each block's residual branches.
         attention_dropout (`float`): dropout on attention probabilities.
         classifier_dropout (`float`, *optional*): dropout before task heads; defaults to `hidden_dropout`.
+        use_crf (`bool`): token classification: a linear-chain CRF over the tags (loss: its negative log-likelihood;
+            decoding: Viterbi, constrained to the transitions valid in the BIO, BIOES or BMES scheme of `id2label`).
         classifier_pooling (`"cls"`, `"mean"` or `"last"`): how a layer's token states become one vector for pooled
             heads: the first token, the mean of the real tokens, or the last real token (a decoder's `"cls"`, since
             under causal attention only the last token has seen the whole sequence).
@@ -149,6 +151,7 @@ class SoraConfig(PreTrainedConfig):
     classifier_dropout: float | int | None = None
     classifier_pooling: Literal["cls", "mean", "last"] = "cls"
     multi_level_attention: bool = True
+    use_crf: bool = False
     attention_bias: bool = False
     mlp_bias: bool = False
     rope_parameters: RopeParameters | dict | None = None

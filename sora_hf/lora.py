@@ -32,6 +32,10 @@ class LoraOptions:
     modules_to_save: list[str] = field(default_factory=list)
 
 
+def _crf(model) -> set[str]:
+    return {"crf"} if getattr(model, "crf", None) is not None else set()
+
+
 def lora_config_for(model: nn.Module, options: LoraOptions | None = None):
     """A `peft.LoraConfig` for this Sora head."""
     from peft import LoraConfig
@@ -46,7 +50,8 @@ def lora_config_for(model: nn.Module, options: LoraOptions | None = None):
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
-        modules_to_save=sorted(set(extra) | set(options.modules_to_save)) or None,
+        # a token-classification CRF's transitions are trained whole and saved with the adapter
+        modules_to_save=sorted(set(extra) | set(options.modules_to_save) | _crf(model)) or None,
     )
     if options.target_modules is not None:
         kwargs["target_modules"] = options.target_modules

@@ -132,6 +132,12 @@ def head_spec(model: PreTrainedModel) -> HeadSpec:
     name = type(model).__name__
     if name not in SUPPORTED_HEADS:
         raise _unsupported(name)
+    if getattr(model.config, "use_crf", False):
+        raise OnnxExportError(
+            f"cannot export {name} with use_crf=True: its tags come from the CRF's Viterbi decoding, which the ONNX "
+            "graph (one forward giving per-token logits) does not hold, and the logits alone would give other tags; "
+            "serve it with torch (`sora-hf serve`), or fine-tune without use_crf for ONNX"
+        )
     return SUPPORTED_HEADS[name]
 
 

@@ -5,10 +5,15 @@ organisation (`B-ORG M-ORG ... E-ORG`) comes back in pieces and a bare `B M E S`
 subclass groups a span from its `B`/`S` to its `E`/`S` (BMES and BIOES, typed or bare, where a bare span is a
 word, `entity_group` "WORD"), and is transformers' own class for every model whose labels are BIO: `import sora_hf`
 installs it as the token-classification pipeline for any family (see `register_pipelines`).
+
+A model with a CRF (`SoraForTokenClassification` with `use_crf`) is decoded by its CRF: each token's tag is the
+Viterbi path's (over the non-special tokens), and its score the CRF's marginal probability of that tag (where the
+Viterbi tag is not the most probable one alone, the others are capped below it and the scores renormalised).
 """
 
 from __future__ import annotations
 
+import torch
 from transformers import TokenClassificationPipeline
 
 _POSITIONS = {"B", "I", "M", "E", "S"}
@@ -38,6 +43,20 @@ class SoraTokenClassificationPipeline(TokenClassificationPipeline):
     def _span_scheme(self) -> bool:
         labels = list(getattr(self.model.config, "id2label", {}).values())
         return uses_span_ends(labels)
+
+    def _forward(self, model_inputs):
+        outputs = super()._forward(model_inputs)
+        crf = getattr(self.model, "crf", None)
+        if crf is not None:
+            mask = outputs["attention_mask"].bool() & ~outputs["special_tokens_mask"].bool()
+            mask = mask.to(outputs["logits"].device)
+            tags = crf.decode(outputs["logits"], mask).clamp(min=0)[..., None]
+            marginals = crf.log_marginals(outputs["logits"], mask).exp()
+            # the Viterbi tag on top of each tagged token's scores, keeping its marginal probability
+            chosen = marginals.gather(-1, tags)
+            capped = torch.minimum(marginals, chosen * (1 - 1e-6)).scatter(-1, tags, chosen)
+            outputs["logits"] = torch.where(mask[..., None], capped, marginals).clamp(min=1e-12).log()
+        return outputs
 
     def group_entities(self, entities: list[dict]) -> list[dict]:
         if not self._span_scheme():

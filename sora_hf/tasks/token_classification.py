@@ -148,13 +148,19 @@ def encode_token_classification(
 
 
 def decode_token_classification(
-    logits: np.ndarray, features: Features, num_examples: int, id2label: dict[int, str] | None = None
+    logits: np.ndarray,
+    features: Features,
+    num_examples: int,
+    id2label: dict[int, str] | None = None,
+    sequence_decoder=None,
 ) -> list[list[int]]:
     """Per example, the predicted tag of every word, from the window where the word sits farthest from an edge.
 
     A token that covers several words (`MBA` over the characters M, B, A) gives them its tag continued in the
-    scheme of `id2label` (`continuation_tags`); without `id2label` each of them gets the token's tag."""
-    best: list[dict[int, tuple[int, int, int]]] = [{} for _ in range(num_examples)]
+    scheme of `id2label` (`continuation_tags`); without `id2label` each of them gets the token's tag.
+    `sequence_decoder(scores) -> tags` (a CRF's Viterbi) picks the tags of a whole sentence from its words' scores,
+    stitched from their windows, instead of each word's best score."""
+    best: list[dict[int, tuple[int, np.ndarray, int]]] = [{} for _ in range(num_examples)]
     for row, meta in enumerate(features.meta):
         positions = [t for t, w in enumerate(meta["word_of_token"]) if w >= 0]
         length = len(meta["word_of_token"])
@@ -164,13 +170,18 @@ def decode_token_classification(
             margin = min(t, length - 1 - t)
             previous = best[meta["example"]].get(w)
             if previous is None or margin > previous[0]:
-                best[meta["example"]][w] = (margin, int(logits[row][t].argmax()), covered[t])
+                best[meta["example"]][w] = (margin, logits[row][t], covered[t])
     ids = {name: i for i, name in (id2label or {}).items()}
     sizes = {m["example"]: m["num_words"] for m in features.meta}
     predictions = []
     for example in range(num_examples):
         tags = [0] * sizes.get(example, 0)
-        for w, (_, tag, count) in sorted(best[example].items()):
+        words = sorted(best[example].items())
+        if sequence_decoder is not None and words:
+            chosen = sequence_decoder(np.stack([scores for _, (_, scores, _) in words]))
+        else:
+            chosen = [int(np.argmax(scores)) for _, (_, scores, _) in words]
+        for (w, (_, _, count)), tag in zip(words, chosen, strict=True):
             run = [tag] * count
             if count > 1 and id2label:
                 run = [ids[name] for name in continuation_tags(id2label[tag], count, set(ids))]
@@ -215,7 +226,17 @@ class TokenClassificationTask(Task):
         logits = collect_outputs(model, features, collator, batch_size)["logits"]
         labels = getattr(getattr(model, "config", None), "id2label", None) or {}
         id2label = {int(i): name for i, name in labels.items()} or None
-        return decode_token_classification(logits, features, len(dataset), id2label)
+        crf = getattr(model, "crf", None)
+        viterbi = None
+        if crf is not None:  # the CRF decodes each whole sentence, from its words' emissions
+
+            def viterbi(scores: np.ndarray) -> list[int]:
+                import torch
+
+                emissions = torch.as_tensor(scores, dtype=torch.float32)[None]
+                return crf.decode(emissions, torch.ones(emissions.shape[:2], dtype=torch.bool))[0].tolist()
+
+        return decode_token_classification(logits, features, len(dataset), id2label, viterbi)
 
     def score(self, info, test, predictions) -> dict[str, Any]:
         names = label_names(info)

@@ -5,7 +5,7 @@
 The seeds' "multi-level attention" (a learned mix of every layer's pooled vector) is on by default in every pooled
 head; this runs `recipes/finetune/<task>.yaml` three times from one pre-trained encoder (`--checkpoint`, default the
 one `benchmarks/token_classification_crf.py` pre-trains) with `model.multi_level_attention` on (mean, as shipped), off
-(mean) and off (CLS), and reports validation loss (what a choice is made on) and the test score (reported, not chosen on).
+(mean) and off (CLS), and reports validation accuracy (what the choice is made on) and the test score (reported, not chosen on).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
         results[variant] = {k: v for k, v in metrics.items() if k.startswith(("test_", "validation_", "train_sec"))
                             and not isinstance(v, dict | list)}  # fmt: skip
         print(variant, json.dumps(results[variant]), flush=True)
-    chosen = min(results, key=lambda v: results[v]["validation_loss"])
+    chosen = max(results, key=lambda v: results[v]["validation_accuracy"])
     report = {
         "task": args.task,
         "method": args.method,
@@ -54,7 +54,7 @@ def main() -> None:
         "checkpoint": args.checkpoint,
         "machine": {"cpu": platform.processor() or platform.machine()},
         "results": results,
-        "chosen_on_validation_loss": chosen,
+        "chosen_on_validation_accuracy": chosen,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

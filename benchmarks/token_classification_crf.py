@@ -20,7 +20,7 @@ import torch
 from sora_hf.recipes import find_recipe, load_finetune_recipe, load_pretrain_recipe
 from sora_hf.runs import run_finetuning, run_pretraining
 
-KEYS = ("test_overall_f1", "test_overall_precision", "test_overall_recall", "test_token_accuracy", "train_seconds",
+KEYS = ("validation_overall_f1", "test_overall_f1", "test_overall_precision", "test_overall_recall", "test_token_accuracy", "train_seconds",
         "validation_loss", "train_examples", "validation_examples", "test_examples")  # fmt: skip
 
 
@@ -58,7 +58,8 @@ def main() -> None:
         "encoder": str(encoder),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
         "results": results,
-        "crf_minus_softmax_f1": results["crf"]["test_overall_f1"] - results["softmax"]["test_overall_f1"],
+        "chosen_on_validation_f1": max(results, key=lambda v: results[v]["validation_overall_f1"]),
+        "crf_minus_softmax_test_f1": results["crf"]["test_overall_f1"] - results["softmax"]["test_overall_f1"],
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -172,7 +172,7 @@ def test_the_model_is_chosen_on_validation_data_never_on_the_test_split(encoder_
     metrics, sizes = run({**files, "validation_file": write("validation.csv", 12)}, "with-file")
     assert sizes == [12, 12, 12]  # steps 2 and 4, then the kept model once more; never the 20 test rows
     assert (metrics["train_examples"], metrics["validation_examples"], metrics["test_examples"]) == (40, 12, 20)
-    assert np.isfinite(metrics["validation_loss"]) and "test_accuracy" in metrics
+    assert np.isfinite(metrics["validation_loss"]) and "test_accuracy" in metrics and "validation_accuracy" in metrics
     # no validation file: 10% of the training rows are carved off (seeded), and trained on no more
     metrics, sizes = run(files, "carved")
     assert (metrics["train_examples"], metrics["validation_examples"], metrics["test_examples"]) == (36, 4, 20)

@@ -89,6 +89,17 @@ def run_finetuning(
         training = train_and_measure(trainer, recipe.name)
         if validation_features is not None:  # the model kept (the last, or the best with load_best_model_at_end)
             training["validation_loss"] = trainer.evaluate()["eval_loss"]
+            validation = dataset["validation"]
+            scores = task.score(
+                info,
+                validation,
+                task.predict(
+                    trainer.model, validation_features, collator, tokenizer, validation,
+                    args.per_device_eval_batch_size, recipe,
+                ),
+            )  # fmt: skip
+            # the task's own scores on the validation split, what a choice between runs is made on
+            training.update({f"validation_{k[5:]}": v for k, v in scores.items() if not isinstance(v, dict | list)})
 
         test = dataset["test"]
         predictions = task.predict(

@@ -358,7 +358,7 @@ def test_a_bert_teacher_with_the_same_tokenizer_teaches_a_narrower_sora(tokenize
         s = student(**inputs).logits
         t = bert.eval()(**encoded).logits  # the saved BERT, dropout off
     expected = sum(hand_kl(t[i].tolist(), s[i].tolist(), 1.5) for i in range(2)) / 2 * 1.5**2
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() == pytest.approx(expected, rel=1e-4)  # float32 KL of near-equal distributions
 
     wide = trainer(tmp_path, student, teacher, alpha=0.5, hidden_weight=1.0)
     assert wide.layer_pairs == ((1, 1), (2, 2))

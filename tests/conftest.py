@@ -66,3 +66,16 @@ def sentiment_checkpoint(tmp_path_factory):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder, model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def encoder_checkpoint(tokenizer, tmp_path_factory):
+    """A tiny random Sora masked-LM encoder with the shared tokenizer, saved: what fine-tuning tests start from
+    (read only; every run writes its own output folder)."""
+    from sora_hf import SoraConfig, SoraForMaskedLM
+
+    folder = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(0)
+    SoraForMaskedLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer)))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -159,20 +159,15 @@ def test_lora_trains_the_crf_and_onnx_export_refuses_it(tmp_path):
         export_onnx(_tagger(), tmp_path / "onnx")
 
 
-def test_fine_tuning_with_a_crf_predicts_only_valid_tag_sequences(tokenizer, tmp_path):
+def test_fine_tuning_with_a_crf_predicts_only_valid_tag_sequences(encoder_checkpoint, tmp_path):
     import json
 
-    from sora_hf import SoraForMaskedLM
     from sora_hf.data.tasks import validate_tags
     from sora_hf.recipes import parse_finetune_recipe
     from sora_hf.runs import run_finetuning
 
-    torch.manual_seed(0)
-    encoder = SoraForMaskedLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer))))
-    encoder.save_pretrained(tmp_path / "encoder")
-    tokenizer.save_pretrained(tmp_path / "encoder")
     raw = {
-        "name": "ner-crf", "checkpoint": str(tmp_path / "encoder"), "output_dir": str(tmp_path / "run"),
+        "name": "ner-crf", "checkpoint": str(encoder_checkpoint), "output_dir": str(tmp_path / "run"),
         "method": "lora", "max_length": 48, "doc_stride": 8, "model": {"use_crf": True},
         "data": {"embedded": "ner", "max_train_examples": 48, "max_eval_examples": 24},
         "training": {"max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 3e-3, "disable_tqdm": True},

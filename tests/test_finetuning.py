@@ -35,11 +35,6 @@ def _save(model_class, tokenizer, folder, **overrides):
     return folder
 
 
-@pytest.fixture(scope="module")
-def encoder_checkpoint(tokenizer, tmp_path_factory):
-    return _save(SoraForMaskedLM, tokenizer, tmp_path_factory.mktemp("encoder"))
-
-
 def recipe(checkpoint, out, data, method="lora", **extra):
     raw = {
         "name": "test",

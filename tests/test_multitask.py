@@ -288,15 +288,6 @@ TRAINING = {
 }
 
 
-@pytest.fixture(scope="module")
-def encoder_checkpoint(tokenizer, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoder")
-    torch.manual_seed(0)
-    SoraForMaskedLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer)))).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def raw_recipe(checkpoint, out, **extra):
     limits = {"max_train_examples": 40, "max_eval_examples": 16}
     return {

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import tiny_config_kwargs
 
-from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification, SoraForTokenClassification
+from sora_hf import SoraConfig, SoraForSequenceClassification, SoraForTokenClassification
 from sora_hf.data.tasks import EMBEDDED_TASK_TYPES, EMBEDDED_TASKS, TASK_TYPES, TaskInfo
 from sora_hf.finetuning import load_task
 from sora_hf.recipes import RecipeError, parse_finetune_recipe
@@ -106,15 +106,6 @@ TRAINING = {
     "learning_rate": 3e-3,
     "disable_tqdm": True,
 }
-
-
-@pytest.fixture(scope="module")
-def encoder_checkpoint(tokenizer, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoder")
-    torch.manual_seed(0)
-    SoraForMaskedLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer)))).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _recipe(checkpoint, out, embedded):

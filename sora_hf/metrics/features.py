@@ -15,7 +15,9 @@ INT = datasets.Value("int64")
 
 def pairs(predictions, references=None) -> datasets.Features:
     """One prediction and its reference per example; the reference has the prediction's type unless given."""
-    return datasets.Features({"predictions": predictions, "references": references or predictions})
+    return datasets.Features(
+        {"predictions": predictions, "references": predictions if references is None else references}
+    )
 
 
 # The first option whose types fit the first example is used: int labels, 0/1 rows (multi-label), string labels.

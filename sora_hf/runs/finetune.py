@@ -144,7 +144,9 @@ def run_finetuning(
         task.write_reports(output_dir, info, test, predictions, metrics)
         write_metrics(output_dir, metrics)
         plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # this run's, in its staging folder
+        # the folder this run pointed Trainer at, inside `out.path`: a fresh staging folder, or a target that was
+        # empty or absent (check_output_folder refuses a non-empty one without --overwrite, which stages)
+        shutil.rmtree(args.output_dir, ignore_errors=True)
         recipe_text = save_recipe(recipe, output_dir)
         write_model_card(
             output_dir,

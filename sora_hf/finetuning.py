@@ -13,7 +13,7 @@ from transformers import Trainer, TrainingArguments
 
 from .checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from .distributed import for_this_machine
-from .recipes import FINETUNE_TRAINING, FinetuneRecipe, RecipeError
+from .recipes import FINETUNE_LEARNING_RATE, FINETUNE_TRAINING, FinetuneRecipe, RecipeError
 from .tasks import Features, get_task
 from .tokenizer import check_tokenizer_fits
 
@@ -100,13 +100,30 @@ def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer) -> tuple[Fe
 
 
 def training_kwargs(recipe: FinetuneRecipe, task_type: str | None = None) -> dict[str, Any]:
-    """The run's Trainer arguments: fine-tuning's defaults, the task's, then the recipe's `training:` section."""
+    """The run's Trainer arguments: fine-tuning's defaults (the learning rate by method), the task's, then the
+    recipe's `training:` section."""
     task_defaults = get_task(task_type).training_defaults() if task_type else {}
-    kwargs = {**FINETUNE_TRAINING, **task_defaults, **recipe.training}
+    method_defaults = {"learning_rate": FINETUNE_LEARNING_RATE[recipe.method]}
+    kwargs = {**FINETUNE_TRAINING, **method_defaults, **task_defaults, **recipe.training}
     kwargs.setdefault("seed", recipe.seed)
-    if kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
+    if recipe.early_stopping_patience is not None:
+        kwargs.setdefault("load_best_model_at_end", True)
+        kwargs.setdefault("metric_for_best_model", "loss")
+        if kwargs.get("max_steps", -1) > 0:  # evaluate and save every eval_steps (the schema made sure they are given)
+            kwargs.setdefault("eval_strategy", "steps")
+            kwargs.setdefault("save_strategy", kwargs["eval_strategy"])
+    elif kwargs.get("eval_strategy") != "no" and kwargs.get("save_strategy") == "epoch" and "max_steps" in kwargs:
         kwargs.update(eval_strategy="no", save_strategy="no")
     return kwargs
+
+
+def training_callbacks(recipe: FinetuneRecipe) -> list:
+    """The callbacks the recipe asks for (early stopping on the validation loss)."""
+    if recipe.early_stopping_patience is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience)]
 
 
 def evaluates_during_training(recipe: FinetuneRecipe) -> bool:

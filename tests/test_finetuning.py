@@ -260,3 +260,45 @@ def test_causal_lm_fine_tuning_on_user_text(tokenizer, tmp_path):
     encoder = _save(SoraForMaskedLM, decoder_tokenizer, tmp_path / "enc")
     with pytest.raises(RecipeError, match="not a causal decoder"):
         run_finetuning(recipe(encoder, tmp_path / "x", {"task_type": "causal_lm", "train_file": str(corpus)}))
+
+
+def test_early_stopping_stops_when_the_validation_loss_stops_improving_and_keeps_the_best(encoder_checkpoint, tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "\n".join(f"{'好评' if i % 2 else '差评'}{i},{i % 2}" for i in range(40)),
+                     encoding="utf-8")  # fmt: skip
+
+    def run(out, learning_rate, patience):
+        raw = {"name": "t", "checkpoint": str(encoder_checkpoint), "output_dir": str(tmp_path / out), "max_length": 32,
+               "doc_stride": 8, "early_stopping_patience": patience,
+               "data": {"task_type": "classification", "train_file": str(train), "validation_split": 0.25},
+               "training": {**TRAINING, "max_steps": -1, "num_train_epochs": 6, "learning_rate": learning_rate,
+                            "per_device_train_batch_size": 10}}  # fmt: skip
+        return run_finetuning(parse_finetune_recipe(raw))
+
+    # learning rate 0: the loss never improves on the first evaluation, so patience 1 stops after the second epoch
+    # and the kept model is the first epoch's (3 steps of 10 rows)
+    stopped = run("stopped", 0.0, 1)
+    assert (stopped["epochs_trained"], stopped["best_step"]) == (2.0, 3)
+    assert run("patient", 0.0, 3)["epochs_trained"] == 4.0
+    assert run("learning", 5e-3, None)["epochs_trained"] == 6.0  # no early stopping: every epoch
+
+    with pytest.raises(RecipeError, match="early_stopping_patience needs evaluations to stop on"):
+        parse_finetune_recipe({"name": "t", "checkpoint": "c", "output_dir": "o", "early_stopping_patience": 2,
+                               "data": {"embedded": "sentiment"}, "training": {"eval_strategy": "no"}})  # fmt: skip
+    with pytest.raises(RecipeError, match="early_stopping_patience=0 must be at least 1"):
+        parse_finetune_recipe({"name": "t", "checkpoint": "c", "output_dir": "o", "early_stopping_patience": 0,
+                               "data": {"embedded": "sentiment"}})  # fmt: skip
+
+
+def test_the_learning_rate_defaults_by_method_and_a_recipe_s_own_wins():
+    from sora_hf.finetuning import training_kwargs
+    from sora_hf.recipes import FINETUNE_LEARNING_RATE
+
+    def rate(method, training=None):
+        raw = {"name": "t", "checkpoint": "c", "output_dir": "o", "method": method, "data": {"embedded": "sentiment"},
+               "training": training or {}}  # fmt: skip
+        return training_kwargs(parse_finetune_recipe(raw), "classification")["learning_rate"]
+
+    assert rate("full") == FINETUNE_LEARNING_RATE["full"] and rate("lora") == FINETUNE_LEARNING_RATE["lora"]
+    assert FINETUNE_LEARNING_RATE["lora"] > FINETUNE_LEARNING_RATE["full"]
+    assert rate("lora", {"learning_rate": 1e-4}) == rate("full", {"learning_rate": 1e-4}) == 1e-4

@@ -39,4 +39,8 @@ FINETUNE_TRAINING: dict[str, Any] = {
 # fine-tuning's, but no evaluation or checkpoints during training: each task is scored on its own test split after
 MULTITASK_TRAINING: dict[str, Any] = {**_SHARED, "num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "no"}
 
-__all__ = ["PRETRAIN_TRAINING", "FINETUNE_TRAINING", "MULTITASK_TRAINING"]
+# fine-tuning's learning rate when the recipe gives none: LoRA trains a few small matrices from zero and wants a
+# larger step than full fine-tuning (chosen on validation accuracy / F1, benchmarks/results/finetuning_defaults.json)
+FINETUNE_LEARNING_RATE: dict[str, float] = {"full": 5e-4, "lora": 2e-3}
+
+__all__ = ["PRETRAIN_TRAINING", "FINETUNE_TRAINING", "FINETUNE_LEARNING_RATE", "MULTITASK_TRAINING"]

@@ -93,6 +93,7 @@ _AT_LEAST = {
     **dict.fromkeys(("data.max_examples", "data.max_train_examples", "data.max_eval_examples"), 1),
     "data.eval_examples": 2,
     **dict.fromkeys(("seed", "doc_stride"), 0),
+    "early_stopping_patience": 1,
 }
 
 
@@ -243,6 +244,8 @@ class FinetuneRecipe:
     doc_stride: int = 32
     max_target_length: int = 32
     seed: int = 42
+    # stop when the validation loss has not improved for this many evaluations, and keep the best model
+    early_stopping_patience: int | None = None
     data: FinetuneDataSection = field(default_factory=FinetuneDataSection)
     lora: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
@@ -307,6 +310,22 @@ def parse_data_section(raw: Any, section_name: str = "data") -> tuple[FinetuneDa
     return data, typed
 
 
+def _check_early_stopping(recipe: FinetuneRecipe) -> None:
+    """Early stopping needs evaluations to stop on and the best model kept (Trainer's `EarlyStoppingCallback`)."""
+    if recipe.early_stopping_patience is None:
+        return
+    training = recipe.training
+    if training.get("eval_strategy", "epoch") == "no":
+        raise RecipeError("early_stopping_patience needs evaluations to stop on: training.eval_strategy is 'no'")
+    if training.get("load_best_model_at_end") is False:
+        raise RecipeError(
+            "early_stopping_patience keeps the best model (load_best_model_at_end); "
+            "training.load_best_model_at_end is false"
+        )
+    if training.get("max_steps", -1) > 0 and "eval_steps" not in training:
+        raise RecipeError("early_stopping_patience with training.max_steps needs training.eval_steps (and save_steps)")
+
+
 def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -> FinetuneRecipe:
     """Validate a fine-tuning recipe completely before any data or model is loaded.
 
@@ -334,6 +353,7 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
         raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")
     recipe.model = check_model_section(recipe.model)
     recipe.training = check_training_section(recipe.training)
+    _check_early_stopping(recipe)
     for name, parse in EXTENSION_PARSERS.items():
         if sections[name]:
             setattr(recipe, name, parse(sections[name]))

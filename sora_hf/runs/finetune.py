@@ -24,6 +24,7 @@ from ..finetuning import (
     make_trainer,
     save_finetuned,
     training_arguments,
+    training_callbacks,
 )
 from ..lora import LoraOptions, apply_lora, count_parameters
 from ..outputs import OutputFolder, check_output_folder
@@ -84,9 +85,12 @@ def run_finetuning(
             eval_dataset=validation_features.dataset if validation_features is not None else None,
             data_collator=collator,
             processing_class=tokenizer,
-            callbacks=callbacks,
+            callbacks=[*training_callbacks(recipe), *(callbacks or [])],
         )
         training = train_and_measure(trainer, recipe.name)
+        training["epochs_trained"] = round(trainer.state.epoch or 0.0, 3)
+        if getattr(trainer.state, "best_global_step", None) is not None:  # load_best_model_at_end kept this one
+            training["best_step"] = trainer.state.best_global_step
         if validation_features is not None:  # the model kept (the last, or the best with load_best_model_at_end)
             training["validation_loss"] = trainer.evaluate()["eval_loss"]
             validation = dataset["validation"]

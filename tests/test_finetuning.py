@@ -262,7 +262,9 @@ def test_causal_lm_fine_tuning_on_user_text(tokenizer, tmp_path):
         run_finetuning(recipe(encoder, tmp_path / "x", {"task_type": "causal_lm", "train_file": str(corpus)}))
 
 
-def test_early_stopping_stops_when_the_validation_loss_stops_improving_and_keeps_the_best(encoder_checkpoint, tmp_path):
+def test_early_stopping_stops_when_the_validation_loss_stops_improving_and_keeps_the_best(
+    encoder_checkpoint, tmp_path
+):
     train = tmp_path / "train.csv"
     train.write_text("text,label\n" + "\n".join(f"{'好评' if i % 2 else '差评'}{i},{i % 2}" for i in range(40)),
                      encoding="utf-8")  # fmt: skip

@@ -2,7 +2,7 @@
 classical reference.
 
     python benchmarks/references.py            # once: the references, chosen on validation (needs [benchmarks])
-    python benchmarks/quality.py --checkpoint runs/zh-mini-mlm --out benchmarks/results/quality.json
+    python benchmarks/quality.py --checkpoint runs/zh-tiny-mlm-1h --out benchmarks/results/quality.json
 
 Each run is `recipes/finetune/<task>.yaml` as shipped (its defaults were chosen on the carved validation split) with
 `checkpoint` and `method` set; the test split is scored once, at the end of each run. Runs whose `metrics.json`
@@ -105,7 +105,7 @@ def plot(rows: list[dict], references: dict, path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="runs/zh-mini-mlm", help="a pre-trained Sora encoder folder")
+    parser.add_argument("--checkpoint", default="runs/zh-tiny-mlm-1h", help="a pre-trained Sora encoder folder")
     parser.add_argument("--tasks", nargs="+", default=list(METRIC), choices=list(METRIC))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--references", default="benchmarks/results/references.json")

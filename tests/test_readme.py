@@ -100,7 +100,7 @@ def test_the_readme_lists_every_data_key_with_its_default():
 
     import yaml
 
-    from sora_hf.recipes import FINETUNE_TRAINING, FinetuneDataSection
+    from sora_hf.recipes import FINETUNE_LEARNING_RATE, FINETUNE_TRAINING, FinetuneDataSection
 
     text = README.read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", text, flags=re.M))
@@ -110,6 +110,8 @@ def test_the_readme_lists_every_data_key_with_its_default():
     for name in ("my-classification", "my-token-classification", "my-question-answering", "my-seq2seq",
                  "my-similarity", "my-causal-lm"):  # fmt: skip
         assert f"{name}.yaml" in text
-    stated = {"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "learning_rate": 5e-4,
-              "weight_decay": 0.01, "warmup_steps": 0.06, "num_train_epochs": 3, "logging_steps": 25}  # fmt: skip
+    stated = {"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "weight_decay": 0.01,
+              "warmup_steps": 0.06, "num_train_epochs": 3, "logging_steps": 25}  # fmt: skip
     assert {key: FINETUNE_TRAINING[key] for key in stated} == stated
+    rates = re.search(r"`FINETUNE_LEARNING_RATE`: ([0-9.e-]+) for `full`, ([0-9.e-]+) for `lora`", text)
+    assert rates and (float(rates[1]), float(rates[2])) == (FINETUNE_LEARNING_RATE["full"], FINETUNE_LEARNING_RATE["lora"])

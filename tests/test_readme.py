@@ -114,4 +114,7 @@ def test_the_readme_lists_every_data_key_with_its_default():
               "warmup_steps": 0.06, "num_train_epochs": 3, "logging_steps": 25}  # fmt: skip
     assert {key: FINETUNE_TRAINING[key] for key in stated} == stated
     rates = re.search(r"`FINETUNE_LEARNING_RATE`: ([0-9.e-]+) for `full`, ([0-9.e-]+) for `lora`", text)
-    assert rates and (float(rates[1]), float(rates[2])) == (FINETUNE_LEARNING_RATE["full"], FINETUNE_LEARNING_RATE["lora"])
+    assert rates and (float(rates[1]), float(rates[2])) == (
+        FINETUNE_LEARNING_RATE["full"],
+        FINETUNE_LEARNING_RATE["lora"],
+    )

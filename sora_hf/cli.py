@@ -7,6 +7,8 @@ sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--overwrite]
+sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
+sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm] [--tolerance 1e-5] [--overwrite]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
 sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment] [--overwrite]
 
@@ -193,6 +195,24 @@ def _export(args: argparse.Namespace) -> int:
         args.checkpoint, args.output_dir, opset=args.opset, exporter=args.exporter, overwrite=args.overwrite
     )
     print(info.to_json())
+    return 0
+
+
+def _export_llama(args: argparse.Namespace) -> int:
+    _library()
+    from .conversion import export_llama
+
+    result = export_llama(args.checkpoint, args.output_dir, tolerance=args.tolerance, overwrite=args.overwrite)
+    print(result.parity.to_json(), end="")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    _library()
+    from .conversion import convert
+
+    result = convert(args.source, args.output_dir, head=args.head, tolerance=args.tolerance, overwrite=args.overwrite)
+    print(result.parity.to_json(), end="")
     return 0
 
 
@@ -422,6 +442,23 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("--exporter", choices=tuple(ONNX_OPSETS), default="torchscript")
     onnx.add_argument("--overwrite", action="store_true", help=overwrite_help)
     onnx.set_defaults(func=_export)
+    tolerance_help = "largest absolute logit difference allowed against the source (default 1e-5)"
+    llama = export_sub.add_parser(
+        "llama", parents=[common], help="a Sora decoder with Llama's options as a plain LlamaForCausalLM folder"
+    )
+    llama.add_argument("checkpoint", help="a saved SoraForCausalLM")
+    llama.add_argument("output_dir", help="folder for the Llama config, weights, tokenizer and parity.json")
+    llama.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
+    llama.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    llama.set_defaults(func=_export_llama)
+
+    convert = command("convert", help="convert a Llama/Mistral/Qwen2/Qwen3 checkpoint into Sora, parity checked")
+    convert.add_argument("source", help="a transformers checkpoint folder, or a Hub id (downloaded)")
+    convert.add_argument("output_dir", help="folder for the Sora checkpoint, tokenizer, parity.json and model card")
+    convert.add_argument("--head", choices=("causal-lm",), help="the Sora head to write (default: the source's)")
+    convert.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
+    convert.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    convert.set_defaults(func=_convert)
 
     quantize = command("quantize", help="int8 dynamic quantization (onnxruntime) with a before/after report")
     quantize.add_argument("source", help="a saved Sora model (exported first) or an exported ONNX folder")

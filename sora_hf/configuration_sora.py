@@ -28,6 +28,7 @@ TASK_LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 MULTITASK_TYPES = ("classification", "token_classification", "question_answering")
 TASK_SPEC_KEYS = ("type", "labels", "problem_type", "tag_scheme", "loss_weight")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+LAYER_TYPES = ("full_attention", "sliding_attention")
 CHOICE_FIELDS = {"classifier_pooling": POOLING_MODES, "task_loss_weighting": TASK_LOSS_WEIGHTINGS}
 
 
@@ -83,6 +84,17 @@ class SoraConfig(PreTrainedConfig):
             attend over the pooled vectors of *all* layers with a learned query instead of using the last layer only.
             Off by default: measured against last-layer pooling on review sentiment it did not win on validation
             accuracy (0.821 vs 0.823, `benchmarks/pooling.py`) and trains 15-20% slower.
+        attention_bias (`bool`): biases on the query, key, value and output projections (Llama's `attention_bias`).
+        attention_output_bias (`bool`, *optional*): bias on the output projection alone; defaults to
+            `attention_bias`. Qwen2 has biases on query, key and value but not on the output (`attention_bias=True,
+            attention_output_bias=False`).
+        mlp_bias (`bool`): biases on the gated MLP's three projections.
+        qk_norm (`bool`): an RMSNorm over each head's query and key before the rotary positions (Qwen3, OLMo-2 style:
+            it keeps attention logits bounded at large learning rates).
+        sliding_window (`int`, *optional*): decoders: layers of type `"sliding_attention"` attend only to the last
+            `sliding_window` positions (Mistral); every layer is one when `layer_types` is not given.
+        layer_types (`list[str]`, *optional*): per layer, `"full_attention"` or `"sliding_attention"` (Qwen2/Qwen3
+            with `use_sliding_window`); defaults to every layer sliding when `sliding_window` is set, else full.
         is_decoder (`bool`): causal self-attention (decoder-only model).
         tie_word_embeddings (`bool`): output projection of LM heads shares the input embedding matrix.
         generator_hidden_size, generator_intermediate_size, generator_num_hidden_layers,
@@ -155,7 +167,11 @@ class SoraConfig(PreTrainedConfig):
     multi_level_attention: bool = False
     use_crf: bool = False
     attention_bias: bool = False
+    attention_output_bias: bool | None = None
     mlp_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    layer_types: list[str] | None = None
     rope_parameters: RopeParameters | dict | None = None
     is_decoder: bool = False
     use_cache: bool = True
@@ -178,6 +194,12 @@ class SoraConfig(PreTrainedConfig):
     padding_free: bool | None = None
 
     def __post_init__(self, **kwargs):
+        if self.layer_types is None or (
+            len(set(self.layer_types)) == 1 and len(self.layer_types) != self.num_hidden_layers
+        ):  # spelled out, as transformers' masks and caches read it; a uniform list follows the depth
+            uniform = self.layer_types[0] if self.layer_types else None
+            uniform = uniform or ("full_attention" if self.sliding_window is None else "sliding_attention")
+            self.layer_types = [uniform] * self.num_hidden_layers
         self._check_fields()
         self._check_tasks()
         self._check_labels(kwargs.get("num_labels"))
@@ -187,6 +209,8 @@ class SoraConfig(PreTrainedConfig):
             self.num_key_value_heads = self.num_attention_heads
         if self.num_decoder_layers is None:
             self.num_decoder_layers = self.num_hidden_layers
+        if self.attention_output_bias is None:
+            self.attention_output_bias = self.attention_bias
         if self.classifier_dropout is None:
             self.classifier_dropout = self.hidden_dropout
         if self.generator_hidden_size is None:
@@ -211,6 +235,17 @@ class SoraConfig(PreTrainedConfig):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SoraConfig.{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ValueError(f"SoraConfig.sliding_window must be a positive integer, got {self.sliding_window}.")
+        if self.layer_types is not None:
+            unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+            if unknown or len(self.layer_types) != self.num_hidden_layers:
+                raise ValueError(
+                    f"SoraConfig.layer_types must list one of {LAYER_TYPES} per layer ({self.num_hidden_layers}), "
+                    f"got {self.layer_types}."
+                )
+            if "sliding_attention" in self.layer_types and self.sliding_window is None:
+                raise ValueError("SoraConfig.layer_types has sliding_attention layers but sliding_window is not set.")
         if self.head_dim is None and self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"SoraConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -341,6 +376,7 @@ class SoraConfig(PreTrainedConfig):
         if decoder and not encoder and self.is_encoder_decoder and self.num_decoder_layers != self.num_hidden_layers:
             config = copy.deepcopy(config)
             config.num_hidden_layers = self.num_decoder_layers
+            config.layer_types = ["full_attention"] * self.num_decoder_layers
         return config
 
     def generator_config(self) -> "SoraConfig":
@@ -356,6 +392,8 @@ class SoraConfig(PreTrainedConfig):
                 "head_dim": None,
                 "is_decoder": False,
                 "multi_level_attention": False,
+                "sliding_window": None,
+                "layer_types": None,
                 "architectures": None,
             }
         )

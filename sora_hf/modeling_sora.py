@@ -31,6 +31,7 @@ from transformers.generation import GenerationMixin
 from transformers.masking_utils import (
     create_bidirectional_mask,
     create_causal_mask,
+    create_sliding_window_causal_mask,
     find_packed_sequence_indices,
     packed_sequence_mask_function,
 )
@@ -168,6 +169,12 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def layer_attention_type(config: SoraConfig, layer_idx: int) -> str:
+    """A layer's attention, `"full_attention"` or `"sliding_attention"` (`config.layer_types`); the decoder layers
+    of an encoder-decoder, which may outnumber the encoder's, attend in full."""
+    return config.layer_types[layer_idx] if layer_idx < len(config.layer_types) else "full_attention"
+
+
 class SoraMLP(nn.Module):
     """Gated MLP: `down(act(gate(x)) * up(x))`."""
 
@@ -194,11 +201,18 @@ class SoraSelfAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         self.is_causal = is_causal
+        self.attention_type = layer_attention_type(config, layer_idx)
+        self.sliding_window = config.sliding_window if self.attention_type == "sliding_attention" else None
         bias = config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+        self.o_proj = nn.Linear(
+            config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_output_bias
+        )
+        if config.qk_norm:  # per head, over head_dim (Qwen3)
+            self.q_norm = SoraRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+            self.k_norm = SoraRMSNorm(self.head_dim, eps=config.rms_norm_eps)
 
     def forward(
         self,
@@ -210,8 +224,11 @@ class SoraSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
-        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query_states = self.q_proj(hidden_states).view(hidden_shape)
+        key_states = self.k_proj(hidden_states).view(hidden_shape)
+        if self.config.qk_norm:
+            query_states, key_states = self.q_norm(query_states), self.k_norm(key_states)
+        query_states, key_states = query_states.transpose(1, 2), key_states.transpose(1, 2)
         value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
@@ -235,6 +252,7 @@ class SoraSelfAttention(nn.Module):
             attention_mask,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
+            sliding_window=self.sliding_window,
             **kwargs,
         )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
@@ -258,7 +276,9 @@ class SoraCrossAttention(nn.Module):
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+        self.o_proj = nn.Linear(
+            config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_output_bias
+        )
 
     def forward(
         self,
@@ -526,6 +546,9 @@ class SoraModel(SoraPreTrainedModel):
     def __init__(self, config: SoraConfig, is_causal: bool | None = None):
         super().__init__(config)
         self.is_causal = config.is_decoder if is_causal is None else is_causal
+        self.attention_types = set(config.layer_types)
+        if "sliding_attention" in self.attention_types and not self.is_causal:
+            raise ValueError("SoraConfig.sliding_window is for decoders (SoraForCausalLM); an encoder attends to all.")
         self.padding_idx = config.pad_token_id
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.token_type_embeddings = (
@@ -676,14 +699,18 @@ class SoraModel(SoraPreTrainedModel):
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        if self.is_causal:
-            mask = create_causal_mask(
-                config=self.config,
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                **{CACHE_ARG: cache},
-            )
+        if isinstance(attention_mask, dict):  # `generate` made them already, one per layer type
+            masks = attention_mask
+        elif self.is_causal:
+            mask_kwargs = {
+                "config": self.config,
+                "inputs_embeds": inputs_embeds,
+                "attention_mask": attention_mask,
+                "position_ids": position_ids,
+                CACHE_ARG: cache,
+            }
+            builders = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
+            masks = {kind: builders[kind](**mask_kwargs) for kind in self.attention_types}
         else:
             # several sequences packed into one row (padding-free, or transformers' DataCollatorWithFlattening):
             # the position ids restart at each sequence, and each sequence attends only to itself
@@ -694,13 +721,14 @@ class SoraModel(SoraPreTrainedModel):
                 attention_mask=attention_mask,
                 and_mask_function=None if packed is None else packed_sequence_mask_function(packed),
             )
+            masks = {"full_attention": mask}
 
         hidden_states = self.embed_dropout(inputs_embeds)
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
-                mask,
+                masks[layer.self_attn.attention_type],
                 position_embeddings=position_embeddings,
                 cache=cache,
                 use_cache=use_cache,
@@ -1054,13 +1082,16 @@ class SoraSeq2SeqDecoder(SoraPreTrainedModel):
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            **{CACHE_ARG: self_attn_cache},
-        )
+        if isinstance(attention_mask, dict):  # `generate` made it already
+            mask = attention_mask["full_attention"]
+        else:
+            mask = create_causal_mask(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                **{CACHE_ARG: self_attn_cache},
+            )
         cross_mask = create_bidirectional_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,

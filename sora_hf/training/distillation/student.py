@@ -35,6 +35,7 @@ def keep_layers(model: nn.Module, layers: Sequence[int]) -> nn.Module:
         )
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(layers)
+    config.layer_types = [config.layer_types[i] for i in layers]  # a kept layer keeps its attention type
     if getattr(config, "num_decoder_layers", None) == depth:  # defaulted from the depth; no decoder to keep
         config.num_decoder_layers = len(layers)
     student = type(model)(config).to(dtype=next(model.parameters()).dtype)

@@ -1,0 +1,261 @@
+"""`sora_hf.convert` / `sora-hf convert` and `export llama`: tiny random instances of every source architecture, built
+from their transformers configs (no downloads), converted and compared with the source they came from: logits,
+hidden states, padded batches, greedy decoding with the cache, reloading (also as remote code without sora_hf), LoRA
+fine-tuning through a recipe and ONNX export of the converted model; and the refusals (architecture, option,
+parity, output folder), each before anything is written."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+
+from sora_hf import SoraConfig, SoraForCausalLM
+from sora_hf.cli import main as cli_main
+from sora_hf.conversion import ConversionError, convert, export_llama
+from sora_hf.tokenizer import train_tokenizer
+
+TEXTS = ["今天天气很好，我们去公园散步吧。", "The quick brown fox jumps over the lazy dog.", "我不喜欢这个电影"] * 4
+COMMON = dict(
+    vocab_size=160,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    pad_token_id=0,
+    bos_token_id=5,
+    eos_token_id=6,
+)
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 16,
+}
+# every source with the options that make it differ from plain Llama turned on; windows shorter than the inputs
+SOURCES = {
+    "llama": lambda: LlamaForCausalLM(LlamaConfig(**COMMON, attention_bias=True, rope_parameters=LLAMA3_ROPE)),
+    "mistral": lambda: MistralForCausalLM(MistralConfig(**COMMON, sliding_window=4)),
+    "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**COMMON, tie_word_embeddings=True)),
+    "qwen3": lambda: Qwen3ForCausalLM(
+        Qwen3Config(**COMMON, head_dim=16, use_sliding_window=True, sliding_window=4, max_window_layers=1)
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(iter(TEXTS), vocab_size=160, min_frequency=1, model_max_length=64, template="decoder")
+
+
+def save_source(name, folder, tokenizer, seed=0):
+    torch.manual_seed(seed)
+    model = SOURCES[name]().eval()
+    with torch.no_grad():  # norms and biases away from their ones/zeros init, so that a missing one would show
+        for parameter in model.parameters():
+            if parameter.dim() == 1:
+                parameter.normal_(0.0, 0.3).add_(1.0 if parameter.abs().mean() > 0.5 else 0.0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def batch(tokenizer, length=20):
+    ids = [tokenizer(text)["input_ids"][:length] for text in TEXTS[:3]]
+    width = max(map(len, ids))
+    input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, row in enumerate(ids):  # left-padded, as for generation
+        input_ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    return input_ids, mask
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_source_converts_with_parity_reloads_and_generates_like_its_source(name, tokenizer, tmp_path):
+    source = save_source(name, tmp_path / "source", tokenizer)
+    result = convert(tmp_path / "source", tmp_path / "sora")
+    assert result.model_type == name and result.parity.passed
+    parity = json.loads((tmp_path / "sora" / "parity.json").read_text())
+    assert parity["max_abs_logit_diff"] <= 1e-5 and parity["greedy_tokens_equal"] is True
+    assert "tokenizer's encoding" in parity["inputs"]["how"]
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "sora").eval()
+    assert isinstance(model, SoraForCausalLM)
+    input_ids, mask = batch(tokenizer)
+    with torch.no_grad():
+        expected, got = source(input_ids, attention_mask=mask), model(input_ids, attention_mask=mask)
+    real = mask.bool()
+    torch.testing.assert_close(got.logits[real], expected.logits[real], rtol=0, atol=1e-5)
+    greedy = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 0}  # past the 4-token windows
+    for use_cache in (True, False):
+        torch.testing.assert_close(
+            model.generate(input_ids, attention_mask=mask, use_cache=use_cache, **greedy),
+            source.generate(input_ids, attention_mask=mask, **greedy),
+        )
+    card = (tmp_path / "sora" / "README.md").read_text()
+    assert name in card and "licence" in card
+
+
+def test_the_sliding_window_is_computed_not_just_recorded(tokenizer, tmp_path):
+    """Mistral with a 4-token window over 20 tokens: Sora with the window equals Mistral, without it does not."""
+    source = save_source("mistral", tmp_path / "source", tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora")
+    config = SoraConfig.from_pretrained(tmp_path / "sora")
+    assert config.sliding_window == 4
+    windowed = SoraForCausalLM.from_pretrained(tmp_path / "sora").eval()
+    full = SoraForCausalLM(SoraConfig(**{**config.to_dict(), "sliding_window": None, "layer_types": None})).eval()
+    full.load_state_dict(windowed.state_dict())
+    input_ids = torch.tensor([tokenizer(TEXTS[1])["input_ids"][:20]])
+    with torch.no_grad():
+        expected = source(input_ids).logits
+        torch.testing.assert_close(windowed(input_ids).logits, expected, rtol=0, atol=1e-5)
+        assert (full(input_ids).logits - expected)[:, 6:].abs().max() > 1e-3  # positions past the window differ
+
+
+def test_qwen3_layer_types_keep_full_and_sliding_layers_apart(tokenizer, tmp_path):
+    save_source("qwen3", tmp_path / "source", tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora")
+    config = SoraConfig.from_pretrained(tmp_path / "sora")
+    assert config.qk_norm and config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
+    model = SoraForCausalLM.from_pretrained(tmp_path / "sora")
+    assert [layer.self_attn.sliding_window for layer in model.model.layers] == [None, 4, 4]
+
+
+def test_export_llama_round_trips_to_a_plain_llama_folder(tokenizer, tmp_path):
+    source = save_source("llama", tmp_path / "source", tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora")
+    assert cli_main(["export", "llama", str(tmp_path / "sora"), str(tmp_path / "llama")]) == 0
+    files = set(os.listdir(tmp_path / "llama"))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "parity.json"} <= files
+    assert not any(name.endswith(".py") for name in files)
+    config = json.loads((tmp_path / "llama" / "config.json").read_text())
+    assert config["model_type"] == "llama" and "auto_map" not in config
+    exported = LlamaForCausalLM.from_pretrained(tmp_path / "llama").eval()
+    input_ids, mask = batch(tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            exported(input_ids, attention_mask=mask).logits, source(input_ids, attention_mask=mask).logits
+        )
+
+
+def test_export_llama_names_the_options_llama_lacks_and_writes_nothing(tokenizer, tmp_path):
+    save_source("qwen3", tmp_path / "source", tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora")
+    with pytest.raises(ConversionError, match="qk_norm=True.*sliding_window=4"):
+        export_llama(tmp_path / "sora", tmp_path / "llama")
+    save_source("qwen2", tmp_path / "qwen2", tokenizer)
+    convert(tmp_path / "qwen2", tmp_path / "sora-qwen2")
+    with pytest.raises(ConversionError, match="attention_output_bias=False differs from attention_bias=True"):
+        export_llama(tmp_path / "sora-qwen2", tmp_path / "llama")
+    assert not (tmp_path / "llama").exists()
+
+
+def test_unsupported_architectures_and_options_are_refused_before_writing(tokenizer, tmp_path):
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=160)).save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(ConversionError, match="'gpt2'.*supported: llama.*mistral.*qwen2.*qwen3"):
+        convert(tmp_path / "gpt2", tmp_path / "out")
+    partial = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
+    LlamaForCausalLM(LlamaConfig(**COMMON, rope_parameters=partial)).save_pretrained(tmp_path / "partial")
+    with pytest.raises(ConversionError, match="partial_rotary_factor=0.5"):
+        convert(tmp_path / "partial", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_parity_check_writes_nothing_and_an_existing_output_is_kept(tokenizer, tmp_path):
+    save_source("qwen2", tmp_path / "source", tokenizer)
+    with pytest.raises(ConversionError, match="differs from .*nothing was written"):
+        convert(tmp_path / "source", tmp_path / "out", tolerance=-1.0)  # no difference passes a negative tolerance
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    assert cli_main(["convert", str(tmp_path / "source"), str(tmp_path / "out")]) == 2
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+    assert cli_main(["convert", str(tmp_path / "source"), str(tmp_path / "out"), "--overwrite"]) == 0
+    assert (tmp_path / "out" / "parity.json").is_file() and not (tmp_path / "out" / "mine.txt").exists()
+
+
+REMOTE_CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.modules["sora_hf"] = None  # any `import sora_hf` raises: only the folder's own code can load it
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    inputs = torch.load(sys.argv[2])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, torch.load(sys.argv[3]), rtol=0, atol=1e-5)
+    print("ok")
+    """
+)
+
+
+def test_a_converted_qwen3_loads_as_remote_code_without_sora_hf(tokenizer, tmp_path):
+    source = save_source("qwen3", tmp_path / "source", tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora")
+    input_ids, mask = batch(tokenizer)
+    torch.save({"input_ids": input_ids, "attention_mask": mask}, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        torch.save(source(input_ids, attention_mask=mask).logits, tmp_path / "expected.pt")
+    (tmp_path / "child.py").write_text(REMOTE_CHILD)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "child.py", str(tmp_path / "sora"), "inputs.pt", "expected.pt"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        timeout=240,
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-4000:]
+
+
+def test_a_converted_decoder_fine_tunes_with_lora_and_exports_to_onnx(tokenizer, tmp_path):
+    from sora_hf.deploy.onnx_export import export_onnx
+    from sora_hf.recipes import parse_finetune_recipe
+    from sora_hf.runs import run_finetuning
+
+    save_source("qwen2", tmp_path / "source", tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS * 4), encoding="utf-8")
+    recipe = parse_finetune_recipe(
+        {
+            "name": "converted",
+            "checkpoint": str(tmp_path / "sora"),
+            "output_dir": str(tmp_path / "lm"),
+            "method": "lora",
+            "max_length": 24,
+            "doc_stride": 4,
+            "data": {"task_type": "causal_lm", "train_file": str(corpus)},
+            "training": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "learning_rate": 5e-3},
+        }
+    )
+    metrics = run_finetuning(recipe)
+    assert metrics["test_perplexity"] > 1 and (tmp_path / "lm" / "adapter" / "adapter_config.json").is_file()
+    before = SoraForCausalLM.from_pretrained(tmp_path / "sora").state_dict()
+    after = SoraForCausalLM.from_pretrained(tmp_path / "lm").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if "q_proj" in k)  # merged adapters moved it
+    info = export_onnx(str(tmp_path / "lm"), tmp_path / "onnx")
+    assert info.max_abs_diff <= 1e-4

@@ -16,7 +16,8 @@ OLDEST_PEFT := $(shell sed -n 's/^ *"peft>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 OLDEST_TESTS ?= tests/test_modeling.py tests/test_modeling_conventions.py tests/test_generation_parity.py \
 	tests/test_remote_code.py tests/test_pipelines_sora.py tests/test_pipelines_transformers.py \
 	tests/test_pipelines_custom.py tests/test_sentence_embeddings.py tests/test_peft_methods.py \
-	tests/test_tensor_parallel.py tests/test_readme.py tests/test_checkpoints.py tests/test_legacy_checkpoints.py
+	tests/test_tensor_parallel.py tests/test_readme.py tests/test_checkpoints.py tests/test_legacy_checkpoints.py \
+	tests/test_conversion.py
 TEST_ENV = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) OMP_NUM_THREADS=1
 
 .PHONY: setup test test-newest test-oldest test-wheel quickstart lint clean

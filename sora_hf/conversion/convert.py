@@ -7,6 +7,7 @@ holds files (without `overwrite`), and a converted model whose outputs differ fr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import resolve_checkpoint
+from ..checkpoints import read_config_file, resolve_checkpoint
 from ..outputs import OutputFolder, check_output_folder
-from .parity import ParityReport, compare_causal_lms
-from .sources import ConversionError, Head, sora_options, source_of
+from .parity import ParityReport, compare_causal_lms, compare_encoders
+from .sources import ConversionError, Head, check_saved_config, encoder_key, sora_options, source_of
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,17 @@ class Conversion:
     licence: str | None
 
 
+HEAD_CLASSES = {
+    "causal-lm": "SoraForCausalLM",
+    "masked-lm": "SoraForMaskedLM",
+    "sentence-embedding": "SoraForSentenceEmbedding",
+    "sequence-classification": "SoraForSequenceClassification",
+    "token-classification": "SoraForTokenClassification",
+}
+# what the source must have been saved with for a head to carry trained weights (others get a new head)
+TRAINED_HEAD_PREFIXES = {"causal-lm": ("lm_head.",), "masked-lm": ("cls.predictions.", "lm_head.")}
+
+
 def convert(
     source: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -44,51 +56,118 @@ def convert(
     tolerance: float = DEFAULT_TOLERANCE,
     overwrite: bool = False,
 ) -> Conversion:
-    """Convert `source` into a Sora checkpoint at `output_dir`; returns what was written (and measured)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Convert `source` into a Sora checkpoint at `output_dir`; returns what was written (and measured).
 
+    `head`: decoders become `causal-lm`; encoders `masked-lm` (when the source has its MLM head),
+    `sentence-embedding` (the default for a sentence-transformers folder: pooling as its config says), or a new
+    `sequence-classification` / `token-classification` head to fine-tune."""
+    import torch
+    from transformers import AutoConfig
+
+    from .. import modeling_sora
     from ..configuration_sora import SoraConfig
-    from ..modeling_sora import SoraForCausalLM
 
     spec = resolve_checkpoint(source, what="source")
     config = AutoConfig.from_pretrained(spec)
     found = source_of(config)
-    head = head or found.heads[0]
+    if Path(spec).is_dir():
+        check_saved_config(read_config_file(spec))
+    sentence = _sentence_transformers_modules(spec)
+    head = head or ("sentence-embedding" if sentence and "sentence-embedding" in found.heads else found.heads[0])
     if head not in found.heads:
         raise ConversionError(f"a {found.model_type} checkpoint converts to {', '.join(found.heads)}, not {head!r}")
-    options = sora_options(config)
+    tokenizer = _tokenizer(spec)
+    options = sora_options(config, tokenizer)
+    if head == "sentence-embedding":
+        options["classifier_pooling"] = _pooling(spec, sentence)
     check_output_folder(output_dir, inputs=[spec], overwrite=overwrite)
 
     saved_dtype = getattr(config, "dtype", None) or torch.float32
     saved_dtype = getattr(torch, saved_dtype) if isinstance(saved_dtype, str) else saved_dtype
-    source_model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
-    model = SoraForCausalLM(SoraConfig(**options)).eval()
+    source_model, not_saved = _load_source(spec, head)
     state = source_model.state_dict()
+    trained = TRAINED_HEAD_PREFIXES.get(head)
+    if trained and not_saved:  # transformers gave the source a random head: there is nothing to convert
+        raise ConversionError(
+            f"{spec} was saved without its {head} head ({', '.join(config.architectures or [])}); convert it with "
+            f"--head {' / '.join(h for h in found.heads if h not in TRAINED_HEAD_PREFIXES)} instead"
+        )
+    model = getattr(modeling_sora, HEAD_CLASSES[head])(SoraConfig(**options)).eval()
+    if found.model_type in ("bert", "roberta"):
+        renamed = {encoder_key(key): value for key, value in state.items()}
+        state = {key: value for key, value in renamed.items() if key is not None}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    if not trained:  # a new head (classification, token tagging) starts untrained; the body must be complete
+        missing = [key for key in missing if key.startswith(f"{model.base_model_prefix}.")]
     if missing or unexpected:
         raise ConversionError(
-            f"{spec}'s weights do not fit SoraForCausalLM: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            f"{spec}'s weights do not fit {type(model).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    tokenizer = _tokenizer(spec)
-    parity = compare_causal_lms(source_model, model, tokenizer, tolerance)
+    if head == "causal-lm":
+        parity = compare_causal_lms(source_model, model, tokenizer, tolerance)
+    else:
+        parity = compare_encoders(source_model, model, tokenizer, tolerance, head)
     if not parity.passed:
         raise ConversionError(
-            f"the converted model differs from {spec}: logits by {parity.max_abs_logit_diff:.3g}, hidden states by "
-            f"{parity.max_abs_hidden_diff:.3g} (tolerance {tolerance:g}), greedy tokens equal: "
-            f"{parity.greedy_tokens_equal}; nothing was written"
+            f"the converted model differs from {spec} by more than {tolerance:g} (largest absolute differences: "
+            f"{parity.figures()}); nothing was written"
         )
     licence = _licence(spec)
     with OutputFolder(output_dir, overwrite=overwrite) as out:
-        model.generation_config = source_model.generation_config
+        if head == "causal-lm":
+            model.generation_config = source_model.generation_config
         model.to(saved_dtype).save_pretrained(out.path)
         if tokenizer is not None:
             tokenizer.save_pretrained(out.path)
+        if sentence and head == "sentence-embedding":
+            _keep_sentence_modules(out.path, sentence)
         (out.path / "parity.json").write_text(parity.to_json(), encoding="utf-8")
         (out.path / "README.md").write_text(_model_card(spec, found.model_type, head, parity, licence), "utf-8")
         target = out.commit()
     logger.info("converted %s (%s) into %s", spec, found.model_type, target)
     return Conversion(target, spec, found.model_type, head, parity, licence)
+
+
+def _load_source(spec: str, head: Head):
+    """The source in float32 and the names of its parameters that the checkpoint did not hold."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    auto = {"causal-lm": AutoModelForCausalLM, "masked-lm": AutoModelForMaskedLM}.get(head, AutoModel)
+    model, info = auto.from_pretrained(spec, dtype=torch.float32, output_loading_info=True)
+    return model.eval(), list(info.get("missing_keys") or [])
+
+
+def _sentence_transformers_modules(spec: str) -> list[dict] | None:
+    """The source's `modules.json` (a sentence-transformers folder), if it has one."""
+    path = Path(spec) / "modules.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _pooling(spec: str, modules: list[dict] | None) -> str:
+    """Sora's `classifier_pooling` for the source's sentence-transformers `Pooling` (mean when there is none)."""
+    pooling = next((m for m in modules or [] if m.get("type", "").endswith("Pooling")), None)
+    if pooling is None:
+        return "mean"
+    settings = json.loads((Path(spec) / pooling["path"] / "config.json").read_text(encoding="utf-8"))
+    modes = [key for key, value in settings.items() if key.startswith("pooling_mode_") and value is True]
+    chosen = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last"}
+    if len(modes) != 1 or modes[0] not in chosen:
+        raise ConversionError(f"{spec} pools with {modes}; Sora pools with one of mean, cls or last token")
+    return chosen[modes[0]]
+
+
+def _keep_sentence_modules(folder: Path, modules: list[dict]) -> None:
+    """The Sora module first (it pools), then the source's modules after its Transformer and Pooling (Normalize,
+    Dense...), so that sentence-transformers gives the source's vectors."""
+    written = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    after = [m for m in modules if not m.get("type", "").endswith(("Transformer", "Pooling"))]
+    for index, module in enumerate(after, start=1):
+        written.append({**module, "idx": index})
+        (folder / module["path"]).mkdir(parents=True, exist_ok=True)
+    (folder / "modules.json").write_text(json.dumps(written, indent=2), encoding="utf-8")
 
 
 def _tokenizer(spec: str) -> Any:
@@ -125,10 +204,9 @@ def _model_card(spec: str, model_type: str, head: Head, parity: ParityReport, li
         f"{front}# Sora {head} converted from {name}\n\n"
         f"Converted with `sora-hf convert` from `{spec}` ({model_type}); licence: "
         f"{licence or 'not stated by the source: check its terms before use'}.\n\n"
-        "Parity with the source, measured before writing (`parity.json`): largest absolute logit difference "
-        f"{parity.max_abs_logit_diff:.2g} (logits up to {parity.max_abs_logit:.3g}), hidden states "
-        f"{parity.max_abs_hidden_diff:.2g}, greedy tokens equal: {parity.greedy_tokens_equal}.\n\n"
-        "Loads with `AutoModelForCausalLM.from_pretrained(folder)` after `import sora_hf`, or with "
+        "Parity with the source, measured before writing (`parity.json`), largest absolute differences: "
+        f"{parity.figures()}.\n\n"
+        f"Loads as `{HEAD_CLASSES[head]}` through its Auto class after `import sora_hf`, or with "
         "`trust_remote_code=True` where sora_hf is not installed.\n"
     )
 

@@ -41,8 +41,8 @@ def export_llama(
     parity = compare_causal_lms(model, llama, tokenizer, tolerance)
     if not parity.passed:
         raise ConversionError(
-            f"the Llama export differs from {checkpoint}: logits by {parity.max_abs_logit_diff:.3g} (tolerance "
-            f"{tolerance:g}), greedy tokens equal: {parity.greedy_tokens_equal}; nothing was written"
+            f"the Llama export differs from {checkpoint} by more than {tolerance:g} (largest absolute differences: "
+            f"{parity.figures()}); nothing was written"
         )
     saved = read_config_file(checkpoint) if Path(checkpoint).is_dir() else {}
     dtype = getattr(torch, str(saved.get("dtype") or saved.get("torch_dtype") or "float32"))

@@ -24,25 +24,37 @@ class ParityReport:
 
     source: str
     target: str
-    max_abs_logit_diff: float
+    max_abs_logit_diff: float | None
     max_abs_hidden_diff: float
-    max_abs_logit: float
+    max_abs_logit: float | None
     greedy_tokens_equal: bool | None
     tolerance: float
     inputs: dict[str, Any] = field(default_factory=dict)
+    max_abs_embedding_diff: float | None = None  # sentence embeddings, pooled as the source's pooling config says
 
     @property
     def passed(self) -> bool:
-        return max(self.max_abs_logit_diff, self.max_abs_hidden_diff) <= self.tolerance and (
-            self.greedy_tokens_equal is not False
+        diffs = (self.max_abs_logit_diff, self.max_abs_hidden_diff, self.max_abs_embedding_diff)
+        return max(d for d in diffs if d is not None) <= self.tolerance and self.greedy_tokens_equal is not False
+
+    def figures(self) -> str:
+        """The measured differences in words, e.g. "logits 0, hidden states 2.4e-07"."""
+        named = (
+            ("logits", self.max_abs_logit_diff),
+            ("hidden states", self.max_abs_hidden_diff),
+            ("sentence embeddings", self.max_abs_embedding_diff),
         )
+        text = ", ".join(f"{name} {value:.2g}" for name, value in named if value is not None)
+        return text if self.greedy_tokens_equal is None else f"{text}, greedy tokens equal: {self.greedy_tokens_equal}"
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "passed": self.passed}, indent=2) + "\n"
 
 
-def sample_inputs(tokenizer: Any, vocab_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """A left-padded batch of two (ids, mask) and how it was made."""
+def sample_inputs(
+    tokenizer: Any, vocab_size: int, seed: int = 0, side: str = "left"
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """A padded batch of two (ids, mask; left-padded for decoders, right for encoders) and how it was made."""
     rows: list[list[int]]
     if tokenizer is not None:
         rows = [tokenizer(text, add_special_tokens=True)["input_ids"][:32] for text in SAMPLE_TEXTS]
@@ -56,8 +68,9 @@ def sample_inputs(tokenizer: Any, vocab_size: int, seed: int = 0) -> tuple[torch
     ids = torch.zeros(len(rows), length, dtype=torch.long)
     mask = torch.zeros(len(rows), length, dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, length - len(row) :] = torch.tensor(row)
-        mask[i, length - len(row) :] = 1
+        start = length - len(row) if side == "left" else 0
+        ids[i, start : start + len(row)] = torch.tensor(row)
+        mask[i, start : start + len(row)] = 1
     return ids, mask, how
 
 
@@ -87,4 +100,43 @@ def compare_causal_lms(source_model, target_model, tokenizer, tolerance: float) 
     )
 
 
-__all__ = ["ParityReport", "compare_causal_lms", "sample_inputs"]
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' mean pooling over the real tokens."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+@torch.no_grad()
+def compare_encoders(source_model, target_model, tokenizer, tolerance: float, head: str) -> ParityReport:
+    """Last hidden states of two encoders on one right-padded batch, and the head's output where the source has the
+    same head: masked-LM logits, or sentence embeddings pooled as the target pools them."""
+    ids, mask, how = sample_inputs(tokenizer, source_model.config.vocab_size, side="right")
+    source_model.eval()
+    target_model.eval()
+    real = mask.bool()
+    source_base = getattr(source_model, source_model.base_model_prefix, source_model)
+    expected_hidden = source_base(input_ids=ids, attention_mask=mask).last_hidden_state
+    got = target_model(input_ids=ids, attention_mask=mask)
+    got_hidden = target_model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    report = ParityReport(
+        source=type(source_model).__name__,
+        target=type(target_model).__name__,
+        max_abs_logit_diff=None,
+        max_abs_hidden_diff=(expected_hidden - got_hidden)[real].abs().max().item(),
+        max_abs_logit=None,
+        greedy_tokens_equal=None,
+        tolerance=tolerance,
+        inputs={"how": how, "shape": list(ids.shape), "padded": "right"},
+    )
+    if head == "masked-lm":
+        expected = source_model(input_ids=ids, attention_mask=mask).logits
+        report.max_abs_logit_diff = (expected - got.logits)[real].abs().max().item()
+        report.max_abs_logit = expected[real].abs().max().item()
+    elif head == "sentence-embedding":
+        pooling = target_model.config.classifier_pooling
+        expected = expected_hidden[:, 0] if pooling == "cls" else mean_pool(expected_hidden, mask)
+        report.max_abs_embedding_diff = (expected - got.embeddings).abs().max().item()
+    return report
+
+
+__all__ = ["ParityReport", "compare_causal_lms", "compare_encoders", "mean_pool", "sample_inputs"]

@@ -1,5 +1,8 @@
 """The architectures Sora converts from, and the `SoraConfig` options that give each one's maths exactly.
 
+A Sora encoder computes BERT's and RoBERTa's block with five options (learned absolute positions, LayerNorm with
+biases, post-norm, an embedding norm, the plain GELU MLP); `encoder_key` renames their parameters.
+
 A Sora decoder is Llama's block (pre-norm RMSNorm, rotary, gated MLP, grouped-query attention) under Llama's
 parameter names, so a Llama-family state dict loads as it is; what differs between the family's members becomes an
 option: Qwen2's biases on query/key/value only (`attention_bias` + `attention_output_bias=False`), Qwen3's per-head
@@ -9,10 +12,17 @@ that Sora has no equivalent for is refused here, by name, before any weight is r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Head = Literal["causal-lm"]
+Head = Literal["causal-lm", "masked-lm", "sentence-embedding", "sequence-classification", "token-classification"]
+ENCODER_HEADS: tuple[Head, ...] = (
+    "masked-lm",
+    "sentence-embedding",
+    "sequence-classification",
+    "token-classification",
+)
 
 
 class ConversionError(ValueError):
@@ -35,6 +45,8 @@ SOURCES: dict[str, Source] = {
         Source("mistral", ("causal-lm",), "Mistral decoders, sliding-window attention included"),
         Source("qwen2", ("causal-lm",), "Qwen2 / Qwen2.5 decoders (biases on query, key and value)"),
         Source("qwen3", ("causal-lm",), "Qwen3 dense decoders (per-head query/key RMSNorm)"),
+        Source("bert", ENCODER_HEADS, "BERT encoders: bert-base-chinese, MacBERT, MiniLM, chinese-roberta-wwm-ext"),
+        Source("roberta", ENCODER_HEADS, "RoBERTa encoders (positions counted from padding_idx + 1)"),
     )
 }
 
@@ -51,9 +63,11 @@ def source_of(config: Any) -> Source:
     return SOURCES[model_type]
 
 
-def sora_options(config: Any) -> dict[str, Any]:
-    """The `SoraConfig` keyword arguments of a decoder with exactly `config`'s maths."""
+def sora_options(config: Any, tokenizer: Any = None) -> dict[str, Any]:
+    """The `SoraConfig` keyword arguments of a model with exactly `config`'s maths."""
     source = source_of(config)
+    if source.model_type in ("bert", "roberta"):
+        return _encoder_options(config, tokenizer)
     problems = [
         f"{name}={getattr(config, name)!r} (Sora computes only {value!r})"
         for name, value in _MUST_EQUAL.items()
@@ -117,6 +131,92 @@ def sora_options(config: Any) -> dict[str, Any]:
     return options
 
 
+def check_saved_config(saved: dict[str, Any]) -> None:
+    """Options of a saved config.json that transformers 5 no longer reads (its BERT dropped relative positions, and
+    loads such a checkpoint as absolute): refused, since neither it nor Sora computes what the weights learnt."""
+    kind = saved.get("position_embedding_type", "absolute")
+    if saved.get("model_type") in ("bert", "roberta") and kind != "absolute":
+        raise ConversionError(
+            f"{saved['model_type']} checkpoint has options Sora has no equivalent for: position_embedding_type="
+            f"{kind!r} (Sora: absolute or rotary positions)"
+        )
+
+
+def _encoder_options(config: Any, tokenizer: Any) -> dict[str, Any]:
+    problems = []
+    if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+        problems.append("is_decoder / add_cross_attention (a BERT decoder)")
+    if problems:
+        raise ConversionError(
+            f"{config.model_type} checkpoint has options Sora has no equivalent for: {'; '.join(problems)}"
+        )
+    pad = getattr(config, "pad_token_id", 0)
+    special = {}
+    for name in ("cls", "sep", "mask", "bos", "eos"):
+        token_id = getattr(tokenizer, f"{name}_token_id", None) if tokenizer is not None else None
+        special[f"{name}_token_id"] = token_id
+    return {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "hidden_act": config.hidden_act,
+        "max_position_embeddings": config.max_position_embeddings,
+        "type_vocab_size": config.type_vocab_size,
+        "rms_norm_eps": config.layer_norm_eps,
+        "initializer_range": config.initializer_range,
+        "hidden_dropout": config.hidden_dropout_prob,
+        "attention_dropout": config.attention_probs_dropout_prob,
+        "classifier_dropout": getattr(config, "classifier_dropout", None),
+        "attention_bias": True,
+        "mlp_bias": True,
+        "position_embedding_type": "absolute",
+        "position_offset": pad + 1 if config.model_type == "roberta" else 0,
+        "norm_type": "layer_norm",
+        "norm_position": "post",
+        "embedding_norm": True,
+        "mlp_type": "plain",
+        "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", True)),
+        "pad_token_id": pad,
+        "decoder_start_token_id": None,
+        **special,
+    }
+
+
+# BERT / RoBERTa parameter names -> Sora's (after the `bert.` / `roberta.` prefix); None: not used by Sora
+_ENCODER_KEYS = [
+    (r"embeddings\.word_embeddings\.", "model.embed_tokens."),
+    (r"embeddings\.position_embeddings\.", "model.embed_positions."),
+    (r"embeddings\.token_type_embeddings\.", "model.token_type_embeddings."),
+    (r"embeddings\.LayerNorm\.", "model.embed_norm."),
+    (r"embeddings\.(position_ids|token_type_ids)$", None),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.query\.", r"model.layers.\1.self_attn.q_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.key\.", r"model.layers.\1.self_attn.k_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.value\.", r"model.layers.\1.self_attn.v_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"model.layers.\1.self_attn.o_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"model.layers.\1.post_attention_layernorm."),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"model.layers.\1.mlp.up_proj."),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"model.layers.\1.mlp.down_proj."),
+    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"model.layers.\1.post_feedforward_layernorm."),
+    (r"pooler\.dense\.", None),  # next-sentence pooler: Sora's pooled heads have their own
+    (r"cls\.seq_relationship\.", None),
+    (r"(cls\.predictions\.transform|lm_head)\.dense\.", "head.dense."),
+    (r"(cls\.predictions\.transform\.LayerNorm|lm_head\.layer_norm)\.", "head.norm."),
+    (r"(cls\.predictions|lm_head)\.decoder\.weight$", "decoder.weight"),
+    (r"(cls\.predictions|lm_head)(\.decoder)?\.bias$", "decoder.bias"),
+]
+
+
+def encoder_key(key: str) -> str | None:
+    """Sora's name for a BERT / RoBERTa parameter (None: a weight Sora does not use); an error for an unknown one."""
+    key = re.sub(r"^(bert|roberta)\.", "", key)
+    for pattern, replacement in _ENCODER_KEYS:
+        if re.match(pattern, key):
+            return None if replacement is None else re.sub(pattern, replacement, key, count=1)
+    raise ConversionError(f"the source has a parameter Sora has no place for: {key}")
+
+
 def llama_options(config: Any) -> dict[str, Any]:
     """The `LlamaConfig` keyword arguments of a Sora decoder, or an error naming each option Llama lacks."""
     problems = []
@@ -158,4 +258,15 @@ def llama_options(config: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["SOURCES", "ConversionError", "Head", "Source", "llama_options", "sora_options", "source_of"]
+__all__ = [
+    "ENCODER_HEADS",
+    "SOURCES",
+    "ConversionError",
+    "Head",
+    "Source",
+    "check_saved_config",
+    "encoder_key",
+    "llama_options",
+    "sora_options",
+    "source_of",
+]

@@ -8,7 +8,7 @@ sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--messa
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
-sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm] [--tolerance 1e-5] [--overwrite]
+sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
 sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment] [--overwrite]
 
@@ -40,6 +40,8 @@ import yaml
 # (20); the dynamo exporter's torchlib starts at 18 (below it, it writes an opset-18 graph anyway), and from 23 on
 # onnxruntime's RotaryEmbedding kernel disagrees with torch
 ONNX_OPSETS = {"torchscript": (14, 20), "dynamo": (18, 22)}
+# the heads `convert` writes (sora_hf.conversion.sources; spelled out so that --help imports no torch)
+CONVERT_HEADS = ("causal-lm", "masked-lm", "sentence-embedding", "sequence-classification", "token-classification")
 
 
 def _library() -> None:
@@ -452,10 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     llama.add_argument("--overwrite", action="store_true", help=overwrite_help)
     llama.set_defaults(func=_export_llama)
 
-    convert = command("convert", help="convert a Llama/Mistral/Qwen2/Qwen3 checkpoint into Sora, parity checked")
+    convert = command(
+        "convert", help="convert a Llama/Mistral/Qwen2/Qwen3 or BERT/RoBERTa checkpoint into Sora, parity checked"
+    )
     convert.add_argument("source", help="a transformers checkpoint folder, or a Hub id (downloaded)")
     convert.add_argument("output_dir", help="folder for the Sora checkpoint, tokenizer, parity.json and model card")
-    convert.add_argument("--head", choices=("causal-lm",), help="the Sora head to write (default: the source's)")
+    convert.add_argument(
+        "--head",
+        choices=CONVERT_HEADS,
+        help="the Sora head to write (default: causal-lm for decoders; for encoders sentence-embedding when the "
+        "source is a sentence-transformers folder, else masked-lm)",
+    )
     convert.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
     convert.add_argument("--overwrite", action="store_true", help=overwrite_help)
     convert.set_defaults(func=_convert)

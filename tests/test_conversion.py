@@ -177,6 +177,13 @@ def test_export_llama_names_the_options_llama_lacks_and_writes_nothing(tokenizer
     assert not (tmp_path / "llama").exists()
 
 
+def test_the_command_line_offers_every_head_a_source_converts_to():
+    from sora_hf.cli import CONVERT_HEADS
+    from sora_hf.conversion import SOURCES
+
+    assert set(CONVERT_HEADS) == {head for source in SOURCES.values() for head in source.heads}
+
+
 def test_unsupported_architectures_and_options_are_refused_before_writing(tokenizer, tmp_path):
     GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=160)).save_pretrained(tmp_path / "gpt2")
     with pytest.raises(ConversionError, match="'gpt2'.*supported: llama.*mistral.*qwen2.*qwen3"):

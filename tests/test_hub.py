@@ -420,3 +420,58 @@ def test_pushed_embedding_model_carries_its_sentence_transformers_files(online, 
     result = push(tmp_path, "tester/sora-embedding")
     files = online.repos["tester/sora-embedding"].commits[result.commit_sha].files
     assert json.loads(files["modules.json"])[0]["type"].endswith("SoraSentenceEmbeddingModule")
+
+
+CONVERTED_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["sora_hf"] = None  # the pushed code alone must load it
+    import torch, transformers
+    cases = json.load(open(sys.argv[2]))
+    for case in cases:
+        auto = getattr(transformers, case["auto"])
+        model = auto.from_pretrained(case["repo"], trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        inputs = torch.load(case["inputs"])
+        with torch.no_grad():
+            got = getattr(model(**inputs), case["key"])
+        torch.testing.assert_close(got, torch.load(case["expected"]), rtol=0, atol=1e-5, msg=case["repo"])
+        print("ok", case["repo"], flush=True)
+    """
+)
+
+
+def test_converted_checkpoints_push_and_load_back_as_remote_code(online, tmp_path):
+    """A Qwen3 decoder (qk_norm, sliding layers) and a RoBERTa encoder converted into Sora, pushed, then loaded from
+    the Hub in a process without sora_hf: the outputs are the source models'."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM, RobertaConfig, RobertaForMaskedLM
+
+    from sora_hf.conversion import convert
+
+    size = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    sources = {
+        "qwen3": (
+            Qwen3ForCausalLM(Qwen3Config(**size, num_key_value_heads=2, head_dim=16, use_sliding_window=True,
+                                         sliding_window=3, max_window_layers=1)),
+            "AutoModelForCausalLM", "logits",
+        ),
+        "roberta": (RobertaForMaskedLM(RobertaConfig(**size, pad_token_id=1)), "AutoModelForMaskedLM", "logits"),
+    }  # fmt: skip
+    inputs = {
+        "input_ids": torch.tensor([[5, 7, 9, 11, 13, 15, 17], [5, 8, 10, 12, 1, 1, 1]])
+    }  # padded with id 1, RoBERTa's padding_idx
+    inputs["attention_mask"] = (torch.arange(7) < torch.tensor([[7], [4]])).long()
+    torch.save(inputs, tmp_path / "inputs.pt")
+    cases = []
+    for name, (model, auto, key) in sources.items():
+        torch.manual_seed(0)
+        model.eval().save_pretrained(tmp_path / name)
+        with torch.no_grad():
+            torch.save(getattr(model(**inputs), key), tmp_path / f"{name}.pt")
+        convert(tmp_path / name, tmp_path / f"{name}-sora")
+        result = push(tmp_path / f"{name}-sora", f"tester/{name}-sora")
+        assert "modeling_sora.py" in online.repos[f"tester/{name}-sora"].commits[result.commit_sha].files
+        cases.append({"repo": f"tester/{name}-sora", "auto": auto, "key": key, "inputs": str(tmp_path / "inputs.pt"),
+                      "expected": str(tmp_path / f"{name}.pt")})  # fmt: skip
+    out = _run_child(tmp_path, online, "remote_code", cases, script=CONVERTED_CHILD)
+    assert out.count("ok tester/") == 2

@@ -407,3 +407,18 @@ def test_all_minilm_l6_v2_converts_to_sora_with_sentence_transformers_own_embedd
     assert run.returncode == 0, run.stderr[-4000:]
     remote = torch.load(tmp_path / "remote.pt")
     assert torch.nn.functional.cosine_similarity(expected, remote).min() >= 0.9999
+
+
+def test_a_bfloat16_source_is_compared_in_float32_and_saved_in_bfloat16(tokenizer, tmp_path):
+    source = save_source("qwen2", tmp_path / "fp32", tokenizer)
+    source.to(torch.bfloat16).save_pretrained(tmp_path / "source")
+    tokenizer.save_pretrained(tmp_path / "source")
+    result = convert(tmp_path / "source", tmp_path / "sora")
+    assert result.parity.max_abs_logit_diff <= 1e-5
+    model = SoraForCausalLM.from_pretrained(tmp_path / "sora")
+    assert model.dtype == torch.bfloat16 and json.loads((tmp_path / "sora" / "config.json").read_text())["dtype"] == (
+        "bfloat16"
+    )
+    reloaded = Qwen2ForCausalLM.from_pretrained(tmp_path / "source")
+    for name, value in reloaded.state_dict().items():  # the weights are the source's, bit for bit
+        assert torch.equal(model.state_dict()[name], value), name

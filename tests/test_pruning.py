@@ -32,8 +32,16 @@ def test_pruning_nothing_keeps_outputs_identical():
     assert torch.equal(logits_of(model, input_ids, attention_mask), before)
 
 
-def test_removing_a_head_group_and_mlp_units_equals_masking_them():
-    model = classifier()  # 4 query heads in 2 key/value groups, 64 MLP units, 2 layers
+# a converted BERT's block: post-norm LayerNorm, learned positions, the plain GELU MLP with biases
+BERT_SHAPE = dict(
+    position_embedding_type="absolute", norm_type="layer_norm", norm_position="post", embedding_norm=True,
+    mlp_type="plain", attention_bias=True, mlp_bias=True, hidden_act="gelu",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [{}, BERT_SHAPE], ids=["sora", "bert-shaped"])
+def test_removing_a_head_group_and_mlp_units_equals_masking_them(shape):
+    model = classifier(**shape)  # 4 query heads in 2 key/value groups, 64 MLP units, 2 layers
     masked_model = copy.deepcopy(model)
     input_ids, attention_mask = random_batch(3, 10, pad_rows={1: 4})
     # layer 0 drops group 1 (query heads 2, 3), layer 1 drops group 0 (query heads 0, 1)

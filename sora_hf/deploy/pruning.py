@@ -193,7 +193,8 @@ def prune_model(model: nn.Module, keep_groups: list[list[int]], keep_mlp: list[l
         attn.v_proj = _keep_rows(attn.v_proj, _units(groups, head_dim))
         attn.o_proj = _keep_columns(attn.o_proj, _units(query_heads, head_dim))
         mlp_units = torch.as_tensor(sorted(mlp_units), dtype=torch.long)
-        layer.mlp.gate_proj = _keep_rows(layer.mlp.gate_proj, mlp_units)
+        if hasattr(layer.mlp, "gate_proj"):  # the gated MLP; BERT's plain one (mlp_type="plain") has none
+            layer.mlp.gate_proj = _keep_rows(layer.mlp.gate_proj, mlp_units)
         layer.mlp.up_proj = _keep_rows(layer.mlp.up_proj, mlp_units)
         layer.mlp.down_proj = _keep_columns(layer.mlp.down_proj, mlp_units)
     config.head_dim = head_dim  # explicit: no longer hidden_size // num_attention_heads

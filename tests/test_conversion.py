@@ -80,10 +80,35 @@ def save_source(name, folder, tokenizer, seed=0):
     with torch.no_grad():  # norms and biases away from their ones/zeros init, so that a missing one would show
         for parameter in model.parameters():
             if parameter.dim() == 1:
-                parameter.normal_(0.0, 0.3).add_(1.0 if parameter.abs().mean() > 0.5 else 0.0)
+                parameter.normal_(1.0 if torch.all(parameter == 1) else 0.0, 0.3)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return model
+
+
+def lora_recipe(checkpoint, out, data, max_length, learning_rate=None):
+    """A one-epoch LoRA fine-tuning recipe on a converted checkpoint."""
+    from sora_hf.recipes import parse_finetune_recipe
+
+    training = {"num_train_epochs": 1, "per_device_train_batch_size": 4}
+    if learning_rate is not None:
+        training["learning_rate"] = learning_rate
+    return parse_finetune_recipe(
+        {"name": "converted", "checkpoint": str(checkpoint), "output_dir": str(out), "method": "lora",
+         "max_length": max_length, "doc_stride": 4, "data": data, "training": training}
+    )  # fmt: skip
+
+
+def run_without_sora_hf(folder, script: str, *args: str) -> str:
+    """`script` run in `folder` by a fresh interpreter that cannot import sora_hf; its stdout."""
+    (folder / "child.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "child.py", *args], capture_output=True, text=True, cwd=folder,
+        env={**env, "OMP_NUM_THREADS": "1"}, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
 
 
 def batch(tokenizer, length=20):
@@ -231,41 +256,19 @@ def test_a_converted_qwen3_loads_as_remote_code_without_sora_hf(tokenizer, tmp_p
     torch.save({"input_ids": input_ids, "attention_mask": mask}, tmp_path / "inputs.pt")
     with torch.no_grad():
         torch.save(source(input_ids, attention_mask=mask).logits, tmp_path / "expected.pt")
-    (tmp_path / "child.py").write_text(REMOTE_CHILD)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "child.py", str(tmp_path / "sora"), "inputs.pt", "expected.pt"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**env, "OMP_NUM_THREADS": "1"},
-        timeout=240,
-    )
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-4000:]
+    assert "ok" in run_without_sora_hf(tmp_path, REMOTE_CHILD, str(tmp_path / "sora"), "inputs.pt", "expected.pt")
 
 
 def test_a_converted_decoder_fine_tunes_with_lora_and_exports_to_onnx(tokenizer, tmp_path):
     from sora_hf.deploy.onnx_export import export_onnx
-    from sora_hf.recipes import parse_finetune_recipe
     from sora_hf.runs import run_finetuning
 
     save_source("qwen2", tmp_path / "source", tokenizer)
     convert(tmp_path / "source", tmp_path / "sora")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TEXTS * 4), encoding="utf-8")
-    recipe = parse_finetune_recipe(
-        {
-            "name": "converted",
-            "checkpoint": str(tmp_path / "sora"),
-            "output_dir": str(tmp_path / "lm"),
-            "method": "lora",
-            "max_length": 24,
-            "doc_stride": 4,
-            "data": {"task_type": "causal_lm", "train_file": str(corpus)},
-            "training": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "learning_rate": 5e-3},
-        }
-    )
-    metrics = run_finetuning(recipe)
+    data = {"task_type": "causal_lm", "train_file": str(corpus)}
+    metrics = run_finetuning(lora_recipe(tmp_path / "sora", tmp_path / "lm", data, max_length=24, learning_rate=5e-3))
     assert metrics["test_perplexity"] > 1 and (tmp_path / "lm" / "adapter" / "adapter_config.json").is_file()
     before = SoraForCausalLM.from_pretrained(tmp_path / "sora").state_dict()
     after = SoraForCausalLM.from_pretrained(tmp_path / "lm").state_dict()
@@ -329,7 +332,6 @@ def test_bert_and_roberta_convert_to_masked_lm_with_parity_padded_or_not(name, e
 
 def test_a_new_classification_head_on_a_converted_bert_fine_tunes_with_lora_and_exports(encoder_tokenizer, tmp_path):
     from sora_hf.deploy.onnx_export import export_onnx
-    from sora_hf.recipes import parse_finetune_recipe
     from sora_hf.runs import run_finetuning
 
     save_encoder("bert", tmp_path / "source", encoder_tokenizer)
@@ -337,19 +339,8 @@ def test_a_new_classification_head_on_a_converted_bert_fine_tunes_with_lora_and_
     reviews = tmp_path / "reviews.csv"
     rows = [f"{text},{i % 2}" for i, text in enumerate(t.replace(",", " ") for t in TEXTS * 6)]
     reviews.write_text("text,label\n" + "\n".join(rows), encoding="utf-8")
-    recipe = parse_finetune_recipe(
-        {
-            "name": "converted-bert",
-            "checkpoint": str(tmp_path / "sora"),
-            "output_dir": str(tmp_path / "clf"),
-            "method": "lora",
-            "max_length": 32,
-            "doc_stride": 8,
-            "data": {"task_type": "classification", "train_file": str(reviews)},
-            "training": {"num_train_epochs": 1, "per_device_train_batch_size": 8},
-        }
-    )
-    metrics = run_finetuning(recipe)
+    data = {"task_type": "classification", "train_file": str(reviews)}
+    metrics = run_finetuning(lora_recipe(tmp_path / "sora", tmp_path / "clf", data, max_length=32))
     assert 0 <= metrics["test_accuracy"] <= 1
     info = export_onnx(str(tmp_path / "clf"), tmp_path / "onnx")
     assert info.max_abs_diff <= 1e-4
@@ -398,13 +389,7 @@ def test_all_minilm_l6_v2_converts_to_sora_with_sentence_transformers_own_embedd
     assert torch.nn.functional.cosine_similarity(expected, got).min() >= 0.9999
     torch.testing.assert_close(got.norm(dim=-1), torch.ones(len(texts)))  # its Normalize module was kept
     (tmp_path / "texts.txt").write_text("\n".join(texts), encoding="utf-8")
-    (tmp_path / "child.py").write_text(MINILM_CHILD)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run(
-        [sys.executable, "child.py", str(tmp_path / "sora"), "texts.txt", "remote.pt"],
-        capture_output=True, text=True, cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"}, timeout=240,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-4000:]
+    run_without_sora_hf(tmp_path, MINILM_CHILD, str(tmp_path / "sora"), "texts.txt", "remote.pt")
     remote = torch.load(tmp_path / "remote.pt")
     assert torch.nn.functional.cosine_similarity(expected, remote).min() >= 0.9999
 

@@ -50,6 +50,16 @@ SOURCES: dict[str, Source] = {
     )
 }
 
+# the sizes that Sora, Llama, Qwen, Mistral and BERT configs all spell alike
+_SHARED_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "hidden_act",
+    "max_position_embeddings",
+)
 # source options that change the maths, with the value under which Sora computes the same thing
 _MUST_EQUAL = {"pretraining_tp": 1, "use_mrope": False}
 
@@ -90,15 +100,9 @@ def sora_options(config: Any, tokenizer: Any = None) -> dict[str, Any]:
         )
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     options: dict[str, Any] = {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "num_attention_heads": config.num_attention_heads,
+        **{name: getattr(config, name) for name in _SHARED_FIELDS},
         "num_key_value_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
         "head_dim": head_dim,
-        "hidden_act": config.hidden_act,
-        "max_position_embeddings": config.max_position_embeddings,
         "rms_norm_eps": config.rms_norm_eps,
         "rope_parameters": rope or None,
         "initializer_range": getattr(config, "initializer_range", 0.02),
@@ -156,13 +160,7 @@ def _encoder_options(config: Any, tokenizer: Any) -> dict[str, Any]:
         token_id = getattr(tokenizer, f"{name}_token_id", None) if tokenizer is not None else None
         special[f"{name}_token_id"] = token_id
     return {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "num_attention_heads": config.num_attention_heads,
-        "hidden_act": config.hidden_act,
-        "max_position_embeddings": config.max_position_embeddings,
+        **{name: getattr(config, name) for name in _SHARED_FIELDS},
         "type_vocab_size": config.type_vocab_size,
         "rms_norm_eps": config.layer_norm_eps,
         "initializer_range": config.initializer_range,
@@ -236,15 +234,9 @@ def llama_options(config: Any) -> dict[str, Any]:
     if problems:
         raise ConversionError(f"this Sora decoder has no Llama equivalent: {'; '.join(problems)}")
     return {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "num_attention_heads": config.num_attention_heads,
+        **{name: getattr(config, name) for name in _SHARED_FIELDS},
         "num_key_value_heads": config.num_key_value_heads,
         "head_dim": config.head_dim,
-        "hidden_act": config.hidden_act,
-        "max_position_embeddings": config.max_position_embeddings,
         "rms_norm_eps": config.rms_norm_eps,
         "rope_parameters": dict(config.rope_parameters),
         "initializer_range": config.initializer_range,

@@ -38,7 +38,7 @@ from transformers import (
 
 import sora_hf
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM, SoraForSequenceClassification
-from sora_hf.data import load_review_sentiment
+from sora_hf.data import load_review_sentiment, peoples_daily_sentences
 from sora_hf.tokenizer import train_tokenizer
 
 SIZES = {
@@ -113,52 +113,69 @@ def parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def inference(size, tokenizer, texts, args) -> dict:
+def inference(size, tokenizer, text_sets: dict[str, list[str]], args) -> dict:
     vocab, pad = len(tokenizer), tokenizer.pad_token_id
     sora, bert = (m.eval() for m in models_for(size, vocab, pad, "classification"))
-    single = tokenizer(texts[0], truncation=True, max_length=args.max_length, return_tensors="pt")
-    single = {"input_ids": single["input_ids"], "attention_mask": single["attention_mask"]}
-    many = tokenizer(texts[:32], truncation=True, max_length=args.max_length, padding=True, return_tensors="pt")
-    many = {"input_ids": many["input_ids"], "attention_mask": many["attention_mask"]}
-    out: dict = {
-        "parameters": {"sora": parameters(sora), "bert": parameters(bert)},
-        "tokens_batch1": single["input_ids"].shape[1],
-    }
-    runs = {"eager": (sora, bert)}
-    if args.compile:
-        runs["compile"] = (torch.compile(sora), torch.compile(bert))
-    with torch.inference_mode():
-        for mode, (s, b) in runs.items():
-            latency = interleaved({"sora": partial(call, s, single), "bert": partial(call, b, single)}, args.repeats)
-            batch = interleaved(
-                {"sora": partial(call, s, many), "bert": partial(call, b, many)}, max(3, args.repeats // 4)
+    out: dict = {"parameters": {"sora": parameters(sora), "bert": parameters(bert)}}
+    compiled = (torch.compile(sora), torch.compile(bert)) if args.compile else None
+    sessions = onnx_sessions(sora, bert, tokenizer, args) if args.onnx else {}
+    for set_name, texts in text_sets.items():
+        single = tokenizer(texts[0], truncation=True, max_length=args.max_length, return_tensors="pt")
+        single = {"input_ids": single["input_ids"], "attention_mask": single["attention_mask"]}
+        many = tokenizer(texts[:32], truncation=True, max_length=args.max_length, padding=True, return_tensors="pt")
+        many = {"input_ids": many["input_ids"], "attention_mask": many["attention_mask"]}
+        result: dict = {"tokens_batch1": single["input_ids"].shape[1], "tokens_batch32": list(many["input_ids"].shape)}
+        runs = {"eager": (sora, bert), **({"compile": compiled} if compiled else {})}
+        with torch.inference_mode():
+            for mode, (s, b) in runs.items():
+                result[mode] = compare({"sora": partial(call, s, single), "bert": partial(call, b, single)},
+                                       {"sora": partial(call, s, many), "bert": partial(call, b, many)}, args)  # fmt: skip
+                print(size["hidden_size"], set_name, mode, json.dumps(result[mode]), flush=True)
+        for precision, pair in sessions.items():
+            result[f"onnx_{precision}"] = compare(
+                {n: partial(session.run, None, onnx_feed(session, single)) for n, session in pair.items()},
+                {n: partial(session.run, None, onnx_feed(session, many)) for n, session in pair.items()},
+                args,
             )
-            out[mode] = {
-                "latency_ms": {k: 1000 * v for k, v in latency.items()},
-                "throughput_texts_per_s": {k: 32 / v for k, v in batch.items()},
-                "latency_ratio": latency["sora"] / latency["bert"],
-                "throughput_ratio": batch["bert"] / batch["sora"],
-            }
-            print(size, mode, json.dumps(out[mode]), flush=True)
-    if args.onnx:
-        out.update(onnx_inference(sora, bert, tokenizer, single, many, args))
+            print(size["hidden_size"], set_name, precision, json.dumps(result[f"onnx_{precision}"]), flush=True)
+        out[set_name] = result
     return out
 
 
-def onnx_inference(sora, bert, tokenizer, single, many, args) -> dict:
+def compare(singles: dict, batches: dict, args) -> dict:
+    """Batch-1 latency and batch-32 throughput of Sora and BERT, interleaved; ratios Sora / BERT."""
+    latency = interleaved(singles, args.repeats)
+    batch = interleaved(batches, max(3, args.repeats // 4))
+    return {
+        "latency_ms": {k: 1000 * v for k, v in latency.items()},
+        "throughput_texts_per_s": {k: 32 / v for k, v in batch.items()},
+        "latency_ratio": latency["sora"] / latency["bert"],
+        "throughput_ratio": batch["bert"] / batch["sora"],
+    }
+
+
+def onnx_feed(session, batch: dict) -> dict:
     import numpy as np
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    names = {i.name for i in session.get_inputs()}
+    return {k: v.numpy().astype(np.int64) for k, v in batch.items() if k in names}
+
+
+def onnx_sessions(sora, bert, tokenizer, args) -> dict:
+    """fp32 and int8 onnxruntime sessions of both models: Sora as `sora-hf export onnx` writes it (fused by
+    onnxruntime's transformer optimizer), BERT exported and optimised the way its users do it."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     from sora_hf.deploy.onnx_export import export_onnx
     from sora_hf.deploy.onnx_runtime import ort_session
+    from sora_hf.deploy.quantization import quantize_onnx
 
     folder = Path(tempfile.mkdtemp(prefix="cpu-speed-"))
     export_onnx(sora, folder / "sora", tokenizer=tokenizer)
-    sora_path = folder / "sora" / "model.onnx"
+    example = tokenizer(["示例"], return_tensors="pt")
     bert_path = folder / "bert.onnx"
     torch.onnx.export(
-        bert, (single["input_ids"], single["attention_mask"]), str(bert_path), input_names=["input_ids", "attention_mask"],
+        bert, (example["input_ids"], example["attention_mask"]), str(bert_path), input_names=["input_ids", "attention_mask"],
         output_names=["logits"], dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
         opset_version=17, dynamo=False,
     )  # fmt: skip
@@ -169,32 +186,12 @@ def onnx_inference(sora, bert, tokenizer, single, many, args) -> dict:
         hidden_size=bert.config.hidden_size,
     )
     optimized.save_model_to_file(str(folder / "bert-opt.onnx"))
-    paths = {"fp32": {"sora": sora_path, "bert": folder / "bert-opt.onnx"}}
-    paths["int8"] = {}
-    for name, path in paths["fp32"].items():
-        target = folder / f"{name}-int8.onnx"
-        quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
-        paths["int8"][name] = target
-    out = {}
-    for precision, pair in paths.items():
-        sessions = {name: ort_session(path, threads=args.threads) for name, path in pair.items()}
-
-        def feed(session, batch):
-            names = {i.name for i in session.get_inputs()}
-            return {k: v.numpy().astype(np.int64) for k, v in batch.items() if k in names}
-
-        singles = {name: feed(s, single) for name, s in sessions.items()}
-        manys = {name: feed(s, many) for name, s in sessions.items()}
-        latency = interleaved({n: partial(sessions[n].run, None, singles[n]) for n in sessions}, args.repeats)
-        batch = interleaved({n: partial(sessions[n].run, None, manys[n]) for n in sessions}, max(3, args.repeats // 4))
-        out[f"onnx_{precision}"] = {
-            "latency_ms": {k: 1000 * v for k, v in latency.items()},
-            "throughput_texts_per_s": {k: 32 / v for k, v in batch.items()},
-            "latency_ratio": latency["sora"] / latency["bert"],
-            "throughput_ratio": batch["bert"] / batch["sora"],
-        }
-        print(f"onnx {precision}", json.dumps(out[f"onnx_{precision}"]), flush=True)
-    return out
+    paths = {"fp32": {"sora": folder / "sora" / "model.onnx", "bert": folder / "bert-opt.onnx"}}
+    paths["int8"] = {name: quantize_onnx(path, folder / f"{name}-int8.onnx") for name, path in paths["fp32"].items()}
+    return {
+        precision: {name: ort_session(path, threads=args.threads) for name, path in pair.items()}
+        for precision, pair in paths.items()
+    }
 
 
 def peak_rss_mb() -> float:
@@ -281,11 +278,11 @@ def plot(report: dict, path: Path) -> None:
 
     labels, values = [], []
     for size, sections in report["results"].items():
-        for mode in ("eager", "compile", "onnx_fp32", "onnx_int8"):
-            if mode in sections.get("inference", {}):
-                labels += [f"{size} {mode}\nbatch-1 latency", f"{size} {mode}\nbatch-32 throughput"]
-                entry = sections["inference"][mode]
-                values += [1 / entry["latency_ratio"], entry["throughput_ratio"]]
+        for set_name, modes in sections.get("inference", {}).items():
+            for mode in ("eager", "compile", "onnx_fp32", "onnx_int8"):
+                if mode in modes:
+                    labels += [f"{size} {set_name} {mode}\nbatch-1", f"{size} {set_name} {mode}\nbatch-32"]
+                    values += [1 / modes[mode]["latency_ratio"], modes[mode]["throughput_ratio"]]
         for kind in ("mlm", "causal_lm"):
             if kind in sections.get("training", {}):
                 labels.append(f"{size} {kind}\ntrain steps/s")
@@ -322,8 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reviews = load_review_sentiment()
-    texts = list(reviews["test"]["text"][:64])
-    tokenizer = train_tokenizer(iter(reviews["train"]["text"][:5000]), vocab_size=8000)
+    news = [sentence.text for sentence in peoples_daily_sentences()]
+    text_sets = {"reviews": list(reviews["test"]["text"][:64]), "news": news[-64:]}
+    tokenizer = train_tokenizer(iter([*reviews["train"]["text"][:5000], *news[:5000]]), vocab_size=8000)
     report = {
         "benchmark": "cpu_speed",
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
@@ -333,7 +331,12 @@ def main(argv: list[str] | None = None) -> dict:
     }
     sections = {"inference": inference, "training": training, "decoding": decoding}
     for size in args.sizes:
-        report["results"][size] = {name: sections[name](SIZES[size], tokenizer, texts, args) for name in args.sections}
+        report["results"][size] = {
+            name: sections[name](
+                SIZES[size], tokenizer, text_sets if name == "inference" else text_sets["reviews"], args
+            )
+            for name in args.sections
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -3,10 +3,10 @@
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
 sora-hf finetune sentiment [--checkpoint runs/zh-tiny-mlm] [--set training.num_train_epochs=1] [--overwrite]
 sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=uniform] [--overwrite]
-sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N]
+sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N] [--finetune-method full|lora]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
-sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--overwrite]
+sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
 sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
@@ -122,6 +122,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         overwrite=args.overwrite,
         finetune_epochs=args.finetune_epochs,
+        finetune_method=args.finetune_method,
     )
     return 0
 
@@ -194,7 +195,12 @@ def _export(args: argparse.Namespace) -> int:
     from .deploy.onnx_export import export_onnx
 
     info = export_onnx(
-        args.checkpoint, args.output_dir, opset=args.opset, exporter=args.exporter, overwrite=args.overwrite
+        args.checkpoint,
+        args.output_dir,
+        opset=args.opset,
+        exporter=args.exporter,
+        overwrite=args.overwrite,
+        optimize=args.optimize,
     )
     print(info.to_json())
     return 0
@@ -390,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=_positive_int, help="pre-training steps (default: the recipe's)")
     quick.add_argument("--finetune-epochs", type=_positive_number, help="sentiment epochs (default: recipe's)")
+    quick.add_argument(
+        "--finetune-method", choices=["full", "lora"], default="full", help="fine-tune all weights or a LoRA adapter"
+    )
     quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     quick.set_defaults(func=_quickstart)
 
@@ -442,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("output_dir", help="folder for model.onnx, config, tokenizer and export_info.json")
     onnx.add_argument("--opset", type=_opset, default=17, help=f"ONNX opset (default 17; {_opset_ranges()})")
     onnx.add_argument("--exporter", choices=tuple(ONNX_OPSETS), default="torchscript")
+    onnx.add_argument(
+        "--optimize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fuse an encoder graph with onnxruntime's transformer optimizer (default: on)",
+    )
     onnx.add_argument("--overwrite", action="store_true", help=overwrite_help)
     onnx.set_defaults(func=_export)
     tolerance_help = "largest absolute logit difference allowed against the source (default 1e-5)"

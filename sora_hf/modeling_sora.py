@@ -87,10 +87,18 @@ class SoraRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
-        hidden_states = hidden_states.to(torch.float32)
-        variance = hidden_states.pow(2).mean(-1, keepdim=True)
-        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        return self.weight * hidden_states.to(input_dtype)
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+            # Llama's ops: ONNX opset 17 has no RMSNorm, and onnxruntime fuses this pattern into its own kernel
+            hidden_states = hidden_states.to(torch.float32)
+            variance = hidden_states.pow(2).mean(-1, keepdim=True)
+            hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+            return self.weight * hidden_states.to(input_dtype)
+        # one fused kernel, bit-identical to those ops in float32; half precision is normalised in float32 and
+        # scaled after the cast back, as Llama does
+        if input_dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
+        normed = F.rms_norm(hidden_states.to(torch.float32), self.weight.shape, None, self.variance_epsilon)
+        return self.weight * normed.to(input_dtype)
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"

@@ -180,3 +180,22 @@ def test_generate_with_static_cache_equals_dynamic_cache():
     static = model.generate(prompt, max_new_tokens=12, do_sample=False, cache_implementation="static")
     assert dynamic.shape == (2, 17)
     assert torch.equal(static, dynamic)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rms_norm_equals_llamas_ops_and_the_export_path(dtype, monkeypatch):
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from sora_hf.modeling_sora import SoraRMSNorm
+
+    torch.manual_seed(0)
+    sora, llama = SoraRMSNorm(48, eps=1e-6), LlamaRMSNorm(48, eps=1e-6)
+    with torch.no_grad():
+        sora.weight.normal_(1.0, 0.5)
+        llama.weight.copy_(sora.weight)
+    sora, llama = sora.to(dtype), llama.to(dtype)
+    x = (3 * torch.randn(2, 7, 48)).to(dtype)
+    fused = sora(x)
+    assert torch.equal(fused, llama(x))  # bit for bit, also in bf16 (float32 inside, scaled after the cast)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)  # the ops ONNX gets
+    assert torch.equal(sora(x), fused)

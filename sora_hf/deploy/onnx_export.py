@@ -9,9 +9,13 @@ The exporter is torch's TorchScript-based one (`torch.onnx.export(..., dynamo=Fa
 supported head in well under a second and keeps a past length of 0 (the first decoding step) a valid input, which
 `torch.export` specialises away. `exporter="dynamo"` uses the torch.export-based exporter for the encoder heads.
 
+Encoder graphs then go through onnxruntime's transformer optimizer (`optimize=True`, as BERT users deploy theirs):
+each RMSNorm and its residual add become one `SkipSimplifiedLayerNormalization` kernel, and the graph shrinks to
+about 40% of its nodes. The parity check runs on the graph that is written.
+
 The exported folder holds `model.onnx`, `config.json`, the tokenizer files and `export_info.json` (opset, inputs,
-outputs, head, and the largest absolute difference against torch measured at export time at two batch sizes and
-sequence lengths with padding).
+outputs, head, the fused operators, and the largest absolute difference against torch measured at export time at
+two batch sizes and sequence lengths with padding).
 """
 
 from __future__ import annotations
@@ -258,6 +262,7 @@ class ExportInfo:
     inputs: list[str]
     outputs: list[str]
     dynamic_axes: dict[str, dict[str, str]]
+    fused_operators: dict[str, int] = field(default_factory=dict)
     max_abs_diff: float | None = None
     parity_checks: list[dict] = field(default_factory=list)
     export_seconds: float | None = None
@@ -275,13 +280,15 @@ def export_onnx(
     exporter: str = "torchscript",
     check: bool = True,
     overwrite: bool = False,
+    optimize: bool = True,
 ) -> ExportInfo:
     """Export a Sora head to `output_dir/model.onnx` with config, tokenizer and `export_info.json`.
 
     `model_or_checkpoint` is a loaded Sora model or a save_pretrained folder (its tokenizer is copied when present).
     With `check`, onnxruntime runs the graph at two batch sizes and sequence lengths (with padding, and for a
     decoder with and without a past) and the largest absolute difference to torch is recorded; a difference above
-    1e-4 raises, since a graph that disagrees with its model must not be shipped. The export is written beside
+    1e-4 raises, since a graph that disagrees with its model must not be shipped. With `optimize`, an encoder graph
+    is rewritten by onnxruntime's transformer optimizer (fused norms) before the check. The export is written beside
     `output_dir` and moved in place only once it has passed; an existing folder with files is replaced only with
     `overwrite` (see sora_hf.outputs).
     """
@@ -336,7 +343,9 @@ def export_onnx(
                 opset_version=opset,
                 **dynamic,
             )
+        fused = optimize_graph(output_dir / ONNX_FILE, model.config) if optimize and spec.kind == "encoder" else {}
         info = ExportInfo(
+            fused_operators=fused,
             architecture=spec.architecture,
             task=spec.task,
             kind=spec.kind,
@@ -361,6 +370,28 @@ def export_onnx(
         (output_dir / EXPORT_INFO_FILE).write_text(info.to_json() + "\n", encoding="utf-8")
         out.commit()
     return info
+
+
+def optimize_graph(path: Path, config) -> dict[str, int]:
+    """Rewrite an encoder graph in place with onnxruntime's transformer optimizer; the fused operators it made.
+
+    The BERT graph rules apply to Sora's blocks where the maths is the same: RMSNorm (with the residual add before
+    it) becomes `SimplifiedLayerNormalization` / `SkipSimplifiedLayerNormalization`, constants fold, shape
+    subgraphs collapse.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimizer_logger = logging.getLogger("onnxruntime.transformers")
+    level = optimizer_logger.level
+    optimizer_logger.setLevel(logging.ERROR)  # it warns about every pattern that is not BERT's
+    try:
+        optimized = optimize_model(
+            str(path), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+        )
+    finally:
+        optimizer_logger.setLevel(level)
+    optimized.save_model_to_file(str(path))
+    return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
 
 
 def check_parity(model: PreTrainedModel, onnx_path: str | Path, shapes=None) -> list[dict]:
@@ -397,5 +428,6 @@ __all__ = [
     "export_onnx",
     "head_spec",
     "load_for_export",
+    "optimize_graph",
     "sample_inputs",
 ]

@@ -38,11 +38,19 @@ REPORT_FILE = "quantization_report.json"
 
 def quantize_onnx(source: str | Path, target: str | Path, per_channel: bool = False) -> Path:
     """onnxruntime dynamic int8 quantization of `source` (an .onnx file) into `target`."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
+    # shape inference cannot type the outputs of onnxruntime's fused (com.microsoft) kernels: they are float32
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
     return target
 
 

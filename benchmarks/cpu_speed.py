@@ -168,9 +168,7 @@ def onnx_feed(session, batch: dict) -> dict:
 def onnx_sessions(sora, bert, tokenizer, args) -> dict:
     """fp32 and int8 onnxruntime sessions of both models: Sora as `sora-hf export onnx` writes it (fused by
     onnxruntime's transformer optimizer), BERT exported and optimised the way its users do it."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    from sora_hf.deploy.onnx_export import export_onnx
+    from sora_hf.deploy.onnx_export import export_onnx, optimize_graph
     from sora_hf.deploy.onnx_runtime import ort_session
     from sora_hf.deploy.quantization import quantize_onnx
 
@@ -183,14 +181,8 @@ def onnx_sessions(sora, bert, tokenizer, args) -> dict:
         output_names=["logits"], dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
         opset_version=17, dynamo=False,
     )  # fmt: skip
-    optimized = optimize_model(
-        str(bert_path),
-        model_type="bert",
-        num_heads=bert.config.num_attention_heads,
-        hidden_size=bert.config.hidden_size,
-    )
-    optimized.save_model_to_file(str(folder / "bert-opt.onnx"))
-    paths = {"fp32": {"sora": folder / "sora" / "model.onnx", "bert": folder / "bert-opt.onnx"}}
+    optimize_graph(bert_path, bert.config)  # the optimizer `export onnx` runs on Sora's graph
+    paths = {"fp32": {"sora": folder / "sora" / "model.onnx", "bert": bert_path}}
     paths["int8"] = {name: quantize_onnx(path, folder / f"{name}-int8.onnx") for name, path in paths["fp32"].items()}
     return {
         precision: {name: ort_session(path, threads=args.threads) for name, path in pair.items()}

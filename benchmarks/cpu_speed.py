@@ -70,16 +70,17 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, rounds: int 
 
 
 def batch_of(tokenizer, texts: list[str], size: int, max_length: int, pad_fraction: float = 0.0):
-    """`size` texts as one padded batch; `pad_fraction` > 0 truncates rows so that share of the batch is padding."""
-    encoded = tokenizer(
-        texts[:size], truncation=True, max_length=max_length, padding="max_length", return_tensors="pt"
-    )
+    """`size` rows of `max_length` real tokens (the texts' tokens end to end, as pre-training packs them);
+    `pad_fraction` > 0 pads every other row's tail so that exactly that share of the batch is padding."""
+    stream = [token for ids in tokenizer(texts)["input_ids"] for token in ids]
+    stream = stream * (1 + size * max_length // len(stream))
+    input_ids = torch.tensor(stream[: size * max_length]).view(size, max_length)
+    attention_mask = torch.ones_like(input_ids)
     if pad_fraction:
-        mask = encoded["attention_mask"]
         keep = int(max_length * (1 - 2 * pad_fraction))  # every other row truncated: pad_fraction of all tokens
-        mask[::2, keep:] = 0
-        encoded["input_ids"][mask == 0] = tokenizer.pad_token_id
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        attention_mask[::2, keep:] = 0
+        input_ids[attention_mask == 0] = tokenizer.pad_token_id
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def models_for(size: dict, vocab: int, pad_id: int, kind: str):
@@ -92,7 +93,8 @@ def models_for(size: dict, vocab: int, pad_id: int, kind: str):
             BertConfig(vocab_size=vocab, **common, intermediate_size=bert_mlp, num_labels=2, pad_token_id=pad_id)
         )
     elif kind == "mlm":
-        sora = SoraForMaskedLM(SoraConfig(vocab_size=vocab, **size, pad_token_id=pad_id))
+        # as the pre-training recipes configure it: vocabulary logits only at the masked positions
+        sora = SoraForMaskedLM(SoraConfig(vocab_size=vocab, **size, pad_token_id=pad_id, sparse_prediction=True))
         stock = BertForMaskedLM(
             BertConfig(vocab_size=vocab, **common, intermediate_size=bert_mlp, pad_token_id=pad_id)
         )

@@ -130,11 +130,14 @@ class SoraConfig(PreTrainedConfig):
         task_loss_weighting (`"fixed"` or `"uncertainty"`): how `SoraForMultiTask` weights each task's loss: the
             tasks' `loss_weight`s, or learned homoscedastic uncertainty (Kendall et al., 2018).
         padding_free (`bool`, *optional*): the encoder drops pad tokens before its layers and runs every sequence
-            of the batch packed into one row, each attending only to itself; the outputs are padded back, so heads
-            and users see the usual `(batch, seq, hidden)`. `None` (default) turns it on with flash attention, whose
-            variable-length kernels make a padded batch cost only its real tokens; `True` forces it with any
-            attention (flex attention: a block-sparse document mask; sdpa/eager: a dense block-diagonal mask,
-            correct but not faster); `False` turns it off.
+            of the batch packed into one row, each attending only to itself; the outputs are padded back (zeros at the
+            pads), so heads and users see the usual `(batch, seq, hidden)`. With flash attention its variable-length
+            kernels make a padded batch cost only its real tokens; with sdpa or eager the projections, MLP and norms
+            run on the real tokens and each layer's attention on the padded rows; with flex attention a block-sparse
+            document mask. `None` (default): on with flash attention for any padded batch, with sdpa or eager for
+            batches at least 1/8 padding (below that, moving the tokens costs more than it saves), off with flex
+            attention; `True` forces it on any padded batch; `False` turns it off. Never in a traced graph
+            (torch.compile, ONNX export).
 
     Example:
 

@@ -60,6 +60,9 @@ from .configuration_sora import SoraConfig
 
 logger = logging.get_logger(__name__)
 
+# `padding_free=None` with sdpa or eager attention unpads a batch only from this share of padding up
+PADDING_FREE_MIN_PAD_SHARE = 0.125
+
 # transformers 5.24 renamed the cache argument of forwards, masks and `generate()` from `past_key_values` to `cache`,
 # and the cache field of the outputs with it; 5.17-5.23 use the old name. Sora's forwards accept both names and speak
 # to transformers in the one the installed release uses, so a checkpoint's remote code decodes right on either.
@@ -232,6 +235,28 @@ def sora_mlp(config: SoraConfig) -> nn.Module:
     return SoraPlainMLP(config) if config.mlp_type == "plain" else SoraMLP(config)
 
 
+@dataclass
+class PaddedRows:
+    """Where the real tokens of a padded `(batch, seq)` batch sit once packed into one row: the padding-free encoder
+    runs its token-wise parts (projections, MLP, norms) on those alone, and with sdpa or eager attention each layer
+    scatters its queries, keys and values back into the padded rows for the one step that mixes positions."""
+
+    indices: torch.Tensor  # flat positions of the real tokens in `batch * seq`
+    batch_size: int
+    seq_len: int
+
+    def pad(self, states: torch.Tensor) -> torch.Tensor:
+        """`(1, real tokens, *dims)` -> `(batch, seq, *dims)`, zeros at the pads."""
+        flat = states[0].reshape(states.shape[1], -1)
+        padded = flat.new_zeros(self.batch_size * self.seq_len, flat.shape[-1]).index_copy(0, self.indices, flat)
+        return padded.view(self.batch_size, self.seq_len, *states.shape[2:])
+
+    def unpad(self, states: torch.Tensor) -> torch.Tensor:
+        """`(batch, seq, *dims)` -> `(1, real tokens, *dims)`."""
+        flat = states.reshape(self.batch_size * self.seq_len, *states.shape[2:])
+        return flat.index_select(0, self.indices).unsqueeze(0)
+
+
 class SoraSelfAttention(nn.Module):
     """Multi-head (optionally grouped-query) self-attention with rotary positions; causal in a decoder."""
 
@@ -268,15 +293,23 @@ class SoraSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
+        rows: PaddedRows | None = kwargs.pop("padded_rows", None)
         query_states = self.q_proj(hidden_states).view(hidden_shape)
         key_states = self.k_proj(hidden_states).view(hidden_shape)
         if self.qk_norm:
             query_states, key_states = self.q_norm(query_states), self.k_norm(key_states)
-        query_states, key_states = query_states.transpose(1, 2), key_states.transpose(1, 2)
-        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape)
+        if rows is None:
+            query_states, key_states = query_states.transpose(1, 2), key_states.transpose(1, 2)
+            value_states = value_states.transpose(1, 2)
         if position_embeddings is not None:  # None: absolute positions, added to the embeddings
             cos, sin = position_embeddings
-            query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+            heads_dim = 1 if rows is None else 2
+            query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin, heads_dim)
+        if rows is not None:  # packed real tokens: attention alone runs on the padded rows
+            query_states = rows.pad(query_states).transpose(1, 2)
+            key_states = rows.pad(key_states).transpose(1, 2)
+            value_states = rows.pad(value_states).transpose(1, 2)
         if cache is not None and CACHE_ARG == "cache":
             # 5.24+: caches take the attention kwargs (a paged cache writes there what its attention reads)
             key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
@@ -300,6 +333,8 @@ class SoraSelfAttention(nn.Module):
             sliding_window=self.sliding_window,
             **kwargs,
         )
+        if rows is not None:
+            attn_output = rows.unpad(attn_output)
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         return self.o_proj(attn_output), attn_weights
 
@@ -686,7 +721,11 @@ class SoraModel(SoraPreTrainedModel):
         cache = _one_cache(cache, past_key_values)
         if self._runs_padding_free(attention_mask, position_ids, cache, kwargs):
             return self._padding_free_forward(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
-        return self._forward(
+        padded_encoder = not self.is_causal and attention_mask is not None and attention_mask.dim() == 2
+        return_dict = kwargs.pop("return_dict", self.config.return_dict) if padded_encoder else None
+        if padded_encoder:
+            kwargs["return_dict"] = True
+        outputs = self._forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
@@ -696,21 +735,38 @@ class SoraModel(SoraPreTrainedModel):
             use_cache=use_cache,
             **kwargs,
         )
+        if not padded_encoder:
+            return outputs
+        # zeros at the pads, as the padding-free path returns them: the same outputs whichever path ran (and in
+        # an exported graph, which always runs padded)
+        seq_len = outputs.last_hidden_state.shape[1]  # a prefix (peft's prefix tuning) has mask columns too
+        keep = attention_mask[:, -seq_len:, None].to(outputs.last_hidden_state.dtype)
+        outputs.last_hidden_state = outputs.last_hidden_state * keep
+        if outputs.hidden_states is not None:
+            outputs.hidden_states = tuple(states * keep for states in outputs.hidden_states)
+        return outputs if return_dict else outputs.to_tuple()
 
     def _runs_padding_free(self, attention_mask, position_ids, cache, kwargs) -> bool:
-        """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache)."""
+        """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache), and
+        never in a traced graph (torch.compile, ONNX export), whose shapes must not hang on one batch's padding."""
         if self.is_causal or cache is not None:
             return False
         wanted = self.config.padding_free
-        if wanted is None:
-            wanted = self.config._attn_implementation.startswith("flash_attention")
-        if not wanted:
+        implementation = self.config._attn_implementation
+        if wanted is False or (wanted is None and implementation == "flex_attention"):
+            return False
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
             return False
         if attention_mask is None or attention_mask.dim() != 2 or position_ids is not None:
             return False
         if kwargs.get("output_attentions", self.config.output_attentions):
             return False
-        return not torch.compiler.is_compiling() and bool((attention_mask == 0).any())
+        pads = int((attention_mask == 0).sum())
+        if wanted is None and not implementation.startswith("flash_attention"):
+            # sdpa/eager attention still runs on the padded rows, and moving the tokens in and out of them costs
+            # about what an eighth of the batch in padding does (measured on CPU, benchmarks/cpu_speed.py)
+            return pads >= attention_mask.numel() * PADDING_FREE_MIN_PAD_SHARE
+        return pads > 0
 
     def _absolute_positions(self, position_ids, attention_mask, cache, inputs_embeds) -> torch.Tensor:
         past_seen = cache.get_seq_length() if cache is not None else 0
@@ -726,31 +782,39 @@ class SoraModel(SoraPreTrainedModel):
         # positions restart at 0 in each sequence: rotary sees the same relative positions as in the padded batch,
         # and the position jumps are how the mask (and flash attention's varlen kernels) find the sequences
         position_ids = (real.cumsum(dim=1) - 1)[real].unsqueeze(0)
-        if self.config._attn_implementation.startswith("flash_attention"):
+        rows = PaddedRows(indices, batch_size, seq_len)
+        implementation = self.config._attn_implementation
+        masks = None  # flex attention: a block-sparse mask from the position jumps
+        if implementation.startswith("flash_attention"):
             cu_seq_lens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
             max_length = int(lengths.max())
             kwargs.update(
                 cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens, max_length_q=max_length, max_length_k=max_length
             )
+        elif implementation != "flex_attention":
+            # sdpa and eager have no variable-length kernel, and a block-diagonal mask over every real token of the
+            # batch costs (batch * seq)^2: their attention runs on the padded rows with the usual padding mask
+            shape = torch.empty(batch_size, seq_len, 0, dtype=self.dtype, device=attention_mask.device)
+            masks = {
+                "full_attention": create_bidirectional_mask(
+                    config=self.config, inputs_embeds=shape, attention_mask=attention_mask
+                )
+            }
+            kwargs["padded_rows"] = rows
+        if inputs_embeds is None:
+            # embedded in the batch's own shape: what hooks on the embedding see and change (adversarial training
+            # perturbs it per row) keeps the usual `(batch, seq, hidden)`
+            inputs_embeds = self.embed_tokens(input_ids)
         packed = {
-            "input_ids": None if input_ids is None else input_ids.flatten()[indices].unsqueeze(0),
-            "inputs_embeds": None
-            if inputs_embeds is None
-            else inputs_embeds.reshape(batch_size * seq_len, -1)[indices].unsqueeze(0),
+            "inputs_embeds": rows.unpad(inputs_embeds),
             "token_type_ids": None if token_type_ids is None else token_type_ids.flatten()[indices].unsqueeze(0),
         }
         outputs = self._forward(
-            **packed, attention_mask=None, position_ids=position_ids, use_cache=False, return_dict=True, **kwargs
+            **packed, attention_mask=masks, position_ids=position_ids, use_cache=False, return_dict=True, **kwargs
         )
-
-        def pad_back(states: torch.Tensor) -> torch.Tensor:
-            padded = states.new_zeros(batch_size * seq_len, states.shape[-1])
-            padded = padded.index_copy(0, indices, states[0])
-            return padded.view(batch_size, seq_len, -1)
-
-        outputs.last_hidden_state = pad_back(outputs.last_hidden_state)
+        outputs.last_hidden_state = rows.pad(outputs.last_hidden_state)
         if outputs.hidden_states is not None:
-            outputs.hidden_states = tuple(pad_back(h) for h in outputs.hidden_states)
+            outputs.hidden_states = tuple(rows.pad(h) for h in outputs.hidden_states)
         return outputs if return_dict else outputs.to_tuple()
 
     @merge_with_config_defaults

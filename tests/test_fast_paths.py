@@ -22,7 +22,7 @@ PAD_ROWS = {0: 4, 2: 7}  # rows 0 and 2 padded, row 1 full
 def _pair(model_class, padding_free: bool = True, **overrides):
     """The same weights twice: the plain model and its padding-free twin."""
     torch.manual_seed(0)
-    plain = model_class(SoraConfig(**tiny_config_kwargs(**overrides))).eval()
+    plain = model_class(SoraConfig(**tiny_config_kwargs(padding_free=False, **overrides))).eval()
     fast = model_class(SoraConfig(**tiny_config_kwargs(padding_free=padding_free, **overrides))).eval()
     fast.load_state_dict(plain.state_dict())
     return plain, fast
@@ -38,9 +38,10 @@ def test_padding_free_encoder_matches_padded_outputs_and_gradients(attn):
     assert out.last_hidden_state.shape == ref.last_hidden_state.shape
     torch.testing.assert_close(out.last_hidden_state[real], ref.last_hidden_state[real], atol=1e-5, rtol=1e-5)
     assert out.last_hidden_state[~real].abs().max() == 0  # pad positions come back as zeros
+    assert ref.last_hidden_state[~real].abs().max() == 0  # on either path
     assert len(out.hidden_states) == len(ref.hidden_states) == 3
     for got, want in zip(out.hidden_states, ref.hidden_states, strict=True):
-        torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
     # a fixed random read-out (the squared norm would be nearly constant after the final RMSNorm)
     readout = torch.randn(ref.last_hidden_state[real].shape, generator=torch.Generator().manual_seed(3))
@@ -92,14 +93,29 @@ def test_padding_free_heads_match(pooling):
     )
 
 
-def test_padding_free_is_automatic_only_with_flash_attention():
+def test_padding_free_is_automatic_from_an_eighth_of_padding_with_sdpa():
     model = SoraModel(SoraConfig(**tiny_config_kwargs()))  # sdpa, padding_free None
-    ids, mask = random_batch(3, 10, pad_rows=PAD_ROWS)
-    assert not model._runs_padding_free(mask, None, None, {})
-    model.config.padding_free = True
+    ids, mask = random_batch(3, 10, pad_rows=PAD_ROWS)  # 11 pads in 30 tokens
     assert model._runs_padding_free(mask, None, None, {})
+    few = torch.ones(3, 10, dtype=torch.long)
+    few[0, -3:] = 0  # 3 pads in 30: under an eighth
+    assert not model._runs_padding_free(few, None, None, {})
+    model.config._attn_implementation = "flex_attention"
+    assert not model._runs_padding_free(mask, None, None, {})  # flex: only when asked
+    model.config._attn_implementation = "sdpa"
+    model.config.padding_free = True
+    assert model._runs_padding_free(few, None, None, {})
     assert not model._runs_padding_free(torch.ones_like(mask), None, None, {})  # nothing to drop
     assert not model._runs_padding_free(mask, None, None, {"output_attentions": True})  # maps are per row
+    model.config.padding_free = False
+    assert not model._runs_padding_free(mask, None, None, {})
+
+
+def test_padding_free_is_not_traced_into_an_onnx_graph(monkeypatch):
+    model = SoraModel(SoraConfig(**tiny_config_kwargs(padding_free=True)))
+    _, mask = random_batch(3, 10, pad_rows=PAD_ROWS)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert not model._runs_padding_free(mask, None, None, {})
 
 
 def _rows(seed: int = 0):

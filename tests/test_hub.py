@@ -435,7 +435,8 @@ CONVERTED_CHILD = textwrap.dedent(
         inputs = torch.load(case["inputs"])
         with torch.no_grad():
             got = getattr(model(**inputs), case["key"])
-        torch.testing.assert_close(got, torch.load(case["expected"]), rtol=0, atol=1e-5, msg=case["repo"])
+        real = inputs["attention_mask"].bool()  # an encoder's outputs at the pads are zeros, not RoBERTa's
+        torch.testing.assert_close(got[real], torch.load(case["expected"])[real], rtol=0, atol=1e-5, msg=case["repo"])
         print("ok", case["repo"], flush=True)
     """
 )

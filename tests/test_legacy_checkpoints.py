@@ -77,5 +77,9 @@ def test_a_checkpoint_saved_before_the_layout_change_loads_and_answers_the_same(
         out = model(**_inputs(name))
     compared = [k for k, v in expected.items() if isinstance(v, torch.Tensor) and k != "replaced_input_ids"]
     assert compared, name
+    real = _inputs(name)["attention_mask"].bool()
     for key in compared:
-        torch.testing.assert_close(out[key], expected[key], rtol=1e-5, atol=1e-5, msg=f"{name}.{key}")
+        got, want = out[key], expected[key]
+        if got.shape[: real.dim()] == real.shape:  # per encoder token: today's encoder returns zeros at the pads
+            got, want = got[real], want[real]
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=f"{name}.{key}")

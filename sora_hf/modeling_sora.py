@@ -722,9 +722,8 @@ class SoraModel(SoraPreTrainedModel):
         if self._runs_padding_free(attention_mask, position_ids, cache, kwargs):
             return self._padding_free_forward(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
         padded_encoder = not self.is_causal and attention_mask is not None and attention_mask.dim() == 2
-        return_dict = kwargs.pop("return_dict", self.config.return_dict) if padded_encoder else None
-        if padded_encoder:
-            kwargs["return_dict"] = True
+        if padded_encoder:  # outputs as a ModelOutput, to zero the pads below
+            return_dict, kwargs["return_dict"] = kwargs.get("return_dict", self.config.return_dict), True
         outputs = self._forward(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -11,6 +11,30 @@ from ..validation.errors import RecipeError, _suggest
 from .schema import FinetuneRecipe, PretrainRecipe, parse_finetune_recipe, parse_pretrain_recipe
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping: PyYAML keeps the later value without a word,
+    so a recipe that sets `learning_rate` at the top of `training:` and again below would run with a value the user
+    may not have meant."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error names it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice (first at line {first})", key_node.start_mark
+                    )
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def _yaml_problem(error: yaml.YAMLError) -> str:
     """One line saying where and what a YAML error is: `line 3, column 7: mapping values are not allowed here`."""
     mark = getattr(error, "problem_mark", None)
@@ -29,7 +53,7 @@ def read_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> di
         raise RecipeError(f"recipe file {path} does not exist")
     try:
         with path.open(encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            raw = yaml.load(handle, Loader=RecipeLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         raise RecipeError(f"recipe file {path} is not valid YAML: {_yaml_problem(error)}") from None
     except UnicodeDecodeError as error:

@@ -283,6 +283,8 @@ def _check_training_ranges(training: dict[str, Any]) -> None:
     for key in ("learning_rate", "warmup_steps", "weight_decay"):
         if number(key) is not None and not training[key] >= 0:
             raise RecipeError(f"training.{key}={training[key]} must be >= 0")
+    if number("learning_rate") == 0:  # Trainer would run every step and leave the weights as they were
+        raise RecipeError("training.learning_rate=0 trains nothing (the weights never change): give a positive rate")
     for key in ("logging_steps", "save_steps", "eval_steps"):
         value = number(key)
         if value is None:

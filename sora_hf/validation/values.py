@@ -134,7 +134,8 @@ def typed_value(key: str, value: Any, kinds: Kinds) -> Any:
 
     A number written as a string (`"20"`, and `5e-4`, which YAML 1.1 reads as a string) becomes the number; an int
     goes to a float field as a float and an integral float (`2.0`, `2e3`) to an int field as an int; a number in a
-    string field (`run_name: 2024`) is the string. Anything else that the annotation does not allow is refused."""
+    string field (`run_name: 2024`) is the string, and so is `no` (which YAML reads as false). Anything else that the
+    annotation does not allow is refused."""
     numbers = kinds & {"int", "float"}
     if value is None:
         if "none" in kinds or "any" in kinds:
@@ -142,6 +143,12 @@ def typed_value(key: str, value: Any, kinds: Kinds) -> Any:
     elif isinstance(value, bool):
         if "bool" in kinds or "any" in kinds:
             return value
+        if "str" in kinds:
+            # YAML 1.1 reads `no` (and `off`, `false`) as false: in a string field (`eval_strategy: no`, `--set
+            # training.save_strategy=no`) the user wrote the word "no"; `yes` / `on` / `true` has no such meaning
+            if value is False:
+                return "no"
+            raise RecipeError(f"{key}: YAML reads yes/on/true as true, and {key} takes a string: quote it")
     elif isinstance(value, str):
         if numbers and _NUMBER.match(value.strip()):
             return _typed_number(key, value, _number(value), kinds)

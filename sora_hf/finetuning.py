@@ -43,6 +43,8 @@ def load_task(recipe: FinetuneRecipe):
             multi_label=data.multi_label,
             regression=data.regression,
             tag_scheme=data.tag_scheme,
+            labels=data.labels,
+            on_malformed=data.on_malformed,
             seed=recipe.seed,
         )
     if evaluates_during_training(recipe) and "validation" not in dataset:

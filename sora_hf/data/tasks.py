@@ -38,7 +38,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ EMBEDDED_TASK_TYPES = {
 }
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 TAG_SCHEMES = ("BIO", "BMES")
+ON_MALFORMED = ("error", "skip")  # a malformed row or sentence stops the load, or is skipped and counted
 
 # "Mentioned first" makes the question answerable when a sentence names several entities of a type.
 QA_QUESTIONS = {
@@ -265,6 +266,41 @@ class _Row:
     record: dict[str, Any]
 
 
+class _Malformed:
+    """What to do with a row or sentence that breaks its file's format (a CSV row with more fields than the header, a
+    line that is not JSON, an empty text or label, a CoNLL line without a tag, tags invalid in the scheme): stop with
+    the error (`error`), or skip it and count it per file (`skip`), reported once the files are read."""
+
+    HINT = "; or set data.on_malformed: skip to skip such rows and count them"
+
+    def __init__(self, policy: str = "error"):
+        if policy not in ON_MALFORMED:
+            raise ValueError(f"on_malformed must be one of {ON_MALFORMED}, got {policy!r}")
+        self.policy = policy
+        self.skipped: dict[Path, list[str]] = {}
+
+    def handle(self, path: Path, error: ValueError, hint: bool = True) -> None:
+        """Raise `error` (with how to skip such rows), or note it as skipped."""
+        if self.policy == "error":
+            raise ValueError(f"{error}{self.HINT if hint else ''}") from None
+        message = str(error)
+        prefix = f"{path}, "
+        self.skipped.setdefault(path, []).append(message[len(prefix) :] if message.startswith(prefix) else message)
+
+    def count(self, path: Path) -> int:
+        return len(self.skipped.get(path, ()))
+
+    def report(self) -> str:
+        """Warn per file with the count and the first few skipped rows; returns a summary for the task description."""
+        for path, messages in self.skipped.items():
+            shown = "; ".join(messages[:3]) + ("; ..." if len(messages) > 3 else "")
+            logger.warning(
+                "%s: skipped %d malformed row(s)/sentence(s) (data.on_malformed: skip): %s", path, len(messages), shown
+            )
+        total = sum(len(m) for m in self.skipped.values())
+        return f", {total} malformed skipped" if total else ""
+
+
 def _existing(path: PathLike, role: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
@@ -272,25 +308,39 @@ def _existing(path: PathLike, role: str) -> Path:
     return p
 
 
-def _read_table(path: Path) -> tuple[list[_Row], list[str] | None, _CsvFile | None]:
+def _read_table(
+    path: Path, malformed: _Malformed | None = None
+) -> tuple[list[_Row], list[str] | None, _CsvFile | None]:
     """Rows of a CSV/TSV/JSON/JSONL file and, for CSV/TSV, the header and the reader (for its report)."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",", malformed)
     if suffix in (".json", ".jsonl"):
-        return list(_read_json_rows(path)), None, None
+        return list(_read_json_rows(path, malformed)), None, None
     raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; use one of {_TABLE_EXTENSIONS}")
 
 
-def _read_csv(path: Path, delimiter: str) -> tuple[list[_Row], list[str], _CsvFile]:
+def _read_csv(
+    path: Path, delimiter: str, malformed: _Malformed | None = None
+) -> tuple[list[_Row], list[str], _CsvFile]:
     """CSV with standard quoting, TSV (tab) without quoting; a byte-order mark is dropped (spreadsheets write one)."""
+    malformed = malformed or _Malformed()
     table = _CsvFile(path, delimiter)
     rows = []
     for n, line, fields in table.rows():
         header = table.header or []
         where = f"row {n} (line {line})"
         if len(fields) > len(header):
-            raise ValueError(f"{path}, {where}: {len(fields)} fields but the header has {len(header)}")
+            separator = "a tab" if delimiter == "\t" else "a comma"
+            quote = "" if delimiter == "\t" else ' (quote a cell that holds one: "a, b")'
+            malformed.handle(
+                path,
+                ValueError(
+                    f"{path}, {where}: {len(fields)} fields but the header has {len(header)}: a cell holds "
+                    f"{separator}{quote}"
+                ),
+            )
+            continue
         # Like csv.DictReader: a short row has None for its missing cells.
         rows.append(_Row(where, dict(itertools.zip_longest(header, fields))))
     if not table.header:
@@ -322,8 +372,9 @@ def _report_file(
         table.warn(logger)
 
 
-def _read_json_rows(path: Path) -> Iterator[_Row]:
+def _read_json_rows(path: Path, malformed: _Malformed | None = None) -> Iterator[_Row]:
     """Records of a JSON Lines file, a JSON array of objects, or a ``{"data": [...]}`` object."""
+    malformed = malformed or _Malformed()
     with _utf8_errors(path):
         text = path.read_text(encoding="utf-8-sig")
     stripped = text.lstrip()
@@ -335,7 +386,12 @@ def _read_json_rows(path: Path) -> Iterator[_Row]:
         if isinstance(data, list) or (isinstance(data, dict) and isinstance(data.get("data"), list)):
             records = data if isinstance(data, list) else data["data"]
             for n, record in enumerate(records, start=1):
-                yield _Row(f"row {n}", _as_record(path, f"row {n}", record))
+                try:
+                    row = _Row(f"row {n}", _as_record(path, f"row {n}", record))
+                except ValueError as error:
+                    malformed.handle(path, error)
+                    continue
+                yield row
             return
     n = 0
     # Lines end at "\n" only (read_text turned "\r\n" into it): str.splitlines would also cut at U+2028, U+0085 ...,
@@ -346,13 +402,20 @@ def _read_json_rows(path: Path) -> Iterator[_Row]:
         n += 1
         where = f"row {n} (line {lineno})"
         try:
-            record = json.loads(line)
+            record = _as_record(path, where, json.loads(line))
         except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}, {where}: not valid JSON ({err}); JSON files hold one object per line, "
-                'an array of objects, or {"data": [...]}'
-            ) from err
-        yield _Row(where, _as_record(path, where, record))
+            malformed.handle(
+                path,
+                ValueError(
+                    f"{path}, {where}: not valid JSON ({err}); JSON files hold one object per line, "
+                    'an array of objects, or {"data": [...]}'
+                ),
+            )
+            continue
+        except ValueError as error:
+            malformed.handle(path, error)
+            continue
+        yield _Row(where, record)
 
 
 def _as_record(path: Path, where: str, record: Any) -> dict[str, Any]:
@@ -382,9 +445,12 @@ def _require_columns(path: Path, rows: list[_Row], header: list[str] | None, col
                 )
 
 
-def _nonempty_rows(path: Path, rows: list[_Row]) -> list[_Row]:
+def _nonempty_rows(path: Path, rows: list[_Row], malformed: _Malformed | None = None) -> list[_Row]:
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        skipped = malformed.count(path) if malformed is not None else 0
+        raise ValueError(
+            f"{path}: no rows left, all {skipped} were malformed and skipped" if skipped else f"{path}: no rows"
+        )
     return rows
 
 
@@ -596,67 +662,112 @@ class _Sentence:
         return f"{self.where} (line {self.first_line + i})"
 
 
-def _read_conll(path: Path) -> list[_Sentence]:
-    """Sentences of a CoNLL file: ``token ... TAG`` lines (tag last), blank line between sentences."""
+def _conll_line_problem(line: str, fields: list[str]) -> str:
+    """What is wrong with a CoNLL line that does not hold a token and a tag."""
+    text = line.rstrip("\r\n")
+    if text[:1].isspace() and len(fields) == 1:
+        import unicodedata
+
+        char = text[0]
+        name = unicodedata.name(char, "a control character")
+        return (
+            f"the token is a whitespace character (U+{ord(char):04X} {name}), which cannot be told from the "
+            f"separator before the tag {fields[0]!r}: replace it (e.g. with _) or delete the line"
+        )
+    return (
+        f"only one field {fields[0]!r}, expected 'token TAG' (whitespace-separated): the token or its tag is missing"
+    )
+
+
+def _read_conll(path: Path, malformed: _Malformed | None = None) -> list[_Sentence]:
+    """Sentences of a CoNLL file: ``token ... TAG`` lines (tag last), blank line between sentences. A sentence with a
+    line that holds no token and tag is malformed as a whole (`malformed` stops or skips it)."""
+    malformed = malformed or _Malformed()
     sentences: list[_Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
     start_line = 0
+    number = 0  # sentences of the file, skipped ones included
+    problem: str | None = None  # the first bad line of the sentence being read
 
-    def close() -> None:
-        if tokens:
-            sentences.append(_Sentence(f"sentence {len(sentences) + 1}", list(tokens), list(tags), start_line))
-            tokens.clear()
-            tags.clear()
+    def close(last_line: int) -> None:
+        nonlocal number, problem
+        if tokens or problem:
+            number += 1
+            if problem is not None:
+                lines = f"lines {start_line}-{last_line}" if last_line > start_line else f"line {start_line}"
+                malformed.handle(path, ValueError(f"{path}, sentence {number} ({lines}): {problem}"), hint=False)
+            else:
+                sentences.append(_Sentence(f"sentence {number}", list(tokens), list(tags), start_line))
+        tokens.clear()
+        tags.clear()
+        problem = None
 
     lineno = 0
     with _utf8_errors(path), path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
             if not fields:
-                close()
+                close(lineno - 1)
                 continue
             if fields[0] == "-DOCSTART-":
-                close()
+                close(lineno - 1)
                 continue
-            if len(fields) < 2:
-                raise ValueError(
-                    f"{path}, line {lineno}: expected 'token TAG' (whitespace-separated), found {line.strip()!r}"
-                )
-            if not tokens:
+            if not tokens and problem is None:
                 start_line = lineno
+            if len(fields) < 2:
+                if malformed.policy == "error":
+                    raise ValueError(
+                        f"{path}, line {lineno}: {_conll_line_problem(line, fields)}; or set data.on_malformed: skip "
+                        "to skip the sentences that hold such lines and count them"
+                    )
+                problem = problem or f"line {lineno}: {_conll_line_problem(line, fields)}"
+                continue
             tokens.append(fields[0])
             tags.append(fields[-1])
-    close()
-    logger.info("%s: %d lines -> %d sentences", path, lineno, len(sentences))
+    close(lineno)
+    skipped = malformed.count(path)
+    logger.info(
+        "%s: %d lines -> %d sentences%s", path, lineno, len(sentences), f", {skipped} skipped" if skipped else ""
+    )
     return sentences
 
 
-def _read_token_file(path: Path, tokens_column: str, tags_column: str) -> list[_Sentence]:
+def _read_token_file(
+    path: Path, tokens_column: str, tags_column: str, malformed: _Malformed | None = None
+) -> list[_Sentence]:
+    malformed = malformed or _Malformed()
     if path.suffix.lower() not in (".json", ".jsonl"):
-        return _read_conll(path)
-    rows = list(_read_json_rows(path))
+        return _read_conll(path, malformed)
+    rows = list(_read_json_rows(path, malformed))
     _require_columns(path, rows, None, (tokens_column, tags_column))
     out = []
     for row in rows:
-        tokens, tags = row.record[tokens_column], row.record[tags_column]
-        if isinstance(tokens, str):
-            tokens = list(tokens)  # a Chinese string stands for its characters
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise ValueError(f"{path}, {row.where}: column {tokens_column!r} must be a list of strings")
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ValueError(
-                f"{path}, {row.where}: column {tags_column!r} must be a list of tag names (strings), found {tags!r}"
-            )
-        if not tokens:
-            raise ValueError(f"{path}, {row.where}: empty text (no tokens)")
-        if len(tokens) != len(tags):
-            raise ValueError(f"{path}, {row.where}: {len(tokens)} tokens but {len(tags)} tags")
-        if any(not t.strip() for t in tokens):
-            raise ValueError(f"{path}, {row.where}: empty token in column {tokens_column!r}")
-        out.append(_Sentence(row.where, tokens, tags))
+        try:
+            out.append(_json_sentence(path, row, tokens_column, tags_column))
+        except ValueError as error:
+            malformed.handle(path, error)
     logger.info("%s: %d rows -> %d sentences", path, len(rows), len(out))
     return out
+
+
+def _json_sentence(path: Path, row: _Row, tokens_column: str, tags_column: str) -> _Sentence:
+    tokens, tags = row.record[tokens_column], row.record[tags_column]
+    if isinstance(tokens, str):
+        tokens = list(tokens)  # a Chinese string stands for its characters
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise ValueError(f"{path}, {row.where}: column {tokens_column!r} must be a list of strings")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError(
+            f"{path}, {row.where}: column {tags_column!r} must be a list of tag names (strings), found {tags!r}"
+        )
+    if not tokens:
+        raise ValueError(f"{path}, {row.where}: empty text (no tokens)")
+    if len(tokens) != len(tags):
+        raise ValueError(f"{path}, {row.where}: {len(tokens)} tokens but {len(tags)} tags")
+    if any(not t.strip() for t in tokens):
+        raise ValueError(f"{path}, {row.where}: empty token in column {tokens_column!r}")
+    return _Sentence(row.where, tokens, tags)
 
 
 # =====================================================================================================================
@@ -677,14 +788,16 @@ class _Options:
     multi_label: bool
     regression: bool
     tag_scheme: str | None
+    labels: list[str] | None = None  # the recipe's label names, in id order
+    malformed: _Malformed = field(default_factory=_Malformed)
 
 
 def _load_classification(
     path: Path, opts: _Options, labels: _LabelReader | None
 ) -> tuple[dict[str, list], list[str], list[list[tuple[str, Any]]] | None]:
     """Columns of a classification/similarity file; class labels come back as parsed ``(kind, key)`` lists."""
-    rows, header, table = _read_table(path)
-    rows = _nonempty_rows(path, rows)
+    rows, header, table = _read_table(path, opts.malformed)
+    rows = _nonempty_rows(path, rows, opts.malformed)
     columns = [opts.text_column, opts.label_column]
     if opts.text_pair_column:
         columns.insert(1, opts.text_pair_column)
@@ -696,14 +809,26 @@ def _load_classification(
     parsed_labels: list[list[tuple[str, Any]]] | None = [] if labels is not None else None
     where = []
     for row in rows:
-        data["text"].append(_text(path, row, opts.text_column))
+        try:
+            text = _text(path, row, opts.text_column)
+            pair = _text(path, row, opts.text_pair_column) if opts.text_pair_column else None
+            if labels is None:
+                label: Any = _float_label(path, row, opts.label_column, from_csv)
+            else:
+                label = labels.parse(path, row, opts.label_column, from_csv)
+        except ValueError as error:
+            opts.malformed.handle(path, error)
+            continue
+        data["text"].append(text)
         if opts.text_pair_column:
-            data["text_pair"].append(_text(path, row, opts.text_pair_column))
+            data["text_pair"].append(pair)
         if labels is None:
-            data["label"].append(_float_label(path, row, opts.label_column, from_csv))
+            data["label"].append(label)
         else:
-            parsed_labels.append(labels.parse(path, row, opts.label_column, from_csv))
+            parsed_labels.append(label)
         where.append(row.where)
+    if not where:
+        raise ValueError(f"{path}: no rows left, all {len(rows)} were malformed and skipped")
     texts = {opts.text_column: (data["text"], where)}
     if opts.text_pair_column:
         texts[opts.text_pair_column] = (data["text_pair"], where)
@@ -712,14 +837,22 @@ def _load_classification(
 
 
 def _load_seq2seq(path: Path, opts: _Options) -> dict[str, list]:
-    rows, header, table = _read_table(path)
-    rows = _nonempty_rows(path, rows)
+    rows, header, table = _read_table(path, opts.malformed)
+    rows = _nonempty_rows(path, rows, opts.malformed)
     _require_columns(path, rows, header, (opts.source_column, opts.target_column))
-    data = {
-        "source": [_text(path, row, opts.source_column) for row in rows],
-        "target": [_text(path, row, opts.target_column) for row in rows],
-    }
-    where = [row.where for row in rows]
+    data: dict[str, list] = {"source": [], "target": []}
+    where = []
+    for row in rows:
+        try:
+            source, target = _text(path, row, opts.source_column), _text(path, row, opts.target_column)
+        except ValueError as error:
+            opts.malformed.handle(path, error)
+            continue
+        data["source"].append(source)
+        data["target"].append(target)
+        where.append(row.where)
+    if not where:
+        raise ValueError(f"{path}: no rows left, all {len(rows)} were malformed and skipped")
     columns = {opts.source_column: (data["source"], where), opts.target_column: (data["target"], where)}
     _report_file(path, len(rows), len(where), columns, table)
     return data
@@ -855,6 +988,8 @@ def load_task_files(
     multi_label: bool = False,
     regression: bool = False,
     tag_scheme: str | None = "BIO",
+    labels: list[str] | None = None,
+    on_malformed: str = "error",
     seed: int = 42,
     test_size: float = 0.1,
 ) -> tuple[datasets.DatasetDict, TaskInfo]:
@@ -873,6 +1008,11 @@ def load_task_files(
       a missing ``answer_start`` is filled with the answer's first occurrence in the context.
     * ``seq2seq``: ``source_column`` and ``target_column`` from CSV/TSV/JSON(L).
 
+    ``labels`` fixes the class (or tag) names and their ids, in its order, and refuses a label of the files that is
+    not among them (integer labels are positions in ``labels`` when it lists no integer); without it the names are
+    the training file's, sorted. ``on_malformed="skip"`` skips and counts the rows (sentences) that break their
+    file's format, with a warning naming the first few, instead of raising on the first.
+
     Without ``test_file`` the train file is split (seeded, ``test_size``). Every problem raises before
     anything is trained: ``FileNotFoundError`` for a missing file, ``ValueError`` naming the file and
     the row/line/sentence for a missing column (with the columns present), a file with no rows, an
@@ -887,6 +1027,9 @@ def load_task_files(
         raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES} or None, got {tag_scheme!r}")
     if multi_label and regression:
         raise ValueError("multi_label and regression cannot both be set")
+    if labels is not None and (task_type not in ("classification", "token_classification") or regression):
+        raise ValueError(f"labels name classes or tags; {task_type} {'regression ' if regression else ''}has none")
+    malformed = _Malformed(on_malformed)
     if task_type == "similarity" and text_pair_column is None:
         text_pair_column = "text_pair"
     files = {"train": _existing(train_file, "train")}
@@ -906,6 +1049,8 @@ def load_task_files(
         multi_label,
         regression,
         tag_scheme if task_type == "token_classification" else None,
+        [str(name) for name in labels] if labels is not None else None,
+        malformed,
     )
     if task_type in ("classification", "similarity"):
         splits, info = _classification_splits(files, opts)
@@ -934,7 +1079,7 @@ def load_task_files(
     _warn_overlap(splits)
     order = [s for s in ("train", "validation", "test") if s in splits]
     dataset = datasets.DatasetDict({s: splits[s] for s in order})
-    description = f"{info.pop('description')} from {files['train'].name}, {how}"
+    description = f"{info.pop('description')} from {files['train'].name}, {how}{malformed.report()}"
     task_info = TaskInfo(Path(train_file).stem, task_type, description=description, **info)
     logger.info(
         "Loaded %s task %r: %s", task_type, task_info.name, ", ".join(f"{s} {len(dataset[s])}" for s in dataset)
@@ -963,9 +1108,14 @@ def _classification_splits(files: dict[str, Path], opts: _Options) -> tuple[dict
     train_keys = {key for parsed in loaded["train"][2] for key in parsed}
     if not train_keys:
         raise ValueError(f"{files['train']}: no labels in column {opts.label_column!r}")
-    ordered = sorted(train_keys, key=lambda k: k[1])
-    names = [_label_name(kind, key) for kind, key in ordered]
-    index = {k: i for i, k in enumerate(ordered)}
+    if opts.labels is not None:
+        names = list(opts.labels)
+        index = _recipe_label_index(files, loaded, names)
+        _warn_unused_labels(names, {index[k] for k in train_keys}, files["train"])
+    else:
+        ordered = sorted(train_keys, key=lambda k: k[1])
+        names = [_label_name(kind, key) for kind, key in ordered]
+        index = {k: i for i, k in enumerate(ordered)}
     class_label = datasets.ClassLabel(names=names)
     cols["label"] = datasets.Sequence(class_label) if opts.multi_label else class_label
     features = datasets.Features(cols)
@@ -988,8 +1138,43 @@ def _classification_splits(files: dict[str, Path], opts: _Options) -> tuple[dict
     return splits, dict(label_names=names, problem_type=problem, description=f"{what}{pair} text classification")
 
 
+def _recipe_label_index(
+    files: dict[str, Path], loaded: dict[str, tuple[dict, list[str], list]], names: list[str]
+) -> dict[tuple[str, Any], int]:
+    """The id of every label of the files in the recipe's `labels`: by its text, or for integer labels (when no
+    name is an integer) by position; a label that is neither is refused, naming the file and row."""
+    by_text = {name: i for i, name in enumerate(names)}
+    positions = not any(_INT_RE.match(name) for name in names)
+    index: dict[tuple[str, Any], int] = {}
+    for split, (_, where, parsed) in loaded.items():
+        for w, row_labels in zip(where, parsed, strict=True):
+            for kind, key in row_labels:
+                if (kind, key) in index:
+                    continue
+                name = _label_name(kind, key)
+                if name in by_text:
+                    index[kind, key] = by_text[name]
+                elif kind == "int" and positions and 0 <= key < len(names):
+                    index[kind, key] = key
+                else:
+                    position = f" or a position 0-{len(names) - 1} in it" if kind == "int" and positions else ""
+                    raise ValueError(
+                        f"{files[split]}, {w}: label {name!r} is not one of data.labels ({', '.join(names)}){position}"
+                    )
+    return index
+
+
+def _warn_unused_labels(names: list[str], used: set[int], train_file: Path) -> None:
+    unused = [name for i, name in enumerate(names) if i not in used]
+    if unused:
+        logger.warning(
+            "data.labels lists %s, which no row of the training file %s carries", ", ".join(unused), train_file.name
+        )
+
+
 def _scheme_hint(sentences: list, scheme: str | None) -> str:
-    """What to set when a file's tags break `scheme`: the scheme every sentence fits, if one does."""
+    """What to do when a file's tags break `scheme`: set the scheme every sentence fits, if one does; when most
+    sentences fit `scheme`, the scheme is right and the few that break it are malformed."""
     fits = [
         other
         for other in TAG_SCHEMES
@@ -997,25 +1182,47 @@ def _scheme_hint(sentences: list, scheme: str | None) -> str:
     ]
     if fits:
         return f"every sentence is valid {fits[0]}: set data.tag_scheme: {fits[0]} in the recipe"
+    broken = sum(_tag_problem(s.tags, scheme) is not None for s in sentences)
+    if broken * 2 < len(sentences):
+        return (
+            f"the other {len(sentences) - broken} of {len(sentences)} sentences are valid {scheme}, so the scheme is "
+            f"right and {broken} sentence(s) have wrong tags: correct them, or set data.on_malformed: skip to skip "
+            "them and count them"
+        )
     return f"set data.tag_scheme to the file's scheme ({' or '.join(TAG_SCHEMES)}), or to null to skip the check"
 
 
 def _token_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, datasets.Dataset], dict]:
     loaded = {}
+    malformed = opts.malformed
     for split, path in files.items():
-        sentences = _read_token_file(path, opts.tokens_column, opts.tags_column)
-        if not sentences:
-            raise ValueError(f"{path}: no rows (no sentences)")
+        sentences = _read_token_file(path, opts.tokens_column, opts.tags_column, malformed)
+        kept = []
         for sentence in sentences:
             problem = _tag_problem(sentence.tags, opts.tag_scheme)
-            if problem is not None:
-                i, message = problem
-                raise ValueError(
-                    f"{path}, {sentence.at(i)}: {message} (tag_scheme={opts.tag_scheme!r}); "
-                    + _scheme_hint(sentences, opts.tag_scheme)
-                )
-        loaded[split] = sentences
-    names = sorted({t for sentence in loaded["train"] for t in sentence.tags}, key=_tag_sort_key)
+            if problem is None:
+                kept.append(sentence)
+                continue
+            i, message = problem
+            error = ValueError(f"{path}, {sentence.at(i)}: {message} (tag_scheme={opts.tag_scheme!r})")
+            if malformed.policy == "error":
+                raise ValueError(f"{error}; {_scheme_hint(sentences, opts.tag_scheme)}")
+            malformed.handle(path, error)
+        if not kept:
+            skipped = malformed.count(path)
+            raise ValueError(
+                f"{path}: no sentences left, all {skipped} were malformed and skipped"
+                if skipped
+                else f"{path}: no rows (no sentences)"
+            )
+        loaded[split] = kept
+    train_tags = {t for sentence in loaded["train"] for t in sentence.tags}
+    if opts.labels is not None:
+        names = list(opts.labels)
+        _check_recipe_tags(files, loaded, names)
+        _warn_unused_labels(names, {names.index(t) for t in train_tags}, files["train"])
+    else:
+        names = sorted(train_tags, key=_tag_sort_key)
     index = {t: i for i, t in enumerate(names)}
     features = datasets.Features(
         {
@@ -1038,6 +1245,19 @@ def _token_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, dat
     return splits, dict(
         label_names=names, tag_scheme=opts.tag_scheme, description=f"token classification ({scheme} tags)"
     )
+
+
+def _check_recipe_tags(files: dict[str, Path], loaded: dict[str, list[_Sentence]], names: list[str]) -> None:
+    """Refuse a tag of the files that the recipe's `labels` does not list, naming the file, sentence and line."""
+    known = set(names)
+    for split, sentences in loaded.items():
+        for sentence in sentences:
+            for i, tag in enumerate(sentence.tags):
+                if tag not in known:
+                    raise ValueError(
+                        f"{files[split]}, {sentence.at(i)}: tag {tag!r} at token {i + 1} is not one of data.labels "
+                        f"({', '.join(names)})"
+                    )
 
 
 def carve_validation(

@@ -20,6 +20,7 @@ TaskType = Literal[
     "classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm"
 ]
 TagScheme = Literal["BIO", "BMES"]  # data.tasks.TAG_SCHEMES
+OnMalformed = Literal["error", "skip"]  # data.tasks.ON_MALFORMED: stop at a malformed row, or skip and count it
 
 # the task type of each embedded task; `sora_hf.data.tasks` (which imports datasets) has the same table
 EMBEDDED_TASK_TYPES: dict[str, TaskType] = {
@@ -40,6 +41,7 @@ CHOICES: dict[str, Any] = {
     "data.embedded": EmbeddedTask | None,
     "data.task_type": TaskType | None,
     "data.tag_scheme": TagScheme | None,  # null: the tags are not checked
+    "data.on_malformed": OnMalformed,
 }
 # the `model:` and `training:` sections take SoraConfig's and TrainingArguments' own choices, read from their
 # sources: pooling_modes(), activation_names(), training_argument_choices()

@@ -20,6 +20,7 @@ from .choices import (
     EmbeddedTask,
     Method,
     Objective,
+    OnMalformed,
     TagScheme,
     TaskType,
     _check_section_choices,
@@ -230,6 +231,9 @@ class FinetuneDataSection:
     multi_label: bool = False
     regression: bool = False
     tag_scheme: TagScheme | None = "BIO"  # null: do not check the tags
+    # the class (or tag) names in id order: the model's id2label; a label of the files not among them is refused
+    labels: list[str] | None = None
+    on_malformed: OnMalformed = "error"  # skip: drop and count malformed rows/sentences instead of stopping
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
 
@@ -307,7 +311,32 @@ def parse_data_section(raw: Any, section_name: str = "data") -> tuple[FinetuneDa
         raise RecipeError(
             f"{section_name}.train_file needs {section_name}.task_type (classification, token_classification, ...)"
         )
+    if data.labels is not None:
+        data.labels = _check_labels(data, section_name)
+        typed["labels"] = list(data.labels)
     return data, typed
+
+
+def _check_labels(data: FinetuneDataSection, section_name: str) -> list[str]:
+    """`labels:` as a list of distinct names, where the task has classes (the files' labels are matched to them by
+    their text; YAML's `[0, 1]` are the names "0" and "1")."""
+    key = f"{section_name}.labels"
+    if data.embedded is not None:
+        raise RecipeError(f"{key} names the labels of your own files; the embedded task {data.embedded!r} has its own")
+    if data.task_type not in ("classification", "token_classification") or data.regression:
+        what = "a regression target" if data.regression else f"task_type {data.task_type!r}"
+        raise RecipeError(f"{key} names classes or tags, and {what} has none; remove it")
+    if not data.labels:
+        raise RecipeError(f"{key} is empty: list the label names in id order, e.g. [negative, positive], or use null")
+    names = []
+    for item in data.labels:
+        if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip():
+            raise RecipeError(f"{key}: {item!r} is not a label name (a word or an integer)")
+        names.append(str(item).strip())
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise RecipeError(f"{key} lists {', '.join(map(repr, repeated))} more than once")
+    return names
 
 
 def _check_early_stopping(recipe: FinetuneRecipe) -> None:

@@ -7,18 +7,32 @@ holds files (without `overwrite`), and a converted model whose outputs differ fr
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import pickle
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import read_config_file, resolve_checkpoint
+from ..checkpoints import check_weight_files, read_config_file, resolve_checkpoint
 from ..outputs import OutputFolder, check_output_folder
 from .parity import ParityReport, compare_causal_lms, compare_encoders
-from .sources import ConversionError, Head, check_saved_config, encoder_key, sora_options, source_of
+from .sources import (
+    ConversionError,
+    Head,
+    Source,
+    check_architectures,
+    check_saved_config,
+    encoder_key,
+    named_like,
+    sora_options,
+    source_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +82,13 @@ def convert(
     from ..configuration_sora import SoraConfig
 
     spec = resolve_checkpoint(source, what="source")
-    config = AutoConfig.from_pretrained(spec)
-    found = source_of(config)
+    saved = saved_config(spec)  # read as a file: no code of the source's runs, nothing is asked on a terminal
+    found = source_of(saved.get("model_type"))
+    check_saved_config(saved)
+    check_architectures(saved, where=_config_file(spec))
     if Path(spec).is_dir():
-        check_saved_config(read_config_file(spec))
+        check_weight_files(spec)  # truncated or damaged weights: named here, not a safetensors traceback
+    config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
     sentence = _sentence_transformers_modules(spec)
     head = head or ("sentence-embedding" if sentence and "sentence-embedding" in found.heads else found.heads[0])
     if head not in found.heads:
@@ -84,14 +101,9 @@ def convert(
 
     saved_dtype = getattr(config, "dtype", None) or torch.float32
     saved_dtype = getattr(torch, saved_dtype) if isinstance(saved_dtype, str) else saved_dtype
-    source_model, not_saved = _load_source(spec, head)
+    source_model = _load_source(spec, head, found)
     state = source_model.state_dict()
     trained = TRAINED_HEAD_PREFIXES.get(head)
-    if trained and not_saved:  # transformers gave the source a random head: there is nothing to convert
-        raise ConversionError(
-            f"{spec} was saved without its {head} head ({', '.join(config.architectures or [])}); convert it with "
-            f"--head {' / '.join(h for h in found.heads if h not in TRAINED_HEAD_PREFIXES)} instead"
-        )
     model = getattr(modeling_sora, HEAD_CLASSES[head])(SoraConfig(**options)).eval()
     if found.model_type in ("bert", "roberta"):
         renamed = {encoder_key(key): value for key, value in state.items()}
@@ -113,7 +125,7 @@ def convert(
             f"{parity.figures()}); nothing was written"
         )
     licence = _licence(spec)
-    with OutputFolder(output_dir, overwrite=overwrite) as out:
+    with no_space_is_an_error(output_dir), OutputFolder(output_dir, overwrite=overwrite) as out:
         if head == "causal-lm":
             model.generation_config = source_model.generation_config
         model.to(saved_dtype).save_pretrained(out.path)
@@ -128,14 +140,115 @@ def convert(
     return Conversion(target, spec, found.model_type, head, parity, licence)
 
 
-def _load_source(spec: str, head: Head):
-    """The source in float32 and the names of its parameters that the checkpoint did not hold."""
+def saved_config(spec: str) -> dict[str, Any]:
+    """The checkpoint's config.json as saved (a local folder's, or the Hub repo's), before transformers reads it:
+    what it names is checked first, and an unknown model_type never reaches transformers' remote-code prompt."""
+    if Path(spec).is_dir():
+        return read_config_file(spec)
+    from transformers import PretrainedConfig
+
+    saved, _ = PretrainedConfig.get_config_dict(spec)
+    if "model_type" not in saved:
+        raise ConversionError(f"{spec}'s config.json names no model_type: not a transformers config")
+    return saved
+
+
+def _config_file(spec: str) -> str:
+    return str(Path(spec) / "config.json") if Path(spec).is_dir() else f"{spec}'s config.json"
+
+
+# weights a source may hold that a Sora head does not take, and the parameters its transformers class may lack in
+# the checkpoint (BERT's next-sentence pooler: Sora's pooled heads have their own); after the base model's prefix
+_UNUSED_ENCODER_WEIGHTS = ("pooler.", "cls.", "lm_head.", "classifier.", "qa_outputs.")
+_UNUSED_BY_MASKED_LM = ("pooler.", "cls.seq_relationship.", "classifier.", "qa_outputs.")
+_MAY_BE_MISSING = {"bert": ("pooler.",), "roberta": ("pooler.",)}
+
+
+def _load_source(spec: str, head: Head, found: Source):
+    """The source in float32, as its own transformers class loads it, refused unless the checkpoint's weights are
+    that model's: none of a different size, none without a place in it, and none of its parameters left to random
+    initialisation (beyond what `head` drops or does not use). Parity is measured against this model."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     auto = {"causal-lm": AutoModelForCausalLM, "masked-lm": AutoModelForMaskedLM}.get(head, AutoModel)
-    model, info = auto.from_pretrained(spec, dtype=torch.float32, output_loading_info=True)
-    return model.eval(), list(info.get("missing_keys") or [])
+    try:
+        model, info = auto.from_pretrained(
+            spec, dtype=torch.float32, output_loading_info=True, ignore_mismatched_sizes=True, trust_remote_code=False
+        )
+    except pickle.UnpicklingError:
+        pickled = next((p for p in sorted(Path(spec).glob("*.bin"))), None) if Path(spec).is_dir() else None
+        raise ConversionError(
+            f"refused to load {pickled or f'the weights of {spec}'}: the pickle holds objects other than tensors, and "
+            "unpickling it could run code; nothing was loaded. Convert a copy saved as safetensors by someone you "
+            "trust"
+        ) from None
+    model.eval()
+    prefix = f"{model.base_model_prefix}."
+    mismatched = sorted(info.get("mismatched_keys") or [], key=str)
+    if mismatched:
+        name, in_weights, by_config = (list(mismatched[0]) + [None, None])[:3]
+        raise ConversionError(
+            f"{_config_file(spec)} gives sizes the weights do not have: {len(mismatched)} weights differ, e.g. {name} "
+            f"is {_shape(in_weights)} in the weights and {_shape(by_config)} by the config. Put back the config.json "
+            "the model was saved with (hidden_size, intermediate_size, vocab_size...) and convert again"
+        )
+    unused = _UNUSED_BY_MASKED_LM if head == "masked-lm" else _UNUSED_ENCODER_WEIGHTS
+    unused = unused if found.model_type in ("bert", "roberta") else ()
+    unexpected = sorted(
+        key
+        for key in info.get("unexpected_keys") or []
+        if not key.removeprefix(prefix).startswith(unused) and not key.endswith("rotary_emb.inv_freq")
+    )
+    may_be_missing = _MAY_BE_MISSING.get(found.model_type, ())
+    missing = sorted(
+        k for k in info.get("missing_keys") or [] if not k.removeprefix(prefix).startswith(may_be_missing)
+    )
+    head_weights = TRAINED_HEAD_PREFIXES.get(head, ())
+    body = [key for key in missing if not (head_weights and key.startswith(head_weights))]
+    if unexpected or body:
+        like = named_like(unexpected)
+        raise ConversionError(
+            f"{spec}'s weights are not a {found.model_type} model's ({type(model).__name__}): "
+            f"{len(unexpected)} have no place in it{f' (e.g. {unexpected[0]})' if unexpected else ''} and "
+            f"{len(body)} of its parameters are not in the weights{f' (e.g. {body[0]})' if body else ''}"
+            f"{f'; the names are those of {like}' if like else ''}. {_config_file(spec)} does not describe these "
+            "weights: put back the config.json they were saved with (its model_type and architectures) and convert "
+            "again"
+        )
+    if missing:  # the head alone: transformers gave the source a random one, so there is nothing to convert
+        others = [h for h in found.heads if h not in TRAINED_HEAD_PREFIXES]
+        saved_as = ", ".join(getattr(model.config, "architectures", None) or []) or "another class"
+        advice = (
+            f"convert it with --head {others[0]} instead"
+            + (f" (or --head {' / '.join(others[1:])})" * (len(others) > 1))
+            if others
+            else f"a {found.model_type} checkpoint converts only with its language-model head: convert the "
+            f"checkpoint it came from, saved with its {head} head ({type(model).__name__})"
+        )
+        raise ConversionError(f"{spec} was saved without its {head} head ({saved_as}); {advice}")
+    return model
+
+
+def _shape(shape: Any) -> str:
+    return str(list(shape)) if shape is not None else "another shape"
+
+
+@contextlib.contextmanager
+def no_space_is_an_error(output_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """A full disk while writing: one line naming the folder; `OutputFolder` has removed the half-written staging
+    folder by then, and an earlier output (when replacing one) is left as it was."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        where = Path(output_dir).expanduser().absolute().parent
+        kept = f"; {output_dir} was left as it was" if Path(output_dir).exists() else ""
+        raise ConversionError(
+            f"no space left on {where} while writing {output_dir}: nothing was written{kept}. Free some space (the "
+            "output takes about the size of the model's weights) or choose a folder on another disk"
+        ) from None
 
 
 def _sentence_transformers_modules(spec: str) -> list[dict] | None:
@@ -174,9 +287,10 @@ def _tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(spec)
+        return AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        logger.warning("%s has no tokenizer that loads (%s); the checkpoint is written without one", spec, error)
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        logger.warning("%s has no tokenizer that loads (%s); the checkpoint is written without one", spec, first)
         return None
 
 
@@ -211,4 +325,4 @@ def _model_card(spec: str, model_type: str, head: Head, parity: ParityReport, li
     )
 
 
-__all__ = ["DEFAULT_TOLERANCE", "Conversion", "convert"]
+__all__ = ["DEFAULT_TOLERANCE", "Conversion", "convert", "no_space_is_an_error", "saved_config"]

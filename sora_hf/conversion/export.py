@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from ..checkpoints import load_checked, read_config_file
+from ..checkpoints import check_weight_files, load_checked, resolve_checkpoint
 from ..outputs import OutputFolder, check_output_folder
-from .convert import DEFAULT_TOLERANCE, Conversion, _tokenizer
+from .convert import DEFAULT_TOLERANCE, Conversion, _tokenizer, no_space_is_an_error, saved_config
 from .parity import compare_causal_lms
 from .sources import ConversionError, llama_options
 
@@ -28,8 +29,13 @@ def export_llama(
 
     from ..modeling_sora import SoraForCausalLM
 
+    spec = resolve_checkpoint(checkpoint)
+    saved = saved_config(spec)
+    check_causal_decoder(saved, str(checkpoint))
     check_output_folder(output_dir, inputs=[checkpoint], overwrite=overwrite)
     model = load_checked(SoraForCausalLM, checkpoint, dtype=torch.float32).eval()
+    if Path(spec).is_dir():
+        _check_no_unused_weights(spec, model)
     options = llama_options(model.config)
     llama = LlamaForCausalLM(LlamaConfig(**options)).eval()
     missing, unexpected = llama.load_state_dict(model.state_dict(), strict=False)
@@ -44,9 +50,8 @@ def export_llama(
             f"the Llama export differs from {checkpoint} by more than {tolerance:g} (largest absolute differences: "
             f"{parity.figures()}); nothing was written"
         )
-    saved = read_config_file(checkpoint) if Path(checkpoint).is_dir() else {}
     dtype = getattr(torch, str(saved.get("dtype") or saved.get("torch_dtype") or "float32"))
-    with OutputFolder(output_dir, overwrite=overwrite) as out:
+    with no_space_is_an_error(output_dir), OutputFolder(output_dir, overwrite=overwrite) as out:
         llama.generation_config = model.generation_config
         llama.to(dtype).save_pretrained(out.path)
         if tokenizer is not None:
@@ -56,4 +61,38 @@ def export_llama(
     return Conversion(Path(target), str(checkpoint), "llama", "causal-lm", parity, None)
 
 
-__all__ = ["export_llama"]
+def check_causal_decoder(saved: dict[str, Any], where: str) -> None:
+    """Only a Sora causal decoder has a Llama equivalent. `SoraForCausalLM.from_pretrained` would load an encoder's
+    weights too (a masked LM, a classifier: the body fits, the head is dropped) and make it causal, and parity
+    against that model would compare the wrong model with itself: what the checkpoint was saved as decides."""
+    if saved.get("model_type") != "sora":
+        return  # load_checked names the model_type it found
+    architectures = list(saved.get("architectures") or [])
+    if saved.get("is_decoder") is True and (not architectures or architectures == ["SoraForCausalLM"]):
+        return
+    kind = ", ".join(architectures) or "Sora model"
+    shape = "decoder" if saved.get("is_decoder") else "encoder (is_decoder=false)"
+    raise ConversionError(
+        f"export llama takes a Sora causal decoder (SoraForCausalLM, is_decoder=true); {where} is a {kind} {shape}, "
+        f"which Llama has no equivalent of. Export it for deployment with `sora-hf export onnx {where} <output-dir>`"
+    )
+
+
+def _check_no_unused_weights(folder: str, model: Any) -> None:
+    """Every weight the checkpoint holds was loaded (`load_checked` checks the converse: none missing)."""
+    names: set[str] = set()
+    for file in check_weight_files(folder):
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as handle:
+                names.update(handle.keys())
+    unused = sorted(names - set(model.state_dict()))
+    if unused:
+        raise ConversionError(
+            f"{folder} holds {len(unused)} weights that SoraForCausalLM has no place for (e.g. {unused[0]}): it was "
+            "not saved from a SoraForCausalLM, so its Llama export would drop them"
+        )
+
+
+__all__ = ["check_causal_decoder", "export_llama"]

@@ -65,8 +65,8 @@ _MUST_EQUAL = {"pretraining_tp": 1, "use_mrope": False}
 
 
 def source_of(config: Any) -> Source:
-    """The `Source` of a transformers config, or an error naming what converts."""
-    model_type = getattr(config, "model_type", None)
+    """The `Source` of a transformers config (or of its `model_type`), or an error naming what converts."""
+    model_type = config if isinstance(config, str | None) else getattr(config, "model_type", None)
     if model_type not in SOURCES:
         supported = ", ".join(f"{s.model_type} ({s.description})" for s in SOURCES.values())
         raise ConversionError(f"cannot convert a {model_type!r} checkpoint into Sora; supported: {supported}")
@@ -144,6 +144,42 @@ def check_saved_config(saved: dict[str, Any]) -> None:
             f"{saved['model_type']} checkpoint has options Sora has no equivalent for: position_embedding_type="
             f"{kind!r} (Sora: absolute or rotary positions)"
         )
+
+
+# the class names of each source's models (`architectures` in config.json): BertModel, RobertaForMaskedLM...
+CLASS_PREFIXES = {"bert": "Bert", "roberta": "Roberta", "llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2",
+                  "qwen3": "Qwen3"}  # fmt: skip
+
+
+def check_architectures(saved: dict[str, Any], where: str) -> None:
+    """A config.json whose `architectures` name another source's class than its `model_type` (BERT weights saved
+    under `roberta`, Llama's under `bert`): its weights were not trained for the maths that model_type computes."""
+    model_type = saved.get("model_type")
+    for name in saved.get("architectures") or []:
+        family = next((t for t, prefix in CLASS_PREFIXES.items() if _is_class_of(str(name), prefix)), None)
+        if family is not None and family != model_type:
+            raise ConversionError(
+                f"{where} says model_type {model_type!r} but architectures {name!r} (a {family} model): the config "
+                f"does not describe its weights. Set model_type to {family!r} in config.json (or put back the "
+                "config.json the model was saved with) and convert again"
+            )
+
+
+def _is_class_of(name: str, prefix: str) -> bool:
+    """`BertForMaskedLM` is a Bert class; `Qwen2ForCausalLM` is not a Qwen3 one, `RobertaModel` not a Bert one."""
+    return name.startswith(prefix) and name[len(prefix) : len(prefix) + 1] in ("F", "M", "P", "L", "")
+
+
+def named_like(names: list[str]) -> str | None:
+    """Which source's parameter names `names` carry (from their prefixes), for an error message; None: unknown."""
+    for name in names:
+        if name.startswith(("bert.", "roberta.")):
+            return f"a {name.split('.', 1)[0]} model"
+        if name.startswith(("model.layers.", "model.embed_tokens.", "model.norm.")):
+            return "a Llama-family decoder (llama, mistral, qwen2 or qwen3)"
+        if name.startswith(("embeddings.word_embeddings.", "encoder.layer.")):
+            return "a BERT-style encoder (bert or roberta)"
+    return None
 
 
 def _encoder_options(config: Any, tokenizer: Any) -> dict[str, Any]:
@@ -256,9 +292,11 @@ __all__ = [
     "ConversionError",
     "Head",
     "Source",
+    "check_architectures",
     "check_saved_config",
     "encoder_key",
     "llama_options",
+    "named_like",
     "sora_options",
     "source_of",
 ]

@@ -209,6 +209,37 @@ def load_checked(
     return model
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unpickled_file(error: BaseException) -> str | None:
+    """The file `torch.load` was reading when it refused a pickle (its `f` argument, in the traceback)."""
+    tb = error.__traceback__
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "load" and frame.f_code.co_filename.endswith(
+            os.path.join("torch", "serialization.py")
+        ):
+            f = frame.f_locals.get("f")
+            if isinstance(f, str | os.PathLike):
+                found = os.fspath(f)
+        tb = tb.tb_next
+    return found
+
+
+def refused_pickle(error: pickle.UnpicklingError, checkpoint: str | os.PathLike[str]) -> CheckpointError:
+    """`torch.load(weights_only=True)` refused a file of a Trainer checkpoint (rng_state.pth, optimizer.pt...):
+    one line naming the file and the object it would not unpickle, instead of torch's page of advice."""
+    file = _unpickled_file(error) or f"a file of {checkpoint}"
+    match = _UNSUPPORTED_GLOBAL.search(str(error))
+    what = f" ({match.group(1)})" if match else ""
+    return CheckpointError(
+        f"--resume: refused to load {file}: the pickle holds an object other than tensors{what}, and unpickling it "
+        "could run code; nothing was loaded. Resume from a checkpoint you trust, or pass --overwrite to start again"
+    )
+
+
 def _first(mismatched: list[Any]) -> str:
     item = mismatched[0]
     return " ".join(map(str, item)) if isinstance(item, (tuple, list)) else str(item)
@@ -225,5 +256,6 @@ __all__ = [
     "load_checked",
     "looks_like_path",
     "read_config_file",
+    "refused_pickle",
     "resolve_checkpoint",
 ]

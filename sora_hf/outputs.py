@@ -13,11 +13,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .recipes import RecipeError
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 STAGING_SUFFIX = ".sora-hf-new"
 RETIRED_SUFFIX = ".sora-hf-old"
 STAGING_MARKER = ".sora-hf-staging"  # written into a staging folder, so that only ours is ever removed
+_CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 
 
 class OutputFolderError(RecipeError):
@@ -102,6 +106,8 @@ class OutputFolder:
         staged = not resume and (overwrite and holds_files or not in_place)
         self.staging = self.target.parent / f".{self.target.name}{STAGING_SUFFIX}" if staged else None
         self.committed = False
+        # writing in place: what the target held before, so that a failed run removes only what it added
+        self.existed: set[str] | None = None
 
     @property
     def path(self) -> Path:
@@ -124,14 +130,36 @@ class OutputFolder:
             self.staging.mkdir(parents=True)
             (self.staging / STAGING_MARKER).write_text("a sora-hf run being written; removed when it ends\n")
         elif self.staging is None:
+            self.existed = {p.name for p in self.target.iterdir()} if self.target.is_dir() else set()
             self.target.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and self.staging is not None and self.main_process:
+        if exc_type is None or not self.main_process:
+            return
+        if self.staging is not None:
             _remove_ours(self.staging)  # the failed run's partial output; the previous run is untouched
             if self.target.exists():
                 logger.warning("the run failed; %s was left as it was", self.target)
+        elif self.existed is not None:
+            self._remove_partial()
+
+    def _remove_partial(self) -> None:
+        """A run written in place failed: remove what it added except complete checkpoints (which `--resume`
+        continues from), and the target itself when the run created it and nothing resumable is left."""
+        if not self.target.is_dir():
+            return
+        for path in self.target.iterdir():
+            if path.name in self.existed:
+                continue
+            if path.is_dir() and _CHECKPOINT.match(path.name) and checkpoint_problem(path) is None:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if not self.existed and not any(self.target.iterdir()):
+            self.target.rmdir()
 
     def commit(self) -> Path:
         """Put the finished run in place of the target (a rename on the same filesystem); returns the target."""
@@ -210,11 +238,83 @@ def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
     return complete[0] if complete else None
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# a full disk
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# torch.save reports a failed write as a RuntimeError from its zip writer, without the errno
+_TORCH_WRITE_FAILED = ("PytorchStreamWriter failed", "file write failed", "inline_container", "unexpected pos")
+_LOW_SPACE = 64 * 2**20  # bytes free under which a failed torch write is taken for a full disk
+
+
+def _free_bytes(folder: Path) -> int | None:
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    try:
+        return shutil.disk_usage(existing).free if existing is not None else None
+    except OSError:
+        return None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_disk_full(error: BaseException, folder: str | os.PathLike[str]) -> bool:
+    """Whether `error` (or one it was raised from) says the disk under `folder` is full (or over quota)."""
+    for item in _chain(error):
+        if isinstance(item, OSError) and item.errno in _NO_SPACE:
+            return True
+        if isinstance(item, RuntimeError) and any(text in str(item) for text in _TORCH_WRITE_FAILED):
+            free = _free_bytes(Path(folder).expanduser())
+            return free is not None and free < _LOW_SPACE
+    return False
+
+
+def _size(count: int | None) -> str:
+    if count is None:
+        return "unknown"
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
+
+
+@contextlib.contextmanager
+def disk_space_errors(folder: str | os.PathLike[str], outcome: str | None = None) -> Iterator[None]:
+    """Report a full disk while a run writes `folder` as one line, `no space left on <folder>`, with `outcome` (what
+    was kept) or, by default, what the folder holds now; any other error passes unchanged."""
+    folder = Path(folder).expanduser()
+    try:
+        yield
+    except Exception as error:
+        if not is_disk_full(error, folder):
+            raise
+        if outcome is None:
+            checkpoints = complete_checkpoints(folder)[0] if folder.is_dir() else []
+            if checkpoints:
+                outcome = (
+                    f"the run stopped; its complete checkpoints are kept (the newest: {checkpoints[0].name}): free "
+                    "some space and run again with --resume"
+                )
+            elif folder.exists():
+                outcome = "the run was not saved; the folder was left as it was before the run"
+            else:
+                outcome = "the run was not saved and nothing was left behind"
+        raise OutputFolderError(f"no space left on {folder} ({_size(_free_bytes(folder))} free): {outcome}") from error
+
+
 __all__ = [
     "OutputFolder",
     "OutputFolderError",
     "check_output_folder",
     "checkpoint_problem",
     "complete_checkpoints",
+    "disk_space_errors",
+    "is_disk_full",
     "last_complete_checkpoint",
 ]

@@ -1,6 +1,9 @@
 """A careless user's training runs: each mistake is one line naming the file, key or limit (exit status 2), a full
 disk leaves nothing half-written, and what transformers' Trainer would refuse or warn about is refused here too."""
 
+import errno
+import json
+
 import pytest
 import yaml
 from test_pretraining import LINES, tiny_recipe
@@ -23,9 +26,12 @@ def _recipe_file(tmp_path, raw, name="recipe.yaml"):
 
 
 def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("sora-hf: error: "), err
-    return err[0]
+    """The one error line a command ends with (progress bars and warnings may come before it; no traceback)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("sora-hf: error: "), err[-3000:]
+    assert sum(line.startswith("sora-hf: error") for line in lines) == 1
+    return lines[-1]
 
 
 # ---- recipes ---------------------------------------------------------------------------------------------------
@@ -61,3 +67,112 @@ def test_learning_rate_zero_is_refused(corpus, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(RecipeError, match="learning_rate=0"):
         parse_pretrain_recipe(tiny_recipe(corpus, tmp_path / "run", learning_rate=0.0))
+
+
+# ---- pre-training: --resume --------------------------------------------------------------------------------------
+
+
+def _snapshot(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _stopped_run(corpus, out, objective="mlm", at=2, **training):
+    """A run of 6 steps stopped after step `at` (checkpoint-`at` saved), as a killed one would be."""
+    from test_pretraining import StopAt
+
+    from sora_hf.runs import run_pretraining
+
+    raw = tiny_recipe(corpus, out, objective=objective, save_steps=2, eval_steps=100, **training)
+    run_pretraining(parse_pretrain_recipe(raw), callbacks=[StopAt(at)])
+    return raw
+
+
+def test_resume_without_a_run_folder_is_refused(corpus, tmp_path, capsys):
+    path = _recipe_file(tmp_path, tiny_recipe(corpus, tmp_path / "run"))
+    assert cli_main(["pretrain", str(path), "--resume"]) == 2
+    line = _error_line(capsys)
+    assert f"--resume: {tmp_path / 'run'} does not exist: there is no run to resume" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_another_objective_is_refused_naming_both(corpus, tmp_path, capsys):
+    raw = _stopped_run(corpus, tmp_path / "run")
+    before = _snapshot(tmp_path / "run")
+    raw = tiny_recipe(corpus, tmp_path / "run", objective="clm", save_steps=2, eval_steps=100)
+    assert cli_main(["pretrain", str(_recipe_file(tmp_path, raw)), "--resume"]) == 2
+    line = _error_line(capsys)
+    assert "checkpoint-2 was trained as SoraForMaskedLM; the recipe (objective clm) trains SoraForCausalLM" in line
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(corpus, tmp_path, caplog):
+    import logging
+
+    raw = tiny_recipe(corpus, tmp_path / "run", max_steps=2, save_steps=2, eval_steps=100)
+    path = _recipe_file(tmp_path, raw)
+    assert cli_main(["pretrain", str(path)]) == 0
+    before = _snapshot(tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="sora_hf"):
+        assert cli_main(["pretrain", str(path), "--resume"]) == 0
+    assert f"{tmp_path / 'run'} is complete (step 2 of 2, checkpoint-2): nothing to resume" in caplog.text
+    assert _snapshot(tmp_path / "run") == before
+    # more steps asked for: the run continues
+    assert cli_main(["pretrain", str(path), "--resume", "--set", "training.max_steps=3"]) == 0
+    assert (tmp_path / "run" / "checkpoint-3").is_dir()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_steps"] == 3
+
+
+def test_resume_refuses_a_pickle_with_an_unexpected_global_in_one_line(corpus, tmp_path, capsys):
+    import datetime
+
+    import torch
+
+    _stopped_run(corpus, tmp_path / "run")
+    rng_file = tmp_path / "run" / "checkpoint-2" / "rng_state.pth"
+    torch.save({"python": datetime.date(2020, 1, 1)}, rng_file)  # not a tensor: weights_only refuses it
+    before = _snapshot(tmp_path / "run")
+    path = _recipe_file(tmp_path, tiny_recipe(corpus, tmp_path / "run", save_steps=2, eval_steps=100))
+    assert cli_main(["pretrain", str(path), "--resume"]) == 2
+    line = _error_line(capsys)
+    assert f"refused to load {rng_file}" in line and "(datetime.date)" in line
+    assert _snapshot(tmp_path / "run") == before
+
+
+# ---- a full disk -------------------------------------------------------------------------------------------------
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_in_a_checkpoint_save_removes_the_new_folder(corpus, tmp_path, capsys, monkeypatch):
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", _no_space)
+    path = _recipe_file(tmp_path, tiny_recipe(corpus, tmp_path / "run", save_steps=2, eval_steps=100))
+    assert cli_main(["pretrain", str(path)]) == 2
+    line = _error_line(capsys)
+    assert f"no space left on {tmp_path / 'run'}" in line and "nothing was left behind" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "recipe.yaml"]
+
+
+def test_full_disk_in_the_final_save_keeps_the_existing_run_whole(corpus, tmp_path, capsys, monkeypatch):
+    import sora_hf.runs.pretrain as pretrain
+
+    keep = {"save_steps": 2, "eval_steps": 100, "save_total_limit": 5}  # Trainer removes no checkpoint of ours
+    _stopped_run(corpus, tmp_path / "run", save_total_limit=5)
+    before = _snapshot(tmp_path / "run")
+    monkeypatch.setattr(pretrain, "write_model_card", _no_space)
+    path = _recipe_file(tmp_path, tiny_recipe(corpus, tmp_path / "run", **keep))
+    assert cli_main(["pretrain", str(path), "--resume"]) == 2
+    line = _error_line(capsys)
+    assert f"no space left on {tmp_path / 'run'}" in line and "checkpoint-6" in line and "--resume" in line
+    after = _snapshot(tmp_path / "run")
+    assert {k: v for k, v in after.items() if k in before} == before  # the model, metrics... as they were
+    new = {k.split("/")[0] for k in after.keys() - before.keys()}
+    assert new == {"checkpoint-4", "checkpoint-6"}  # complete checkpoints to resume from; nothing half-written
+    # --overwrite on a full disk: the previous run stays, and no staging folder is left
+    assert cli_main(["pretrain", str(path), "--overwrite"]) == 2
+    assert "no space left on" in _error_line(capsys)
+    assert _snapshot(tmp_path / "run") == after
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "recipe.yaml", "run"]

@@ -8,7 +8,11 @@ live in `sora_hf.pretraining`.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from transformers import Trainer, set_seed
 from ..configuration_sora import SoraConfig
 from ..distributed import is_main_process
 from ..objectives import evaluate_pretraining
-from ..outputs import OutputFolder, check_output_folder, last_complete_checkpoint
+from ..outputs import OutputFolder, check_output_folder, disk_space_errors, last_complete_checkpoint
 from ..pretraining import (
     _count_tokens,
     build_config,
@@ -25,7 +29,7 @@ from ..pretraining import (
     prepare_tokenizer,
     training_arguments,
 )
-from ..recipes import PretrainRecipe, RecipeError
+from ..recipes import PRETRAIN_TRAINING, PretrainRecipe, RecipeError
 from ..reporting import plot_loss_curve, write_metrics, write_model_card
 from .common import save_recipe, train_and_measure
 
@@ -45,13 +49,32 @@ def pretraining_inputs(recipe: PretrainRecipe) -> list[str]:
 def run_pretraining(
     recipe: PretrainRecipe, *, overwrite: bool = False, resume: bool = False, callbacks: list | None = None
 ) -> dict[str, Any]:
-    """Train `recipe` end to end; returns the metrics written to `<output_dir>/metrics.json`."""
-    from ..objectives import prepare_objective, tokenizer_template_for
+    """Train `recipe` end to end; returns the metrics written to `<output_dir>/metrics.json`.
 
+    A full disk is one line, `no space left on <output_dir>`: a new folder is removed, an existing one keeps what
+    it held (and the complete checkpoints of this run, to `--resume` from)."""
     target = check_output_folder(
         recipe.output_dir, inputs=pretraining_inputs(recipe), overwrite=overwrite, resume=resume, can_resume=True
     )
     resume_from = _last_checkpoint(target) if resume else None
+    if resume_from is not None:
+        finished = _finished_run(recipe, target, resume_from)
+        if finished is not None:
+            return finished
+    with disk_space_errors(target):
+        return _pretrain(recipe, target, overwrite, resume, resume_from, callbacks)
+
+
+def _pretrain(
+    recipe: PretrainRecipe,
+    target: Path,
+    overwrite: bool,
+    resume: bool,
+    resume_from: str | None,
+    callbacks: list | None,
+) -> dict[str, Any]:
+    from ..objectives import prepare_objective, tokenizer_template_for
+
     set_seed(recipe.seed)
     train_texts, eval_texts = load_corpus(recipe)
     tokenizer = prepare_tokenizer(recipe, train_texts, tokenizer_template_for(recipe.objective))
@@ -67,6 +90,8 @@ def run_pretraining(
         seed=recipe.seed,
         **recipe.objective_options,
     )
+    if resume_from is not None:
+        check_same_head(resume_from, prepared.model_class.__name__, recipe.objective)
     model = prepared.model_class(config)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("%s: %s with %.2fM parameters", recipe.name, type(model).__name__, n_params / 1e6)
@@ -85,11 +110,22 @@ def run_pretraining(
             processing_class=tokenizer,
             callbacks=callbacks,
         )
-        training = train_and_measure(trainer, recipe.name, resume_from_checkpoint=resume_from)
-        trainer.save_model(str(output_dir))  # rank-aware: only the main process writes
+        try:
+            training = train_and_measure(trainer, recipe.name, resume_from_checkpoint=resume_from)
+        except pickle.UnpicklingError as error:
+            if resume_from is None:
+                raise
+            from ..checkpoints import refused_pickle
+
+            raise refused_pickle(error, resume_from) from None
+        # the run's files are written beside the checkpoints first and moved in at the end, so that a run that
+        # fails while saving (a full disk) leaves no half-written model over the one a resumed run started from
+        final = output_dir / FINAL_STAGING
+        shutil.rmtree(final, ignore_errors=True)
+        trainer.save_model(str(final))  # rank-aware: only the main process writes
         main_process = trainer.is_world_process_zero()
         if main_process:
-            tokenizer.save_pretrained(str(output_dir))
+            tokenizer.save_pretrained(str(final))
 
         # every process evaluates (FSDP / ZeRO-3 forwards are collective); only the main one writes
         eval_collator = getattr(prepared, "eval_collator", None) or prepared.collator
@@ -109,13 +145,13 @@ def run_pretraining(
         )
         if not main_process:
             return metrics
-        write_metrics(output_dir, metrics)
+        write_metrics(final, metrics)
         plot_loss_curve(
-            trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name} ({recipe.objective})"
+            trainer.state.log_history, final / "loss_curve.png", title=f"{recipe.name} ({recipe.objective})"
         )
-        recipe_text = save_recipe(recipe, output_dir, fallback={"name": recipe.name, "objective": recipe.objective})
+        recipe_text = save_recipe(recipe, final, fallback={"name": recipe.name, "objective": recipe.objective})
         write_model_card(
-            output_dir,
+            final,
             title=f"Sora {recipe.name}",
             summary=recipe.description
             or f"A Sora model pre-trained from scratch with the {recipe.objective} objective.",
@@ -126,15 +162,80 @@ def run_pretraining(
             ),
             tags=[recipe.objective],
         )
+        _move_in(final, output_dir)
         out.commit()
     return metrics
 
 
-def _last_checkpoint(output_dir: Path) -> str | None:
-    """The newest complete checkpoint to resume from (half-written ones are skipped, with a warning); None when
-    the run has not started yet (no output folder)."""
-    if not output_dir.is_dir():
+FINAL_STAGING = ".sora-hf-final"  # inside the run folder: its final files, until they are all written
+
+
+def _move_in(final: Path, output_dir: Path) -> None:
+    """Put the final files of a run in place (renames on one filesystem: no new space needed)."""
+    for path in sorted(final.iterdir()):
+        destination = output_dir / path.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        os.replace(path, destination)
+    final.rmdir()
+
+
+def _target_step(recipe: PretrainRecipe, state: dict[str, Any]) -> int | None:
+    """The step the recipe trains to, where the checkpoint's state tells it (None: it cannot say)."""
+    training = {**PRETRAIN_TRAINING, **recipe.training}
+    max_steps = training.get("max_steps", -1)
+    if isinstance(max_steps, int) and max_steps > 0:
+        return max_steps
+    epochs = training.get("num_train_epochs", 3.0)
+    if state.get("num_train_epochs") is not None and float(state["num_train_epochs"]) == float(epochs):
+        return state.get("max_steps")
+    return None
+
+
+def _finished_run(recipe: PretrainRecipe, target: Path, checkpoint: str) -> dict[str, Any] | None:
+    """`--resume` of a run that has trained all its steps: its metrics, untouched (Trainer would train one step
+    more and the run would rewrite its model and metrics each time); None when there are steps left."""
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # last_complete_checkpoint read it; a problem here is left to the Trainer
+    step, last = state.get("global_step"), _target_step(recipe, state)
+    if not isinstance(step, int) or not isinstance(last, int) or step < last:
         return None
+    name = Path(checkpoint).name
+    metrics_file = target / "metrics.json"
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RecipeError(
+            f"--resume: {target} has trained all {last} steps ({name}) but the run stopped before it was saved; "
+            f"{Path(checkpoint)} holds the trained model, or pass --overwrite to run it again"
+        ) from None
+    saved = metrics.get("objective")
+    if saved is not None and saved != recipe.objective:
+        raise RecipeError(
+            f"--resume: {target} is a finished {saved} run; the recipe's objective is {recipe.objective}: pass "
+            "--overwrite to start a new run there, or write it into another output_dir"
+        )
+    logger.warning(
+        "--resume: %s is complete (step %d of %d, %s): nothing to resume, nothing was changed (raise "
+        "training.max_steps to train further, or pass --overwrite to start again)",
+        target,
+        step,
+        last,
+        name,
+    )
+    return metrics
+
+
+def _last_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete checkpoint to resume from (half-written ones are skipped, with a warning); a folder
+    that is not there, or holds no complete checkpoint, is refused (as Trainer refuses `resume_from_checkpoint=True`
+    without one), never trained from scratch without a word."""
+    if not output_dir.is_dir():
+        raise RecipeError(
+            f"--resume: {output_dir} does not exist: there is no run to resume (start it without --resume)"
+        )
     last = last_complete_checkpoint(output_dir)
     if last is None:
         raise RecipeError(f"--resume: {output_dir} holds no complete checkpoint-* folder to resume from")
@@ -169,4 +270,17 @@ def check_resumable(config: SoraConfig, checkpoint: str) -> None:
         raise RecipeError(
             f"--resume: {checkpoint} was trained with another model ({details}); resume with the recipe that "
             "started the run, or pass --overwrite to start a new one"
+        )
+
+
+def check_same_head(checkpoint: str, model_class: str, objective: str) -> None:
+    """`--resume` with a recipe of another objective: the model class differs (its parameters, and the optimizer
+    state's groups, do not fit); refused naming both, before torch's parameter-group error."""
+    from ..checkpoints import read_config_file
+
+    saved = read_config_file(checkpoint).get("architectures") or []
+    if saved and model_class not in saved:
+        raise RecipeError(
+            f"--resume: {checkpoint} was trained as {', '.join(saved)}; the recipe (objective {objective}) trains "
+            f"{model_class}: resume with the recipe that started the run, or pass --overwrite to start a new one"
         )

@@ -76,7 +76,9 @@ def test_export_llama_refuses_an_encoder_instead_of_exporting_it_as_a_decoder(he
     message = refused(capsys, "export", "llama", source, tmp_path / "llama")
     assert f"is a {head.__name__} encoder (is_decoder=false)" in message
     assert "export llama takes a Sora causal decoder (SoraForCausalLM" in message
-    assert f"sora-hf export onnx {source} <output-dir>" in message  # the command that exports an encoder
+    # a command that deploys it: export onnx for the heads it exports, serve for the others
+    deploy = f"sora-hf export onnx {source}" if head is SoraForSequenceClassification else f"sora-hf serve {source}"
+    assert deploy in message
     assert not (tmp_path / "llama").exists()
 
 

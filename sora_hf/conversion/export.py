@@ -71,11 +71,22 @@ def check_causal_decoder(saved: dict[str, Any], where: str) -> None:
     if saved.get("is_decoder") is True and (not architectures or architectures == ["SoraForCausalLM"]):
         return
     kind = ", ".join(architectures) or "Sora model"
-    shape = "decoder" if saved.get("is_decoder") else "encoder (is_decoder=false)"
-    raise ConversionError(
+    if saved.get("is_encoder_decoder"):
+        shape = "encoder-decoder"
+    else:
+        shape = "decoder" if saved.get("is_decoder") else "encoder (is_decoder=false)"
+    message = (
         f"export llama takes a Sora causal decoder (SoraForCausalLM, is_decoder=true); {where} is a {kind} {shape}, "
-        f"which Llama has no equivalent of. Export it for deployment with `sora-hf export onnx {where} <output-dir>`"
+        "which Llama has no equivalent of"
     )
+    from ..heads import HEADS
+
+    row = next((row for row in HEADS if row.name in architectures), None)
+    if row is not None and row.onnx_outputs:  # what export onnx writes
+        message += f". Export it for deployment with `sora-hf export onnx {where} <output-dir>`"
+    elif row is not None and row.pipeline_task:
+        message += f". It deploys as it is: `sora-hf serve {where}` ({row.pipeline_task})"
+    raise ConversionError(message)
 
 
 def _check_no_unused_weights(folder: str, model: Any) -> None:

@@ -176,3 +176,52 @@ def test_full_disk_in_the_final_save_keeps_the_existing_run_whole(corpus, tmp_pa
     assert "no space left on" in _error_line(capsys)
     assert _snapshot(tmp_path / "run") == after
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "recipe.yaml", "run"]
+
+
+# ---- fine-tuning -------------------------------------------------------------------------------------------------
+
+
+def _own_data_recipe(checkpoint, train_file, out) -> dict:
+    return {
+        "name": "own",
+        "checkpoint": str(checkpoint),
+        "output_dir": str(out),
+        "method": "full",
+        "max_length": 32,
+        "doc_stride": 8,
+        "data": {"task_type": "classification", "train_file": str(train_file)},
+        "training": {"max_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True},
+    }
+
+
+def test_a_training_file_with_one_label_is_refused_naming_file_and_label(encoder_checkpoint, tmp_path, capsys):
+    train = tmp_path / "reviews.csv"
+    train.write_text("text,label\n" + "".join(f"第{i}条评论很好,positive\n" for i in range(20)), encoding="utf-8")
+    path = _recipe_file(tmp_path, _own_data_recipe(encoder_checkpoint, train, tmp_path / "ft"))
+    assert cli_main(["finetune", str(path)]) == 2
+    line = _error_line(capsys)
+    assert f"{train}: every training row has the label 'positive'" in line and "at least 2 classes" in line
+    assert not (tmp_path / "ft").exists()
+
+
+def test_full_disk_while_fine_tuning_leaves_the_target_as_it_was(encoder_checkpoint, tmp_path, capsys, monkeypatch):
+    from test_outputs import _finetune_recipe
+
+    import sora_hf.runs.finetune as finetune
+
+    out = tmp_path / "ft"
+    raw = _finetune_recipe(encoder_checkpoint, out, max_steps=1).effective
+    path = _recipe_file(tmp_path, raw)
+    monkeypatch.setattr(finetune, "save_finetuned", _no_space)
+    assert cli_main(["finetune", str(path)]) == 2
+    line = _error_line(capsys)
+    assert f"no space left on {out}" in line and "nothing was left behind" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
+    monkeypatch.undo()
+    assert cli_main(["finetune", str(path)]) == 0
+    before = _snapshot(out)
+    monkeypatch.setattr(finetune, "write_model_card", _no_space)
+    assert cli_main(["finetune", str(path), "--overwrite"]) == 2
+    assert f"no space left on {out}" in _error_line(capsys)
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ft", "recipe.yaml"]

@@ -45,6 +45,23 @@ def train_and_measure(trainer: Any, name: str, **train_kwargs: Any) -> dict[str,
     }
 
 
+def check_class_count(info: Any, dataset: Any, train_file: str | None) -> None:
+    """A single-label classifier trained on rows of one class learns to answer that class, and scores 1.0 on a test
+    split of the same file: refused naming the file and the label (Trainer would train it without a word)."""
+    if info.task_type != "classification" or info.problem_type != "single_label_classification":
+        return
+    present = sorted(set(dataset["train"]["label"]))
+    if len(present) >= 2:
+        return
+    names = info.label_names or []
+    label = names[present[0]] if present and present[0] < len(names) else (present[0] if present else None)
+    where = train_file or info.name
+    raise RecipeError(
+        f"{where}: every training row has the label {label!r} (of {len(dataset['train'])} rows); a classifier "
+        "needs examples of at least 2 classes to learn anything"
+    )
+
+
 def save_recipe(recipe: Any, output_dir: Path, fallback: dict[str, Any] | None = None) -> str | None:
     """Write the recipe that produced a run into it as `recipe.yaml`; returns its text (for the model card).
 

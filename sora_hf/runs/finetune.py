@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 from typing import Any
 
 from transformers import set_seed
@@ -27,12 +28,12 @@ from ..finetuning import (
     training_callbacks,
 )
 from ..lora import LoraOptions, apply_lora, count_parameters
-from ..outputs import OutputFolder, check_output_folder
+from ..outputs import OutputFolder, check_output_folder, disk_space_errors
 from ..recipes import FinetuneRecipe
 from ..reporting import plot_loss_curve, write_metrics, write_model_card
 from ..tasks import get_task
 from ..tokenizer import load_tokenizer
-from .common import save_recipe, train_and_measure
+from .common import check_class_count, save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,20 @@ def finetuning_inputs(recipe: FinetuneRecipe) -> list[str | None]:
 def run_finetuning(
     recipe: FinetuneRecipe, *, overwrite: bool = False, callbacks: list | None = None
 ) -> dict[str, Any]:
-    """Fine-tune, evaluate and save; returns the metrics written to `<output_dir>/metrics.json`."""
+    """Fine-tune, evaluate and save; returns the metrics written to `<output_dir>/metrics.json`.
+
+    A full disk is one line, `no space left on <output_dir>`; the run is written beside the target and swapped in
+    at the end, so a failed one leaves the target as it was (or absent)."""
     target = check_output_folder(recipe.output_dir, inputs=finetuning_inputs(recipe), overwrite=overwrite)
     resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
+    with disk_space_errors(target):
+        return _finetune(recipe, target, overwrite, callbacks)
+
+
+def _finetune(recipe: FinetuneRecipe, target: Path, overwrite: bool, callbacks: list | None) -> dict[str, Any]:
     set_seed(recipe.seed)
     dataset, info = load_task(recipe)
+    check_class_count(info, dataset, recipe.data.train_file)
     task = get_task(info.task_type)
     if recipe.robustness:
         from ..training.robustness import check_robustness_task
@@ -83,6 +93,7 @@ def run_finetuning(
             args=args,
             train_dataset=train_features.dataset,
             eval_dataset=validation_features.dataset if validation_features is not None else None,
+            validation=(dataset["validation"], validation_features) if validation_features is not None else None,
             data_collator=collator,
             processing_class=tokenizer,
             callbacks=[*training_callbacks(recipe), *(callbacks or [])],

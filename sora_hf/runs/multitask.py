@@ -30,7 +30,7 @@ from ..training.multitask import (
     uncertainty_log_variances,
     unwrap,
 )
-from .common import save_recipe, train_and_measure
+from .common import check_class_count, save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,7 @@ def run_multitask(
 ) -> dict[str, Any]:
     """Train one shared encoder on every task of the recipe, score each task, save; returns `metrics.json`."""
     from ..checkpoints import resolve_checkpoint
-    from ..finetuning import build_features, load_task
-    from ..lora import count_parameters
-    from ..outputs import OutputFolder, check_output_folder
-    from ..reporting import plot_loss_curve, write_metrics, write_model_card
-    from ..tokenizer import load_tokenizer
+    from ..outputs import check_output_folder, disk_space_errors
     from .finetune import finetuning_inputs
 
     inputs = [recipe.checkpoint, recipe.source_path]
@@ -52,11 +48,25 @@ def run_multitask(
         inputs += finetuning_inputs(recipe.task_recipe(task))
     target = check_output_folder(recipe.output_dir, inputs=inputs, overwrite=overwrite)
     checkpoint = resolve_checkpoint(recipe.checkpoint)  # a mistyped folder stops here, before the data is read
+    with disk_space_errors(target):  # a full disk: `no space left on <output_dir>`, the target as it was
+        return _multitask(recipe, target, checkpoint, overwrite, callbacks)
+
+
+def _multitask(
+    recipe: MultiTaskRecipe, target: Path, checkpoint: str, overwrite: bool, callbacks: list | None
+) -> dict[str, Any]:
+    from ..finetuning import build_features, load_task
+    from ..lora import count_parameters
+    from ..outputs import OutputFolder
+    from ..reporting import plot_loss_curve, write_metrics, write_model_card
+    from ..tokenizer import load_tokenizer
+
     set_seed(recipe.seed)
 
     datasets, infos, kinds = {}, {}, {}
     for task in recipe.tasks:
         datasets[task], infos[task] = load_task(recipe.task_recipe(task))
+        check_class_count(infos[task], datasets[task], recipe.task_recipe(task).data.train_file)
         kinds[task] = get_task(infos[task].task_type)
         if not kinds[task].multitask_head:
             raise RecipeError(f"tasks.{task}: {infos[task].task_type} has no multi-task head")

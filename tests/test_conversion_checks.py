@@ -163,6 +163,17 @@ def test_config_sizes_that_disagree_with_the_weights_are_one_line(tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
+def test_a_fine_tuned_classifier_source_says_its_head_is_not_converted(tmp_path, caplog):
+    from transformers import BertForSequenceClassification
+
+    from sora_hf.conversion import convert
+
+    source = save(BertForSequenceClassification(BertConfig(**ENCODER, num_labels=3)), tmp_path / "source")
+    with caplog.at_level("WARNING", logger="sora_hf"):
+        convert(source, tmp_path / "out", head="sequence-classification")
+    assert "holds a trained task head (classifier." in caplog.text and "starts new, to fine-tune" in caplog.text
+
+
 # ---- convert: damaged, pickled, missing or foreign inputs ----
 
 

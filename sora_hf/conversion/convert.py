@@ -1,8 +1,12 @@
 """`convert`: a transformers checkpoint (a folder, or a Hub id where the network is allowed) into a Sora checkpoint
 with the same outputs, its tokenizer, generation config, a model card naming the source and its licence, and
 `parity.json`. Refused before anything is written: an unsupported architecture or option, an output folder that
-holds files (without `overwrite`), and a converted model whose outputs differ from the source's by more than
-`tolerance`.
+holds files (without `overwrite`), a source whose config.json does not describe its weights (its `architectures`
+name another source's class; weights with no place in the model its `model_type` builds, parameters of that model
+not in the weights beyond what the head table allows, other sizes), damaged or pickled weights, and a converted model
+whose outputs differ from the source's by more than `tolerance`. Parity is measured against the source as its own
+transformers class loads it, once that load is known to have taken every weight. No custom code of the source's runs
+(`trust_remote_code=False`), so nothing is ever asked on the terminal.
 """
 
 from __future__ import annotations
@@ -183,6 +187,10 @@ def _load_source(spec: str, head: Head, found: Source):
             "unpickling it could run code; nothing was loaded. Convert a copy saved as safetensors by someone you "
             "trust"
         ) from None
+    except Exception as error:  # a Hub download that is not whole (a local folder's files were checked before)
+        if type(error).__name__ != "SafetensorError":
+            raise
+        raise ConversionError(f"the weights of {spec} are not a readable safetensors file ({error})") from None
     model.eval()
     prefix = f"{model.base_model_prefix}."
     mismatched = sorted(info.get("mismatched_keys") or [], key=str)
@@ -195,6 +203,14 @@ def _load_source(spec: str, head: Head, found: Source):
         )
     unused = _UNUSED_BY_MASKED_LM if head == "masked-lm" else _UNUSED_ENCODER_WEIGHTS
     unused = unused if found.model_type in ("bert", "roberta") else ()
+    dropped = sorted(k for k in info.get("unexpected_keys") or [] if k.startswith(("classifier.", "qa_outputs.")))
+    if dropped and head != "masked-lm":
+        logger.warning(
+            "%s holds a trained task head (%s...) that is not converted: the Sora %s head starts new, to fine-tune",
+            spec,
+            dropped[0],
+            head,
+        )
     unexpected = sorted(
         key
         for key in info.get("unexpected_keys") or []

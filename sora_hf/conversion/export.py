@@ -1,6 +1,8 @@
 """`export_llama`: a Sora decoder whose options are Llama's, written as a plain `LlamaForCausalLM` folder (no remote
 code, no `auto_map`), so that vLLM, TGI, llama.cpp's converter and every other Llama consumer read it natively.
-Parity with the Sora model is measured before writing, as for `convert`; an option Llama lacks is refused by name.
+Parity with the Sora model is measured before writing, as for `convert`; an option Llama lacks is refused by name,
+and so is any Sora checkpoint that was not saved as a causal decoder (an encoder's body would load into
+`SoraForCausalLM`, its head dropped, and parity would compare that wrong model with its own copy).
 """
 
 from __future__ import annotations

@@ -225,3 +225,24 @@ def test_full_disk_while_fine_tuning_leaves_the_target_as_it_was(encoder_checkpo
     assert f"no space left on {out}" in _error_line(capsys)
     assert _snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ft", "recipe.yaml"]
+
+
+def test_torch_reports_a_full_disk_without_an_errno(tmp_path, monkeypatch):
+    """torch.save on a full disk raises a RuntimeError from its zip writer (no errno): taken for a full disk only when
+    the folder's filesystem has (almost) no space left."""
+    import shutil
+
+    from sora_hf.outputs import disk_space_errors, is_disk_full
+
+    # what torch.save raises when a write fails (pytorch/pytorch issues on full disks)
+    error = RuntimeError(
+        "[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file data/0: file write failed"
+    )
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=2**30))
+    assert not is_disk_full(error, tmp_path)  # space left: another problem, reported as it is
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=4096))
+    assert is_disk_full(error, tmp_path) and not is_disk_full(RuntimeError("shape mismatch"), tmp_path)
+    with pytest.raises(RecipeError, match=rf"no space left on {tmp_path / 'out'} \(4.0 KiB free\)"):
+        with disk_space_errors(tmp_path / "out"):
+            raise error

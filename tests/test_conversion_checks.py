@@ -7,6 +7,8 @@ Each bad input is built here from a tiny model saved and then edited as a carele
 
 import errno
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -135,6 +137,18 @@ def test_llama_weights_under_a_bert_config_are_refused_whatever_the_head(tmp_pat
         assert "the names are those of a Llama-family decoder" in message
         assert "--head" not in message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_refusal_is_the_only_line_on_stderr_without_transformers_load_report(tmp_path):
+    """Before: transformers' LOAD REPORT (a table of every UNEXPECTED and MISSING weight) and its progress bars came
+    first, on stderr. Run as a user runs it (a process of its own, stderr not a terminal)."""
+    source = save(BertForMaskedLM(BertConfig(**ENCODER)), tmp_path / "source")
+    edit_config(source, model_type="roberta", architectures=None)
+    command = [sys.executable, "-m", "sora_hf.cli", "convert", str(source), str(tmp_path / "out")]
+    result = subprocess.run([*command, "--head", "sentence-embedding"], capture_output=True, text=True, timeout=240)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "weights are not a roberta model's" in lines[0]
 
 
 def test_bert_weights_under_a_llama_config_get_no_empty_head_advice(tmp_path, capsys):

@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,9 +178,14 @@ def _load_source(spec: str, head: Head, found: Source):
 
     auto = {"causal-lm": AutoModelForCausalLM, "masked-lm": AutoModelForMaskedLM}.get(head, AutoModel)
     try:
-        model, info = auto.from_pretrained(
-            spec, dtype=torch.float32, output_loading_info=True, ignore_mismatched_sizes=True, trust_remote_code=False
-        )
+        with _quiet_loading():
+            model, info = auto.from_pretrained(
+                spec,
+                dtype=torch.float32,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+                trust_remote_code=False,
+            )
     except pickle.UnpicklingError:
         pickled = next((p for p in sorted(Path(spec).glob("*.bin"))), None) if Path(spec).is_dir() else None
         raise ConversionError(
@@ -244,6 +250,27 @@ def _load_source(spec: str, head: Head, found: Source):
         )
         raise ConversionError(f"{spec} was saved without its {head} head ({saved_as}); {advice}")
     return model
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers' load report (a table of every unexpected and missing weight, on stderr) says less than the one
+    line `_load_source` writes from the same loading info; it is kept at `-v` (INFO). Progress bars only where
+    stderr is a terminal."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    if verbosity > logging.INFO:
+        transformers_logging.set_verbosity_error()
+    if bars and not sys.stderr.isatty():
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _shape(shape: Any) -> str:

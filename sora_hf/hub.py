@@ -185,7 +185,82 @@ def collect_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> CheckpointFile
                 checkpoint.files[name] = pipelines_dir / name
                 checkpoint.pipeline_files.append(name)
     _add_extras(checkpoint, present)
+    check_weights(checkpoint)
     return checkpoint
+
+
+def check_weights(checkpoint: CheckpointFiles) -> None:
+    """Refuse to push weights that would not load: every safetensors file must be whole (its header's tensors end
+    exactly where the file does) and every tensor readable, and a shard index may name only tensors its shards hold.
+
+    A copy cut short (a full disk, an interrupted `cp`) otherwise uploads fine and fails for everyone who downloads
+    it. ValueError naming the file.
+    """
+    from safetensors import safe_open
+
+    index_path = checkpoint.files.get(WEIGHTS_INDEX)
+    held: dict[str, set[str]] = {}
+    for name, path in sorted(checkpoint.files.items()):
+        if not name.endswith(".safetensors"):
+            continue
+        expected = _safetensors_length(path)
+        actual = path.stat().st_size
+        if actual != expected:
+            raise ValueError(
+                f"{path} is {actual} bytes but its header describes {expected} bytes: the file is "
+                f"{'truncated' if actual < expected else 'followed by extra bytes'}; nothing was pushed. Save the "
+                "model again (model.save_pretrained) or copy the file again"
+            )
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = set(handle.keys())
+                for key in sorted(keys):
+                    handle.get_tensor(key)
+        except Exception as error:  # SafetensorError is not importable by name in every release
+            raise ValueError(
+                f"{path} is not a readable safetensors file ({_one_line(error)}); nothing was pushed"
+            ) from None
+        held[name] = keys
+    if index_path is not None:
+        try:
+            weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+            entries = sorted(weight_map.items())
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{index_path} is not a valid shard index ({error}); nothing was pushed") from None
+        for tensor, shard in entries:
+            if tensor not in held.get(shard, set()):
+                raise ValueError(
+                    f"{index_path} names tensor {tensor!r} in {shard}, which does not hold it; nothing was pushed"
+                )
+
+
+def _safetensors_length(path: Path) -> int:
+    """The length a safetensors file must have: 8 bytes of header size, the JSON header, then the last tensor's end."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise ValueError(
+                f"{path} is {size} bytes: too short for a safetensors file (truncated?); nothing was pushed"
+            )
+        header_size = int.from_bytes(head, "little")
+        if header_size > size - 8:
+            raise ValueError(
+                f"{path} is {size} bytes but its header alone is {header_size} bytes: the file is truncated (or not "
+                "safetensors); nothing was pushed"
+            )
+        try:
+            header = json.loads(handle.read(header_size))
+            ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError):
+            raise ValueError(
+                f"{path} has no valid safetensors header (truncated or corrupt?); nothing was pushed"
+            ) from None
+    return 8 + header_size + max(ends, default=0)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _code_files(architecture: str, present: set[str]) -> list[str]:
@@ -221,6 +296,7 @@ def _collect_adapter(folder: Path, present: set[str]) -> CheckpointFiles:
         if name in present:
             checkpoint.files[name] = folder / name
     _add_extras(checkpoint, present)
+    check_weights(checkpoint)
     return checkpoint
 
 

@@ -137,10 +137,18 @@ def training_arguments(recipe: FinetuneRecipe, output_dir: Path, task_type: str 
     return TrainingArguments(**for_this_machine(kwargs))
 
 
-def make_trainer(recipe: FinetuneRecipe, info, **trainer_kwargs) -> Trainer:
+def make_trainer(
+    recipe: FinetuneRecipe, info, validation: tuple[Any, Features] | None = None, **trainer_kwargs
+) -> Trainer:
     """A plain `Trainer`, or the adversarial / distillation extension the recipe switches on; with the task's loss
-    where the head has none (sentence pairs)."""
-    trainer_kwargs.setdefault("compute_loss_func", get_task(info.task_type).loss_function())
+    where the head has none (sentence pairs). `validation` (the evaluated split's rows and features) gives every
+    evaluation the task's own metrics (`eval_accuracy`, `eval_overall_f1` ...), not the loss alone."""
+    task = get_task(info.task_type)
+    trainer_kwargs.setdefault("compute_loss_func", task.loss_function())
+    if validation is not None and trainer_kwargs.get("eval_dataset") is not None:
+        hooks = task.eval_metrics(info, *validation, trainer_kwargs["model"])
+        if hooks is not None and "compute_metrics" not in trainer_kwargs:
+            trainer_kwargs["compute_metrics"], trainer_kwargs["preprocess_logits_for_metrics"] = hooks
     if recipe.adversarial:
         from .training.adversarial import AdversarialTrainer
 

@@ -287,6 +287,10 @@ class _Malformed:
         prefix = f"{path}, "
         self.skipped.setdefault(path, []).append(message[len(prefix) :] if message.startswith(prefix) else message)
 
+    def begin(self, path: Path) -> None:
+        """A file is read (again: one file given as train and test is counted once)."""
+        self.skipped.pop(path, None)
+
     def count(self, path: Path) -> int:
         return len(self.skipped.get(path, ()))
 
@@ -313,6 +317,8 @@ def _read_table(
 ) -> tuple[list[_Row], list[str] | None, _CsvFile | None]:
     """Rows of a CSV/TSV/JSON/JSONL file and, for CSV/TSV, the header and the reader (for its report)."""
     suffix = path.suffix.lower()
+    if malformed is not None:
+        malformed.begin(path)
     if suffix in (".csv", ".tsv"):
         return _read_csv(path, "\t" if suffix == ".tsv" else ",", malformed)
     if suffix in (".json", ".jsonl"):
@@ -737,6 +743,7 @@ def _read_token_file(
     path: Path, tokens_column: str, tags_column: str, malformed: _Malformed | None = None
 ) -> list[_Sentence]:
     malformed = malformed or _Malformed()
+    malformed.begin(path)
     if path.suffix.lower() not in (".json", ".jsonl"):
         return _read_conll(path, malformed)
     rows = list(_read_json_rows(path, malformed))

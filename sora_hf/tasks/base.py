@@ -44,6 +44,16 @@ def num_labels(info) -> int:
     return len(info.label_names) if info.label_names else 1
 
 
+def first_output(outputs):
+    """The first of the model outputs Trainer hands `preprocess_logits_for_metrics` (the logits, or the embeddings)."""
+    return outputs[0] if isinstance(outputs, tuple | list) else outputs
+
+
+def evaluation_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """`score`'s `test_*` numbers under their bare names, for Trainer to log as `eval_*` at each evaluation."""
+    return {k.removeprefix("test_"): v for k, v in scores.items() if not isinstance(v, dict | list)}
+
+
 def collect_outputs(model, features: Features, collator, batch_size: int, transform=None) -> dict[str, list]:
     """The model's outputs (`OUTPUT_KEYS`) on every row of `features`, in batches, as per-row float32 arrays.
 
@@ -177,6 +187,13 @@ class Task:
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         raise NotImplementedError
+
+    def eval_metrics(self, info, dataset, features: Features, model):
+        """Trainer's `(compute_metrics, preprocess_logits_for_metrics)` that give every evaluation during training
+        the task's own metrics (what `score` gives the test split, logged as `eval_*` beside `eval_loss`) from the
+        outputs the evaluation computes anyway; `dataset` and `features` are the evaluated split's. None: the
+        task's metrics need more than those outputs (generation), and evaluations report the loss only."""
+        return None
 
     def headline_metric(self, info) -> str | None:
         """The score a run (and a perturbed split) is judged by."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import load_metric
-from .base import Features, Task, collect_outputs, num_labels
+from .base import Features, Task, collect_outputs, evaluation_scores, first_output, num_labels
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,12 @@ class ClassificationTask(Task):
 
     def score(self, info, test, predictions) -> dict[str, Any]:
         return score_classification(info, test, predictions)
+
+    def eval_metrics(self, info, dataset, features, model):
+        def compute_metrics(prediction) -> dict[str, Any]:
+            return evaluation_scores(score_classification(info, dataset, np.asarray(prediction.predictions)))
+
+        return compute_metrics, lambda outputs, labels: first_output(outputs)
 
     def prediction_row(self, example, logits, names: list[str], info) -> dict[str, Any]:
         if info.problem_type == "regression":

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import load_metric
-from .base import Features, Task, collect_outputs
+from .base import Features, Task, collect_outputs, evaluation_scores
 
 
 def encode_question_answering(dataset, tokenizer, max_length: int, doc_stride: int) -> Features:
@@ -101,6 +101,14 @@ class QuestionAnsweringTask(Task):
         return decode_question_answering(
             outputs["start_logits"], outputs["end_logits"], features, list(dataset["context"])
         )
+
+    def eval_metrics(self, info, dataset, features, model):
+        def compute_metrics(prediction) -> dict[str, Any]:
+            start_logits, end_logits = prediction.predictions[:2]
+            texts = decode_question_answering(start_logits, end_logits, features, list(dataset["context"]))
+            return evaluation_scores(self.score(info, dataset, texts))
+
+        return compute_metrics, lambda outputs, labels: tuple(outputs[:2])
 
     def score(self, info, test, predictions) -> dict[str, Any]:
         preds = [{"id": i, "prediction_text": p} for i, p in zip(test["id"], predictions, strict=True)]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Features, Task, collect_outputs
+from .base import Features, Task, collect_outputs, evaluation_scores, first_output
 
 
 def encode_similarity(dataset, tokenizer, max_length: int) -> Features:
@@ -93,13 +93,21 @@ class SimilarityTask(Task):
         return PairCollator(tokenizer.pad_token_id)
 
     def training_defaults(self) -> dict[str, Any]:
-        return {"remove_unused_columns": False}  # the collator reads the second sentences, which forward does not
+        # the collator reads the second sentences, which forward does not; `labels` (the scores, which forward does not
+        # take either) are what evaluation computes the pair loss and the metrics from
+        return {"remove_unused_columns": False, "label_names": ["labels"]}
 
     def loss_function(self):
         return pair_loss
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         return np.array(collect_outputs(model, features, collator, batch_size, transform=_pair_cosine)["embeddings"])
+
+    def eval_metrics(self, info, dataset, features, model):
+        def compute_metrics(prediction) -> dict[str, Any]:
+            return evaluation_scores(self.score(info, dataset, np.asarray(prediction.predictions)))
+
+        return compute_metrics, lambda outputs, labels: pair_cosine(first_output(outputs))
 
     def score(self, info, test, predictions) -> dict[str, Any]:
         from scipy.stats import pearsonr, spearmanr

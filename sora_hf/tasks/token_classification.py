@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import load_metric
-from .base import Features, Task, collect_outputs, label_names
+from .base import Features, Task, collect_outputs, evaluation_scores, first_output, label_names
 
 
 def _is_cjk(char: str) -> bool:
@@ -158,8 +158,9 @@ def decode_token_classification(
 
     A token that covers several words (`MBA` over the characters M, B, A) gives them its tag continued in the
     scheme of `id2label` (`continuation_tags`); without `id2label` each of them gets the token's tag.
-    `sequence_decoder(scores) -> tags` (a CRF's Viterbi) picks the tags of a whole sentence from its words' scores,
-    stitched from their windows, instead of each word's best score."""
+    `sequence_decoder(sentences) -> tags` (a CRF's Viterbi) picks the tags of each whole sentence from its words'
+    scores (one `(words, labels)` array per sentence, stitched from their windows), instead of each word's best score;
+    it is given all sentences at once, to decode them in batches."""
     best: list[dict[int, tuple[int, np.ndarray, int]]] = [{} for _ in range(num_examples)]
     for row, meta in enumerate(features.meta):
         positions = [t for t, w in enumerate(meta["word_of_token"]) if w >= 0]
@@ -173,14 +174,15 @@ def decode_token_classification(
                 best[meta["example"]][w] = (margin, logits[row][t], covered[t])
     ids = {name: i for i, name in (id2label or {}).items()}
     sizes = {m["example"]: m["num_words"] for m in features.meta}
+    sentences = [sorted(best[example].items()) for example in range(num_examples)]
+    if sequence_decoder is not None:
+        decoded = iter(sequence_decoder([np.stack([s for _, (_, s, _) in words]) for words in sentences if words]))
+        choices = [next(decoded) if words else [] for words in sentences]
+    else:
+        choices = [[int(np.argmax(scores)) for _, (_, scores, _) in words] for words in sentences]
     predictions = []
-    for example in range(num_examples):
+    for example, (words, chosen) in enumerate(zip(sentences, choices, strict=True)):
         tags = [0] * sizes.get(example, 0)
-        words = sorted(best[example].items())
-        if sequence_decoder is not None and words:
-            chosen = sequence_decoder(np.stack([scores for _, (_, scores, _) in words]))
-        else:
-            chosen = [int(np.argmax(scores)) for _, (_, scores, _) in words]
         for (w, (_, _, count)), tag in zip(words, chosen, strict=True):
             run = [tag] * count
             if count > 1 and id2label:
@@ -201,6 +203,34 @@ def write_entity_report(path: Path, per_type: dict[str, dict[str, Any]]) -> None
             f"{values.get('f1', 0):>10.4f}{values.get('number', values.get('support', 0)):>10}"
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _decoding(model) -> tuple[dict[int, str] | None, Any]:
+    """The model's `id2label` and, with a CRF, its Viterbi decoder of a whole sentence from its words' emissions."""
+    labels = getattr(getattr(model, "config", None), "id2label", None) or {}
+    id2label = {int(i): name for i, name in labels.items()} or None
+    crf = getattr(model, "crf", None)
+    if crf is None:
+        return id2label, None
+
+    def viterbi(sentences: list[np.ndarray], batch_size: int = 256) -> list[list[int]]:
+        import torch
+
+        device = crf.transitions.device
+        tags: list[list[int]] = []
+        for start in range(0, len(sentences), batch_size):
+            batch = sentences[start : start + batch_size]
+            width = max(len(s) for s in batch)
+            emissions = torch.zeros(len(batch), width, batch[0].shape[-1], dtype=torch.float32, device=device)
+            mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
+            for row, scores in enumerate(batch):
+                emissions[row, : len(scores)] = torch.as_tensor(scores, dtype=torch.float32)
+                mask[row, : len(scores)] = True
+            paths = crf.decode(emissions, mask).tolist()
+            tags.extend(path[: len(scores)] for path, scores in zip(paths, batch, strict=True))
+        return tags
+
+    return id2label, viterbi
 
 
 class TokenClassificationTask(Task):
@@ -224,19 +254,17 @@ class TokenClassificationTask(Task):
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         logits = collect_outputs(model, features, collator, batch_size)["logits"]
-        labels = getattr(getattr(model, "config", None), "id2label", None) or {}
-        id2label = {int(i): name for i, name in labels.items()} or None
-        crf = getattr(model, "crf", None)
-        viterbi = None
-        if crf is not None:  # the CRF decodes each whole sentence, from its words' emissions
+        return decode_token_classification(logits, features, len(dataset), *_decoding(model))
 
-            def viterbi(scores: np.ndarray) -> list[int]:
-                import torch
+    def eval_metrics(self, info, dataset, features, model):
+        def compute_metrics(prediction) -> dict[str, Any]:
+            import torch
 
-                emissions = torch.as_tensor(scores, dtype=torch.float32)[None]
-                return crf.decode(emissions, torch.ones(emissions.shape[:2], dtype=torch.bool))[0].tolist()
+            with torch.no_grad():
+                tags = decode_token_classification(prediction.predictions, features, len(dataset), *_decoding(model))
+            return evaluation_scores(self.score(info, dataset, tags))
 
-        return decode_token_classification(logits, features, len(dataset), id2label, viterbi)
+        return compute_metrics, lambda outputs, labels: first_output(outputs)
 
     def score(self, info, test, predictions) -> dict[str, Any]:
         names = label_names(info)

@@ -41,8 +41,11 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 
 test: lint test-wheel test-oldest test-newest  # style and import contracts first; the whole suite last: its summary closes the run
 
+# transformers' own common model tests (tests/test_transformers_common.py) come from the source distribution of the
+# installed release: fetched once per version into the venv, required from then on
 test-newest: setup
-	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+	.ci/transformers-tests $(PY) $(VENV)/transformers-tests
+	$(TEST_ENV) SORA_REQUIRE_TRANSFORMERS_TESTS=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 test-oldest: $(OLDEST_VENV)/.installed
 	@$(OLDEST_VENV)/bin/python -c "import transformers, peft; print('oldest declared: transformers', transformers.__version__, 'peft', peft.__version__)"

@@ -409,9 +409,17 @@ class SoraConfig(PreTrainedConfig):
 
     def generator_config(self) -> "SoraConfig":
         """The config of the small ELECTRA generator: same vocabulary and positions, narrower blocks."""
+        # a config edited after it was built (`config.vocab_size = 4`, as transformers' resize tests do) may hold
+        # special ids past the vocabulary: the generator, an MLM head over given ids, reads none of them but padding
+        stale_ids = {
+            name: None
+            for name in ("cls_token_id", "sep_token_id", "mask_token_id", "bos_token_id", "decoder_start_token_id")
+            if isinstance(getattr(self, name), int) and not 0 <= getattr(self, name) < self.vocab_size
+        }
         return SoraConfig(
             **{
                 **self.to_dict(),
+                **stale_ids,
                 "hidden_size": self.generator_hidden_size,
                 "intermediate_size": self.generator_intermediate_size,
                 "num_hidden_layers": self.generator_num_hidden_layers,

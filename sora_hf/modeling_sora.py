@@ -18,8 +18,10 @@ import copy
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Literal
 
 import torch
 from torch import nn
@@ -71,9 +73,17 @@ CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPa
 
 
 def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
-    """The cache a caller passed, under either name."""
+    """The cache a caller passed, under either name; the old name warns as transformers' own models do where the
+    installed release has renamed it (5.24+: `@deprecate_kwarg("past_key_values", new_name="cache")` on Llama's)."""
     if cache is not None and past_key_values is not None:
         raise ValueError("Pass the cache as `cache` or as `past_key_values`, not both.")
+    if past_key_values is not None and CACHE_ARG == "cache":
+        warnings.warn(
+            "`past_key_values` is deprecated and will be removed in version 5.40.0 for Sora's forward. Use `cache` "
+            "instead.",
+            FutureWarning,
+            stacklevel=3,
+        )
     return cache if cache is not None else past_key_values
 
 
@@ -418,6 +428,7 @@ class SoraLayer(GradientCheckpointingLayer):
         cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
+        keep = kwargs.pop("token_keep", None)  # a padded encoder batch: its pads stay zeros (`SoraModel`)
         residual = hidden_states
         hidden_states, _ = self.self_attn(
             self.input_layernorm(hidden_states),
@@ -428,8 +439,8 @@ class SoraLayer(GradientCheckpointingLayer):
         )
         hidden_states = residual + _dropout(self.dropout, hidden_states)
         residual = hidden_states
-        hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
-        return residual + _dropout(self.dropout, hidden_states)
+        hidden_states = residual + _dropout(self.dropout, self.mlp(self.post_attention_layernorm(hidden_states)))
+        return hidden_states if keep is None else hidden_states * keep
 
 
 class SoraPostNormLayer(SoraLayer):
@@ -452,6 +463,7 @@ class SoraPostNormLayer(SoraLayer):
         cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
+        keep = kwargs.pop("token_keep", None)
         attention, _ = self.self_attn(
             hidden_states,
             position_embeddings=position_embeddings,
@@ -460,7 +472,10 @@ class SoraPostNormLayer(SoraLayer):
             **kwargs,
         )
         hidden_states = self.post_attention_layernorm(hidden_states + _dropout(self.dropout, attention))
-        return self.post_feedforward_layernorm(hidden_states + _dropout(self.dropout, self.mlp(hidden_states)))
+        hidden_states = self.post_feedforward_layernorm(
+            hidden_states + _dropout(self.dropout, self.mlp(hidden_states))
+        )
+        return hidden_states if keep is None else hidden_states * keep
 
 
 class SoraDecoderLayer(SoraLayer):
@@ -505,6 +520,28 @@ class SoraDecoderLayer(SoraLayer):
         return residual + _dropout(self.dropout, hidden_states)
 
 
+def pool_tokens(
+    hidden_state: torch.Tensor, attention_mask: torch.Tensor | None, pooling: Literal["cls", "mean", "last"]
+) -> torch.Tensor:
+    """`(batch, seq, hidden)` -> `(batch, hidden)`: the first token, the last real one, or the mean of the real ones."""
+    if attention_mask is not None and attention_mask.dim() == 2:
+        attention_mask = attention_mask[:, -hidden_state.shape[1] :]  # peft's prefix tuning: virtual mask columns
+    elif attention_mask is not None:
+        attention_mask = None  # a 4D mask built by the caller: no per-token padding to read
+    if pooling == "cls":
+        return hidden_state[:, 0]
+    if pooling == "last":
+        if attention_mask is None:
+            return hidden_state[:, -1]
+        positions = torch.arange(hidden_state.shape[1], device=hidden_state.device)
+        last = (positions * attention_mask.to(positions.dtype)).argmax(-1)  # right or left padding alike
+        return hidden_state[torch.arange(hidden_state.shape[0], device=hidden_state.device), last]
+    if attention_mask is None:
+        return hidden_state.mean(dim=1)
+    mask = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
+    return (hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 class SoraPooler(nn.Module):
     """Turns token states into one vector per sequence.
 
@@ -528,18 +565,7 @@ class SoraPooler(nn.Module):
             self.level_query = nn.Parameter(torch.zeros(config.hidden_size))
 
     def pool(self, hidden_state: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden_state[:, 0]
-        if self.pooling == "last":
-            if attention_mask is None:
-                return hidden_state[:, -1]
-            positions = torch.arange(hidden_state.shape[1], device=hidden_state.device)
-            last = (positions * attention_mask.to(positions.dtype)).argmax(-1)  # right or left padding alike
-            return hidden_state[torch.arange(hidden_state.shape[0], device=hidden_state.device), last]
-        if attention_mask is None:
-            return hidden_state.mean(dim=1)
-        mask = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
-        return (hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return pool_tokens(hidden_state, attention_mask, self.pooling)
 
     def forward(
         self,
@@ -640,6 +666,16 @@ class SoraPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+@dataclass
+class SoraModelOutput(BaseModelOutputWithPast):
+    r"""pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, encoders only):
+    one vector per sequence, pooled as `config.classifier_pooling` says (the first token, the mean of the real
+    tokens, or the last real one), as `BertModel` returns one. Parameter-free: the pooled heads (classification,
+    multiple choice, sentence embeddings) have poolers of their own."""
+
+    pooler_output: torch.FloatTensor | None = None
+
+
 class SoraModel(SoraPreTrainedModel):
     """The bare Sora stack: embeddings, self-attention blocks and a final RMSNorm.
 
@@ -719,30 +755,28 @@ class SoraModel(SoraPreTrainedModel):
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         cache = _one_cache(cache, past_key_values)
+        return_dict = kwargs.pop("return_dict", None)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
         if self._runs_padding_free(attention_mask, position_ids, cache, kwargs):
-            return self._padding_free_forward(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
-        padded_encoder = not self.is_causal and attention_mask is not None and attention_mask.dim() == 2
-        if padded_encoder:  # outputs as a ModelOutput, to zero the pads below
-            return_dict, kwargs["return_dict"] = kwargs.get("return_dict", self.config.return_dict), True
-        outputs = self._forward(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
-        if not padded_encoder:
-            return outputs
-        # zeros at the pads, as the padding-free path returns them: the same outputs whichever path ran (and in
-        # an exported graph, which always runs padded)
-        seq_len = outputs.last_hidden_state.shape[1]  # a prefix (peft's prefix tuning) has mask columns too
-        keep = attention_mask[:, -seq_len:, None].to(outputs.last_hidden_state.dtype)
-        outputs.last_hidden_state = outputs.last_hidden_state * keep
-        if outputs.hidden_states is not None:
-            outputs.hidden_states = tuple(states * keep for states in outputs.hidden_states)
+            outputs = self._padding_free_forward(
+                input_ids, attention_mask, token_type_ids, inputs_embeds, return_dict=True, **kwargs
+            )
+        else:
+            outputs = self._forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                cache=cache,
+                inputs_embeds=inputs_embeds,
+                use_cache=use_cache,
+                return_dict=True,
+                **kwargs,
+            )
+        if not self.is_causal:
+            outputs["pooler_output"] = pool_tokens(
+                outputs.last_hidden_state, attention_mask, self.config.classifier_pooling
+            )
         return outputs if return_dict else outputs.to_tuple()
 
     def _runs_padding_free(self, attention_mask, position_ids, cache, kwargs) -> bool:
@@ -758,9 +792,15 @@ class SoraModel(SoraPreTrainedModel):
             return False
         if attention_mask is None or attention_mask.dim() != 2 or position_ids is not None:
             return False
+        # attention maps, and hidden states a caller holds on to (selected by index, or kept for their gradient as
+        # attribution methods do), come from the padded path, where every recorded tensor is on the autograd path
         if kwargs.get("output_attentions", self.config.output_attentions):
             return False
+        if kwargs.get("output_hidden_states", self.config.output_hidden_states) not in (None, False):
+            return False  # `0` selects the embeddings' output: an index, not a flag
         pads = int((attention_mask == 0).sum())
+        if pads == attention_mask.numel():  # nothing to run: the padded path answers (zeros) as for any pad
+            return False
         if wanted is None and not implementation.startswith("flash_attention"):
             # sdpa/eager attention still runs on the padded rows, and moving the tokens in and out of them costs
             # about what an eighth of the batch in padding does (measured on CPU, benchmarks/cpu_speed.py)
@@ -812,8 +852,6 @@ class SoraModel(SoraPreTrainedModel):
             **packed, attention_mask=masks, position_ids=position_ids, use_cache=False, return_dict=True, **kwargs
         )
         outputs.last_hidden_state = rows.pad(outputs.last_hidden_state)
-        if outputs.hidden_states is not None:
-            outputs.hidden_states = tuple(rows.pad(h) for h in outputs.hidden_states)
         return outputs if return_dict else outputs.to_tuple()
 
     @merge_with_config_defaults
@@ -837,8 +875,16 @@ class SoraModel(SoraPreTrainedModel):
             else:
                 inputs_embeds = inputs_embeds + self.token_type_embeddings(token_type_ids)
 
+        keep = None  # a padded encoder batch: 1 at the real tokens, 0 at the pads, `(batch, seq, 1)`
         if not self.is_causal:
             use_cache = False
+            if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+                real = attention_mask[:, -inputs_embeds.shape[1] :]  # a prefix (peft) has mask columns too
+                keep = real[..., None].to(inputs_embeds.dtype)
+                if position_ids is None:
+                    # one rule on both paths (the padding-free one packs the real tokens): a row's positions count
+                    # its real tokens, so neither left padding nor the rows around it change what a row gives
+                    position_ids = (real.long().cumsum(-1) - 1).clamp(min=0)
         if use_cache and cache is None and not self.training:
             # training never reads a cache back, and without one packed sequences (position ids restarting,
             # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
@@ -881,6 +927,11 @@ class SoraModel(SoraPreTrainedModel):
             masks = {"full_attention": mask}
 
         hidden_states = _dropout(self.embed_dropout, inputs_embeds)
+        if keep is not None:
+            # zeros at the pads, as the padding-free path leaves them, and every block zeroes its own output there:
+            # the recorded hidden states are the tensors the next block reads (their gradients are real ones)
+            hidden_states = hidden_states * keep
+            kwargs["token_keep"] = keep
         position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
         for layer in self.layers:
             hidden_states = layer(
@@ -892,7 +943,9 @@ class SoraModel(SoraPreTrainedModel):
                 **kwargs,
             )
         hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None})
+        if keep is not None:
+            hidden_states = hidden_states * keep
+        return SoraModelOutput(last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None})
 
 
 def _absolute_positions_of(
@@ -1038,7 +1091,13 @@ class SoraForPreTraining(SoraPreTrainedModel):
         self.model = SoraModel(config, is_causal=False)
         self.discriminator_head = SoraDiscriminatorHead(config)
         self.generator = SoraForMaskedLM(config.generator_config())
+        # the generator's config is a copy, not a sub-config: it follows the attention the model was built with
+        self.generator.config._attn_implementation = self.config._attn_implementation
         self.post_init()
+
+    def set_attn_implementation(self, attn_implementation, *args, **kwargs):
+        super().set_attn_implementation(attn_implementation, *args, **kwargs)
+        self.generator.set_attn_implementation(self.config._attn_implementation, *args, **kwargs)
 
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
@@ -1073,7 +1132,14 @@ class SoraForPreTraining(SoraPreTrainedModel):
                 masked = labels != -100
                 masked_logits = generator_logits if generator_logits.dim() == 2 else generator_logits[masked]
                 probs = torch.softmax(masked_logits.float(), dim=-1)
-                sampled = torch.multinomial(probs, 1).squeeze(-1) if probs.numel() else labels[masked]
+                # evaluation samples with a fixed seed: the same batch gives the same loss at every evaluation (and
+                # in eval mode the model is a function of its inputs, as transformers' common tests expect)
+                sampler = None
+                if not self.training and probs.numel():
+                    sampler = torch.Generator(device=probs.device).manual_seed(0)
+                sampled = (
+                    torch.multinomial(probs, 1, generator=sampler).squeeze(-1) if probs.numel() else labels[masked]
+                )
                 discriminator_input = input_ids.clone()
                 discriminator_input[masked] = sampled
                 original = torch.where(masked, labels, input_ids)
@@ -1659,7 +1725,9 @@ class SoraCRF(nn.Module):
         return alphas
 
     def neg_log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean over the sentences that have tagged positions of -log p(tags | emissions)."""
+        """-log p(tags | emissions) summed over the sentences, per tagged token: a loss on the scale of the softmax
+        head's cross-entropy, comparable between batches of long and short sentences and across epochs (a mean per
+        sentence grows with sentence length and, logged, looked flat while F1 rose)."""
         mask, (emissions, tags), _ = _left_align(mask, emissions.float(), tags)
         lengths = mask.sum(1)
         tags = tags.clamp(min=0)
@@ -1673,7 +1741,7 @@ class SoraCRF(nn.Module):
         score = score + end[last]
         log_partition = torch.logsumexp(self._alphas(emissions, mask)[-1] + end, dim=1)
         present = lengths > 0
-        return ((log_partition - score) * present).sum() / present.sum().clamp(min=1)
+        return ((log_partition - score) * present).sum() / lengths.sum().clamp(min=1)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
@@ -1933,6 +2001,7 @@ __all__ = [
     "SoraForTokenClassification",
     "SoraForQuestionAnswering",
     "SoraForSentenceEmbedding",
+    "SoraModelOutput",
     "SoraForPreTrainingOutput",
     "SoraSentenceEmbeddingOutput",
 ]

@@ -33,15 +33,19 @@ def test_padding_free_encoder_matches_padded_outputs_and_gradients(attn):
     plain, fast = _pair(SoraModel, attn_implementation=attn)
     ids, mask = random_batch(3, 10, pad_rows=PAD_ROWS)
     real = mask.bool()
-    ref = plain(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-    out = fast(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    assert fast._runs_padding_free(mask, None, None, {}) and not plain._runs_padding_free(mask, None, None, {})
+    ref = plain(input_ids=ids, attention_mask=mask)
+    out = fast(input_ids=ids, attention_mask=mask)
     assert out.last_hidden_state.shape == ref.last_hidden_state.shape
     torch.testing.assert_close(out.last_hidden_state[real], ref.last_hidden_state[real], atol=1e-5, rtol=1e-5)
     assert out.last_hidden_state[~real].abs().max() == 0  # pad positions come back as zeros
     assert ref.last_hidden_state[~real].abs().max() == 0  # on either path
-    assert len(out.hidden_states) == len(ref.hidden_states) == 3
-    for got, want in zip(out.hidden_states, ref.hidden_states, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.pooler_output, ref.pooler_output, atol=1e-5, rtol=1e-5)
+    # hidden states (every one on the autograd path) come from the padded path, zeros at the pads there too
+    assert not fast._runs_padding_free(mask, None, None, {"output_hidden_states": True})
+    states = fast(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert len(states) == 3 and all(h[~real].abs().max() == 0 for h in states)
+    torch.testing.assert_close(states[-1][real], ref.last_hidden_state[real], atol=1e-5, rtol=1e-5)
 
     # a fixed random read-out (the squared norm would be nearly constant after the final RMSNorm)
     readout = torch.randn(ref.last_hidden_state[real].shape, generator=torch.Generator().manual_seed(3))

@@ -277,11 +277,12 @@ def test_early_stopping_stops_when_the_validation_loss_stops_improving_and_keeps
                             "per_device_train_batch_size": 10}}  # fmt: skip
         return run_finetuning(parse_finetune_recipe(raw))
 
-    # learning rate 0: the loss never improves on the first evaluation, so patience 1 stops after the second epoch
-    # and the kept model is the first epoch's (3 steps of 10 rows)
-    stopped = run("stopped", 0.0, 1)
+    # learning rate 1e-30 (0 is refused: it trains nothing): the float32 weights never change, the loss never
+    # improves on the first evaluation, so patience 1 stops after the second epoch and the kept model is the first
+    # epoch's (3 steps of 10 rows)
+    stopped = run("stopped", 1e-30, 1)
     assert (stopped["epochs_trained"], stopped["best_step"]) == (2.0, 3)
-    assert run("patient", 0.0, 3)["epochs_trained"] == 4.0
+    assert run("patient", 1e-30, 3)["epochs_trained"] == 4.0
     assert run("learning", 5e-3, None)["epochs_trained"] == 6.0  # no early stopping: every epoch
 
     with pytest.raises(RecipeError, match="early_stopping_patience needs evaluations to stop on"):

@@ -5,7 +5,10 @@ the adapter in `adapter/` and the merged plain Sora checkpoint at the top)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +89,82 @@ def load_model(recipe: FinetuneRecipe, info, tokenizer):
     task = get_task(info.task_type)
     task.check_config(config, checkpoint)
     kwargs: dict[str, Any] = {**recipe.model, **task.model_kwargs(info)}
-    try:
-        model = load_checked(task.auto_class, checkpoint, heads="new_head", **kwargs)
-    except CheckpointError as error:
-        raise RecipeError(f"{error}; it does not fit the {task.name} task") from None
+    with _new_head_report() as report:
+        try:
+            model = load_checked(task.auto_class, checkpoint, heads="new_head", **kwargs)
+        except CheckpointError as error:
+            report.show()  # the table of what the encoder lacks, with the error
+            raise RecipeError(f"{error}; it does not fit the {task.name} task") from None
+        report.explain(model)
     check_tokenizer_fits(tokenizer, model.config)
     return model
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REPORT_ROW = re.compile(r"^(\S+)\s*\|\s*([A-Z]+)\b", re.MULTILINE)
+
+
+class _LoadReport(logging.Filter):
+    """Holds back transformers' load report (the table of MISSING / UNEXPECTED weights it logs as a warning on every
+    load into a new head), so that a fine-tuning load that is as expected says so in one INFO line instead."""
+
+    def __init__(self, source: logging.Logger):
+        super().__init__()
+        self.source = source
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in str(record.msg):
+            self.records.append(record)
+            return False
+        return True
+
+    def show(self) -> None:
+        """Let the held-back report through, as transformers logged it."""
+        records, self.records = self.records, []
+        for record in records:
+            self.source.handle(record)
+
+    def explain(self, model) -> None:
+        """One INFO line where the report lists only a new head (weights missing outside the encoder) and the
+        pre-training head's weights the task does not use; the report itself for anything else (an encoder weight
+        the model does not have, weights of other shapes, a table this cannot read)."""
+        if not self.records:
+            return
+        rows = [row for record in self.records for row in _REPORT_ROW.findall(_ANSI.sub("", record.getMessage()))]
+        rows = [(key, status) for key, status in rows if key != "Key"]
+        body = f"{model.base_model_prefix}."
+        expected = rows and all(
+            status in ("MISSING", "UNEXPECTED") and not key.startswith(body) for key, status in rows
+        )
+        if not expected:
+            self.show()
+            return
+        self.records = []
+        new = _groups(key for key, status in rows if status == "MISSING")
+        unused = _groups(key for key, status in rows if status == "UNEXPECTED")
+        logger.info(
+            "new head %s initialised (expected when fine-tuning a pre-trained encoder)%s",
+            ", ".join(new) or "(none)",
+            f"; the pre-training head's {', '.join(unused)} left unused" if unused else "",
+        )
+
+
+def _groups(keys) -> list[str]:
+    """`classifier.weight`, `classifier.bias` -> `classifier.*`, in order of appearance."""
+    return list(dict.fromkeys(f"{key.split('.')[0]}.*" if "." in key else key for key in keys))
+
+
+@contextlib.contextmanager
+def _new_head_report() -> Iterator[_LoadReport]:
+    source = logging.getLogger("transformers.modeling_utils")
+    report = _LoadReport(source)
+    source.addFilter(report)
+    try:
+        yield report
+    finally:
+        source.removeFilter(report)
+        report.show()  # anything not explained (an exception on the way) is shown as transformers logged it
 
 
 def build_features(recipe: FinetuneRecipe, info, dataset, tokenizer) -> tuple[Features, Features]:

@@ -187,13 +187,19 @@ def _own_data_run(checkpoint, out, data, **extra):
 
 @pytest.mark.parametrize(
     ("task", "metric"),
-    [("classification", "eval_accuracy"), ("token_classification", "eval_overall_f1"), ("similarity", "eval_spearman")],
+    [
+        ("classification", "eval_accuracy"),
+        ("token_classification", "eval_overall_f1"),
+        ("similarity", "eval_spearman"),
+    ],
 )
 def test_every_evaluation_reports_the_task_s_metrics(encoder_checkpoint, tmp_path, task, metric):
     from sora_hf.runs import run_finetuning
 
     if task == "classification":
-        lines = ["text,label"] + [f"{t}{i},{label}" for i in range(12) for t, label in (("很好", "pos"), ("太差", "neg"))]
+        lines = ["text,label"] + [
+            f"{t}{i},{label}" for i in range(12) for t, label in (("很好", "pos"), ("太差", "neg"))
+        ]
         train, extra = _write(tmp_path / "train.csv", "\n".join(lines) + "\n"), {}
     elif task == "token_classification":
         train = _write(tmp_path / "train.conll", _conll([PER, LOC] * 12))
@@ -210,3 +216,71 @@ def test_every_evaluation_reports_the_task_s_metrics(encoder_checkpoint, tmp_pat
     assert len(during) >= 2 and all(metric in logs for logs in during), evaluations.logs
     # the last evaluation scores the model kept as the end-of-run validation score does
     assert during[-1][metric] == pytest.approx(metrics[metric.replace("eval_", "validation_")], abs=1e-6)
+
+
+# ---- the load report ----------------------------------------------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def load_reports():
+    """What transformers' modeling_utils logger hands its handlers (its load report is a warning there)."""
+    handler = _Records()
+    source = logging.getLogger("transformers.modeling_utils")
+    source.addHandler(handler)
+    yield handler.messages
+    source.removeHandler(handler)
+
+
+def _tagging_recipe(checkpoint, tmp_path):
+    train = _write(tmp_path / "train.conll", _conll([PER, LOC] * 4))
+    data = {"task_type": "token_classification", "train_file": str(train)}
+    return _own_data_run(checkpoint, tmp_path / "out", data, model={"use_crf": True})
+
+
+def test_a_new_head_on_a_pre_trained_encoder_is_one_info_line_not_the_load_table(
+    encoder_checkpoint, tmp_path, load_reports, caplog
+):
+    from sora_hf.finetuning import load_model, load_task
+    from sora_hf.tokenizer import load_tokenizer
+
+    recipe = _tagging_recipe(encoder_checkpoint, tmp_path)
+    _, info = load_task(recipe)
+    with caplog.at_level(logging.INFO, logger="sora_hf.finetuning"):
+        model = load_model(recipe, info, load_tokenizer(str(encoder_checkpoint)))
+    assert model.crf is not None
+    assert not [m for m in load_reports if "LOAD REPORT" in m]
+    lines = [r.getMessage() for r in caplog.records if r.name == "sora_hf.finetuning"]
+    assert any(
+        "new head classifier.*, crf.* initialised (expected when fine-tuning a pre-trained encoder)" in line
+        and "head.*" in line
+        for line in lines
+    ), lines
+
+
+def test_the_load_table_still_shows_what_the_encoder_lacks(encoder_checkpoint, tmp_path, load_reports):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from sora_hf.finetuning import load_model, load_task
+    from sora_hf.tokenizer import load_tokenizer
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(encoder_checkpoint, folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = next(key for key in weights if key.startswith("model.layers.1."))
+    save_file({k: v for k, v in weights.items() if k != dropped}, folder / "model.safetensors", {"format": "pt"})
+    recipe = _tagging_recipe(folder, tmp_path)
+    _, info = load_task(recipe)
+    with pytest.raises(RecipeError, match="has no weights for 1 body parameters"):
+        load_model(recipe, info, load_tokenizer(str(folder)))
+    assert [m for m in load_reports if "LOAD REPORT" in m and "MISSING" in m]

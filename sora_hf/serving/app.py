@@ -300,7 +300,11 @@ def create_app(
     )
     app.state.batcher, app.state.metrics, app.state.settings, app.state.draining = batcher, metrics, settings, False
     app.add_middleware(
-        _HTTPGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
+        _HTTPGuard,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        is_draining=lambda: bool(getattr(app.state, "draining", False)),
     )
     errors = {status: {"model": ErrorResponse} for status in (400, 408, 413, 422, 500, 503)}
 
@@ -382,6 +386,13 @@ def create_app(
     return app
 
 
+def begin_draining(app: FastAPI) -> None:
+    """Start a graceful shutdown's drain: from now on a prediction request the server reads is refused with a 503
+    and `Connection: close` (it is answered, not cut), every response closes its connection, and /healthz says
+    `draining`; what was read before keeps its place in the queue and is answered. `serve()` calls it on SIGTERM."""
+    app.state.draining = True
+
+
 _INPUTS_SHAPES = (
     "a string, a {question, context} object, a {source_sentence, sentences} object, or a non-empty list of one kind"
 )
@@ -447,11 +458,19 @@ class _HTTPGuard:
       (uvicorn's graceful-shutdown timeout) a 503, an app that returned without answering a 500.
     """
 
-    def __init__(self, app: Any, metrics: ServingMetrics, max_body_bytes: int, body_timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: Any,
+        metrics: ServingMetrics,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        is_draining: Any = lambda: False,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        self.is_draining = is_draining
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -464,6 +483,9 @@ class _HTTPGuard:
         async def send_checked(message: dict) -> None:
             if message["type"] == "http.response.start":
                 exchange.status = message["status"]
+                if self.is_draining():  # tell the client this connection ends here, so it sends nothing more on it
+                    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             if exchange.gone.is_set():  # nothing reaches a client that left (uvicorn drops it silently)
                 return
             await send(message)
@@ -480,6 +502,16 @@ class _HTTPGuard:
             if outcome != "ok":
                 self.metrics.error(outcome)
                 await self._answer(send_checked, *self._refusal(outcome, body), close=True)
+                return
+            if self.is_draining() and scope["path"] in PREDICT_PATHS:
+                # read whole (closing on an unread body would reset the connection and lose this answer)
+                self.metrics.error("shutting_down")
+                await self._answer(
+                    send_checked,
+                    503,
+                    "the server is shutting down and takes no new requests; retry on another instance",
+                    close=True,
+                )
                 return
             listener = asyncio.ensure_future(_watch_disconnect(receive, exchange))
             await self._run_app(scope, _replay(body, exchange), send_checked, exchange)
@@ -501,6 +533,7 @@ class _HTTPGuard:
                 raise
             logger.warning("%s %s cancelled by the server before it was answered", scope["method"], scope["path"])
             self.metrics.error("shutting_down")
+            self.metrics.cancelled_on_shutdown += 1
             await self._answer(
                 send,
                 503,

@@ -13,12 +13,20 @@ once nothing in the app is reading it (say a client that keeps sending after its
 
 uvicorn's own "Invalid HTTP request received." 400 is plain text; here it is `{"error": ...}` like every other
 error of the server.
+
+Graceful shutdown: uvicorn closes every idle keep-alive connection the moment it gets SIGTERM, and closes a busy
+one silently after its response. A client that wrote its next request on such a connection a moment earlier (or
+whose request is still in the socket buffer, unread) gets a reset and no answer. Here `shutdown()` leaves an idle
+connection open (a request that comes on it is answered: 503 and `Connection: close` from the draining app), and
+`close_if_idle()` closes it only once it has been quiet as long as a keep-alive connection may be and nothing is
+arriving on it; `server.DrainingServer` calls it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import select
 from typing import Any
 
 import h11
@@ -51,22 +59,61 @@ class TimedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self.last_activity = self.loop.time()
         super().connection_made(transport)
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
         if self._header_timer is None and self.conn.their_state is h11.IDLE:  # the first byte of a next request
             self._arm_header_timer()
         super().data_received(data)
         self._follow_state()
 
     def on_response_complete(self) -> None:
+        self.last_activity = self.loop.time()
         super().on_response_complete()
         self._follow_state()  # a pipelined request may have been parsed from what was buffered
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """Graceful shutdown begins: keep the connection open (see the module docstring); a response in progress
+        carries `Connection: close` (the app adds it while draining), so h11 closes the connection after it."""
+
+    @property
+    def busy(self) -> bool:
+        """A request is being read or answered on this connection."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def close_if_idle(self, min_idle_s: float) -> bool:
+        """Close the connection if it has been quiet for `min_idle_s` and nothing is arriving on it; True once it is
+        closed or closing.
+
+        `DrainingServer` passes uvicorn's `timeout_keep_alive`, the silence after which a connection is closed when
+        the server is not stopping: a shutdown adds no race of its own between that close and a client's next
+        request. (A client that closes its connections when done, as most do, does not make the shutdown wait.)
+
+        A byte in the socket buffer (a request asyncio has not read yet, or the client's own close) keeps it open:
+        closing a socket with unread data resets it, and the client would lose the answer it is owed.
+        """
+        if self.transport.is_closing():
+            return True
+        if self.busy or self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:
+            return False
+        if self.loop.time() - self.last_activity < min_idle_s:
+            return False
+        if _readable(self.transport):
+            return False
+        self._cancel_timers()
+        try:
+            self.conn.send(h11.ConnectionClosed())
+        except h11.LocalProtocolError:
+            pass
+        self.transport.close()
+        return True
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn answers unparsable requests itself (plain text there); JSON here, then the connection closes."""
@@ -131,6 +178,16 @@ class TimedH11Protocol(H11Protocol):
         self._body_timer = None
         if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
             self.transport.close()
+
+
+def _readable(transport: asyncio.BaseTransport) -> bool:
+    """Whether the connection's socket has bytes (or an end of file) that asyncio has not read yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[TimedH11Protocol]:

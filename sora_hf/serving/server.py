@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import os
 import signal
+import socket
 import threading
+from collections.abc import Callable
+from typing import Any
 
-from .app import ServerSettings, create_app, load_pipeline
+import uvicorn
+
+from .app import ServerSettings, begin_draining, create_app, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +46,6 @@ def serve(
     check_serve_arguments(port=port, threads=threads, graceful_timeout_s=graceful_timeout_s)
     settings = settings or ServerSettings()
     import torch
-    import uvicorn
 
     from .protocol import timed_h11_protocol
 
@@ -57,9 +63,89 @@ def serve(
         http=timed_h11_protocol(settings.header_timeout_s, settings.body_timeout_s),
     )
     logger.info("serving %s as %s on http://%s:%d", checkpoint, task, host, port)
-    stopped_by = _run_exiting_cleanly(uvicorn.Server(config))
+    stopped_by = _run_exiting_cleanly(DrainingServer(config, on_drain=lambda: begin_draining(app)))
     if stopped_by:
-        logger.warning("stopped on %s after answering every accepted request", stopped_by)
+        cancelled = app.state.metrics.cancelled_on_shutdown
+        if cancelled:
+            logger.warning(
+                "stopped on %s: %d request(s) were still running when graceful_timeout_s=%g ran out and got a 503 "
+                "instead of their answer",
+                stopped_by,
+                cancelled,
+                graceful_timeout_s,
+            )
+        else:
+            logger.warning(
+                "stopped on %s after answering every request it had read (200, or 503 while draining)", stopped_by
+            )
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with a shutdown that answers or refuses every request, none cut.
+
+    On SIGTERM/SIGINT: `on_drain()` (the app then answers new prediction requests 503 + `Connection: close`); the
+    connections waiting in the listening socket's accept queue are taken in before it is closed (closing a
+    listening socket resets them, after their clients sent a request); later clients are refused at connect.
+    Idle keep-alive connections stay open, so a request already on its way over one is answered (503 and
+    `Connection: close`), and are closed after `timeout_keep_alive` of silence as at any other time, once nothing
+    is arriving on them (`TimedH11Protocol.close_if_idle`). Then uvicorn
+    waits for the last responses (at most `timeout_graceful_shutdown`) and the app's shutdown drains the batcher.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_drain: Callable[[], None] = lambda: None) -> None:
+        super().__init__(config)
+        self.on_drain = on_drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.on_drain()
+        accepted = self._accept_waiting()
+        for server in self.servers:
+            server.close()  # now, before any await: uvicorn's own close below finds it closed
+        loop = asyncio.get_running_loop()
+        for sock in accepted:
+            try:
+                await loop.connect_accepted_socket(self._protocol, sock)
+            except OSError:  # the client went away meanwhile
+                sock.close()
+        closer = loop.create_task(self._close_idle_connections())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            closer.cancel()
+
+    def _protocol(self) -> asyncio.Protocol:
+        return self.config.http_protocol_class(
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+
+    def _accept_waiting(self) -> list[socket.socket]:
+        """Every connection the kernel has completed but nobody accepted yet, from each listening socket."""
+        accepted = []
+        for server in self.servers:
+            for listening in server.sockets or ():
+                with socket.socket(fileno=os.dup(listening.fileno())) as sock:
+                    sock.setblocking(False)
+                    while True:
+                        try:
+                            connection, _ = sock.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        except OSError as error:  # e.g. too many open files: those clients are reset
+                            logger.warning("could not take in waiting connections on shutdown: %s", error)
+                            break
+                        connection.setblocking(False)
+                        accepted.append(connection)
+        return accepted
+
+    async def _close_idle_connections(self) -> None:
+        """Close each keep-alive connection once it has been quiet a while and nothing is arriving on it."""
+        while True:
+            await asyncio.sleep(0.05)
+            connections: list[Any] = list(self.server_state.connections)
+            for connection in connections:
+                close_if_idle = getattr(connection, "close_if_idle", None)
+                if close_if_idle is not None:
+                    close_if_idle(self.config.timeout_keep_alive)
 
 
 def check_serve_arguments(port: int, threads: int | None = None, graceful_timeout_s: float = 30.0) -> None:

@@ -4,19 +4,23 @@ whose config asks for custom code (never transformers' interactive "run the cust
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
+import httpx
 import huggingface_hub
 import pytest
 import torch
+from fastapi import FastAPI
 from helpers import tiny_config_kwargs
 from hub_server import TOKEN, HubServer
 
 from sora_hf import SoraConfig, SoraForSequenceClassification
 from sora_hf.cli import main as cli_main
 from sora_hf.hub import push
+from sora_hf.serving import create_app
 from sora_hf.tokenizer import train_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +84,69 @@ def test_push_refuses_weights_that_would_not_load(online, checkpoint, tmp_path, 
         "model.safetensors"
         in online.repos["tester/whole"].commits[online.repos["tester/whole"].branches["main"]].files
     )
+
+
+# ---------------------------------------------------------------------------------------------------- server input
+
+
+def _answer_everything(items, parameters):
+    return [{"label": "positive", "score": 1.0} for _ in items]
+
+
+def _post_all(bodies: list[dict]) -> tuple[list[httpx.Response], FastAPI]:
+    app = create_app(object(), "text-classification", batch_function=_answer_everything)
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://sora.test") as client:
+                return [await client.post("/v1/predict", **body) for body in bodies]
+
+    return asyncio.run(main()), app
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\u200c\u200d", "\ufeff", " \u2060\u200b\n", "\u200b\t\u3000"])
+def test_server_refuses_text_of_only_zero_width_characters(text):
+    (refused, listed, fine), app = _post_all(
+        [{"json": {"inputs": text}}, {"json": {"inputs": ["好", text]}}, {"json": {"inputs": "好\u200b"}}]
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"].startswith("inputs[0] has an empty text (only invisible format characters: U+")
+    assert listed.status_code == 422 and listed.json()["error"].startswith("inputs[1] has an empty text")
+    assert fine.status_code == 200  # a visible character with a zero-width one is a text
+    assert app.state.metrics.registry.get_sample_value("sora_serving_items_total") == 1
+
+
+def test_question_answering_pipeline_refuses_zero_width_question():
+    from sora_hf.pipelines.question_answering import SoraQuestionAnsweringPipeline
+
+    with pytest.raises(ValueError, match="`question` must be a non-empty string with a visible character"):
+        SoraQuestionAnsweringPipeline._check_example({"question": "\u200b\ufeff", "context": "会议在上海举行。"})
+    assert (
+        SoraQuestionAnsweringPipeline._check_example({"question": "哪里？", "context": "上海"})["question"] == "哪里？"
+    )
+
+
+def test_server_names_the_encoding_and_the_nesting_of_a_body_it_cannot_parse():
+    gbk = '{"inputs": "质量不错"}'.encode("gbk")
+    latin1 = '{"inputs": "caf\u00e9"}'.encode("latin-1")
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    headers = {"content-type": "application/json"}
+    (gbk_answer, latin1_answer, deep_answer, utf8_answer), app = _post_all(
+        [
+            {"content": gbk, "headers": headers},
+            {"content": latin1, "headers": headers},
+            {"content": deep, "headers": headers},
+            {"content": '{"inputs": "质量不错"}'.encode(), "headers": headers},
+        ]
+    )
+    position = gbk.index("质".encode("gbk"))
+    assert gbk_answer.status_code == 400
+    assert gbk_answer.json()["error"].startswith(
+        f"the body is not valid UTF-8 JSON (byte 0x{gbk[position]:02x} at position {position}"
+    )
+    assert "send the JSON encoded as UTF-8" in gbk_answer.json()["error"]
+    assert latin1_answer.status_code == 400 and "byte 0xe9 at position 15" in latin1_answer.json()["error"]
+    assert deep_answer.status_code == 400 and "nested too deeply" in deep_answer.json()["error"]
+    assert utf8_answer.status_code == 200
+    assert app.state.metrics.registry.get_sample_value("sora_serving_errors_total", {"kind": "invalid_json"}) == 3

@@ -7,6 +7,7 @@ them next to a saved pipeline as remote code.
 from __future__ import annotations
 
 import inspect
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,13 @@ class TextPipelineMixin:
         tokenizer = getattr(self, "tokenizer", None)
         if tokenizer is None or (fast and not getattr(tokenizer, "is_fast", False)):
             raise ValueError(f"{type(self).__name__} needs a {'fast ' if fast else ''}tokenizer{why}")
+
+
+def is_blank(text: str) -> bool:
+    """True for a text with no visible character: empty, whitespace, or only invisible format characters (Unicode
+    category Cf: zero-width space U+200B, joiners U+200C/U+200D, byte order mark U+FEFF, word joiner U+2060, ...).
+    A model would still answer such a text, from its special tokens alone: a prediction about nothing."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 
 
 def model_input_names(model: torch.nn.Module, tokenizer: Any) -> tuple[str, ...]:

@@ -22,7 +22,14 @@ from typing import Any
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from ._utils import TextPipelineMixin, default_max_length, forward_accepts, model_input_names, output_field
+from ._utils import (
+    TextPipelineMixin,
+    default_max_length,
+    forward_accepts,
+    is_blank,
+    model_input_names,
+    output_field,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +180,11 @@ class SoraQuestionAnsweringPipeline(TextPipelineMixin, ChunkPipeline):
         if not isinstance(item, dict) or "question" not in item or "context" not in item:
             raise ValueError(f"Expected a dict with keys 'question' and 'context', got {item!r}")
         for key in ("question", "context"):
-            if not isinstance(item[key], str) or not item[key].strip():
-                raise ValueError(f"`{key}` must be a non-empty string, got {item[key]!r}")
+            if not isinstance(item[key], str) or is_blank(item[key]):
+                raise ValueError(
+                    f"`{key}` must be a non-empty string with a visible character (not only whitespace or zero-width "
+                    f"characters), got {item[key]!r}"
+                )
         return {"question": item["question"], "context": item["context"]}
 
     def _collect_inputs(self, args: tuple, kwargs: dict) -> Any:

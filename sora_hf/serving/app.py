@@ -375,6 +375,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = describe_body_error(error.__cause__) if error.status_code == 400 else None
+        if message is not None:
+            metrics.error("invalid_json")
+            return JSONResponse({"error": message}, status_code=400)
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(Exception)
@@ -421,6 +425,24 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[int, str, 
             messages.append(f"{'.'.join(loc)}: {error.get('msg', 'invalid')}")
     unique = list(dict.fromkeys(messages))
     return 422, "invalid", "invalid request: " + "; ".join(unique)
+
+
+def describe_body_error(cause: BaseException | None) -> str | None:
+    """What FastAPI's one "There was an error parsing the body" stands for, for the causes a client can fix: bytes
+    that are not UTF-8 (a GBK or Latin-1 body) and JSON nested deeper than the parser goes. None for other causes."""
+    if isinstance(cause, UnicodeDecodeError):
+        bad = cause.object[cause.start : cause.start + 1]
+        byte = f"byte 0x{bad.hex()} at position {cause.start}" if bad else f"at position {cause.start}"
+        return (
+            f"the body is not valid {cause.encoding.upper()} JSON ({byte}: {cause.reason}); "
+            "send the JSON encoded as UTF-8 (a GBK or other legacy encoding is not accepted)"
+        )
+    if isinstance(cause, RecursionError):
+        return (
+            "the JSON body is nested too deeply to parse (more levels of [ or { than the parser allows); "
+            'a request is {"inputs": ...} with a string, an object or a list of them'
+        )
+    return None
 
 
 def json_error_message(status: int, message: str, close: bool = False) -> tuple[dict, dict]:

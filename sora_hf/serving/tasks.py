@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..heads import HEADS
+from ..pipelines._utils import is_blank
 from .errors import RequestError
 from .schemas import (
     FillMaskParameters,
@@ -139,8 +140,12 @@ def check_items(spec: TaskSpec, items: list[Any], max_texts: int, max_chars: int
         if spec.input_kind == SIMILARITY and not item["sentences"]:
             raise RequestError(422, f"inputs[{i}].sentences is empty: give at least one sentence to compare")
         for text in item_texts(item):
-            if not text.strip():
-                raise RequestError(422, f"inputs[{i}] has an empty text: every text must have a visible character")
+            if is_blank(text):  # whitespace, or only zero-width/format characters (U+200B, U+FEFF, ...)
+                invisible = sorted({f"U+{ord(char):04X}" for char in text if not char.isspace()})
+                detail = f" (only invisible format characters: {', '.join(invisible)})" if invisible else ""
+                raise RequestError(
+                    422, f"inputs[{i}] has an empty text{detail}: every text must have a visible character"
+                )
             if len(text) > max_chars:
                 raise RequestError(
                     413, f"inputs[{i}] has a text of {len(text)} characters; the limit is max_text_chars={max_chars}"

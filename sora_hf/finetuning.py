@@ -151,8 +151,8 @@ class _LoadReport(logging.Filter):
 
 
 def _groups(keys) -> list[str]:
-    """`classifier.weight`, `classifier.bias` -> `classifier.*`, in order of appearance."""
-    return list(dict.fromkeys(f"{key.split('.')[0]}.*" if "." in key else key for key in keys))
+    """`classifier.weight`, `classifier.bias` -> `classifier.*`, sorted (the report's order varies from run to run)."""
+    return sorted({f"{key.split('.')[0]}.*" if "." in key else key for key in keys})
 
 
 @contextlib.contextmanager

@@ -150,3 +150,54 @@ def test_server_names_the_encoding_and_the_nesting_of_a_body_it_cannot_parse():
     assert deep_answer.status_code == 400 and "nested too deeply" in deep_answer.json()["error"]
     assert utf8_answer.status_code == 200
     assert app.state.metrics.registry.get_sample_value("sora_serving_errors_total", {"kind": "invalid_json"}) == 3
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+@pytest.fixture
+def custom_code_folder(checkpoint, tmp_path) -> Path:
+    """A folder whose config needs code shipped with it (a model_type transformers does not know, an auto_map);
+    the code leaves a marker file if it ever runs."""
+    folder = tmp_path / "mystery"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        model_type="mystery",
+        architectures=["MysteryForSequenceClassification"],
+        auto_map={
+            "AutoConfig": "configuration_mystery.MysteryConfig",
+            "AutoModelForSequenceClassification": "configuration_mystery.MysteryForSequenceClassification",
+        },
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "code-ran"
+    (folder / "configuration_mystery.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from transformers import PretrainedConfig\n\n\nclass MysteryConfig(PretrainedConfig):\n"
+        "    model_type = 'mystery'\n"
+    )
+    return folder
+
+
+@pytest.mark.parametrize("command", [["serve"], ["export", "onnx"]])
+def test_custom_code_is_refused_in_one_line_without_a_prompt(custom_code_folder, tmp_path, capsys, command):
+    argv = [*command, str(custom_code_folder)] + ([str(tmp_path / "onnx")] if command[0] == "export" else [])
+    assert cli_main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "[y/N]" not in out + err and "Do you wish" not in out + err  # transformers' interactive prompt
+    assert err.startswith("sora-hf: error: ") and err.count("\n") == 1, err
+    assert "custom code" in err and str(custom_code_folder) in err
+    assert not (tmp_path / "code-ran").exists() and not (tmp_path / "onnx").exists()
+
+
+def test_export_onnx_refuses_a_folder_without_its_tokenizer(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(checkpoint, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    assert cli_main(["export", "onnx", str(folder), str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sora-hf: error: ") and err.count("\n") == 1, err
+    assert f"{folder} has no tokenizer (tokenizer_config.json, tokenizer.json missing)" in err
+    assert not (tmp_path / "onnx").exists()

@@ -145,8 +145,9 @@ def head_spec(model: PreTrainedModel) -> HeadSpec:
     return SUPPORTED_HEADS[name]
 
 
-def load_for_export(checkpoint: str | Path) -> PreTrainedModel:
-    """Load a saved Sora checkpoint with the class named in its config, refusing what cannot be exported."""
+def load_for_export(checkpoint: str | Path, tokenizer_required: bool = False) -> PreTrainedModel:
+    """Load a saved Sora checkpoint with the class named in its config, refusing what cannot be exported (with
+    `tokenizer_required`, a folder without its tokenizer, before the weights are read)."""
     import sora_hf  # noqa: F401  (registers Sora with the Auto classes)
 
     path = Path(resolve_checkpoint(checkpoint))
@@ -154,7 +155,10 @@ def load_for_export(checkpoint: str | Path) -> PreTrainedModel:
         check_checkpoint_folder(path)
     except CheckpointError as error:
         raise OnnxExportError(str(error)) from None
-    config = AutoConfig.from_pretrained(path)
+    try:  # trust_remote_code=False: never transformers' interactive "run the custom code? [y/N]" prompt
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except ValueError as error:
+        raise OnnxExportError(_load_refusal(checkpoint, error)) from None
     if config.model_type != "sora":
         raise OnnxExportError(
             f"{checkpoint} holds a {config.model_type!r} model; only Sora models (model_type 'sora') are supported"
@@ -163,6 +167,8 @@ def load_for_export(checkpoint: str | Path) -> PreTrainedModel:
     name = architectures[0]
     if name not in SUPPORTED_HEADS:
         raise _unsupported(f"{name} (from {checkpoint})")
+    if tokenizer_required:
+        check_tokenizer_files(path)
     model_class = getattr(sora_hf, name)
     return load_checked(model_class, path, attn_implementation="sdpa").eval()
 
@@ -272,6 +278,31 @@ class ExportInfo:
         return json.dumps(asdict(self), indent=2)
 
 
+# the files `AutoTokenizer.from_pretrained` needs for a Sora (fast) tokenizer
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def check_tokenizer_files(checkpoint: Path) -> None:
+    """Refuse a checkpoint folder without its tokenizer before anything is exported: the graph takes token ids, and
+    nothing in the exported folder would say how to make them from text."""
+    missing = [name for name in TOKENIZER_FILES if not (checkpoint / name).is_file()]
+    if missing:
+        raise OnnxExportError(
+            f"{checkpoint} has no tokenizer ({', '.join(missing)} missing): the exported graph takes token ids and "
+            "nobody could feed it text; save the tokenizer there first (tokenizer.save_pretrained(folder))"
+        )
+
+
+def _load_refusal(checkpoint: str | Path, error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if "trust_remote_code" in text or "custom code" in text:
+        return (
+            f"cannot export {checkpoint}: its config needs custom code shipped with the checkpoint (auto_map) and "
+            "sora-hf export never runs a checkpoint's code; only Sora models (model_type 'sora') are supported"
+        )
+    return f"cannot export {checkpoint}: {text}"
+
+
 def export_onnx(
     model_or_checkpoint: PreTrainedModel | str | Path,
     output_dir: str | Path,
@@ -298,9 +329,15 @@ def export_onnx(
     target = check_output_folder(output_dir, inputs=inputs, overwrite=overwrite, what="output folder")
     if isinstance(model_or_checkpoint, (str, Path)):
         checkpoint = Path(resolve_checkpoint(model_or_checkpoint))
-        model = load_for_export(checkpoint)
-        if tokenizer is None and (checkpoint / "tokenizer_config.json").is_file():
-            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        model = load_for_export(checkpoint, tokenizer_required=tokenizer is None)
+        if tokenizer is None:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=False)
+            except (OSError, ValueError) as error:
+                raise OnnxExportError(
+                    f"the tokenizer of {checkpoint} does not load ({' '.join(str(error).split())}); an exported "
+                    "graph without its tokenizer cannot be fed: save the tokenizer there (tokenizer.save_pretrained)"
+                ) from None
     else:
         model = model_or_checkpoint.eval()
     if tokenizer is not None:

@@ -111,12 +111,12 @@ def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | 
     source = resolve_checkpoint(checkpoint)
     if os.path.isdir(source):
         check_checkpoint_folder(source)  # config.json and whole weight files, each named when it is not
-    try:
-        config = AutoConfig.from_pretrained(source)
+    try:  # trust_remote_code=False: never transformers' interactive "run the custom code? [y/N]" prompt
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except OSError as error:  # not in the cache (offline), or not a model: say which checkpoint
         raise FileNotFoundError(f"cannot load checkpoint {checkpoint!r}: {error}") from error
     except ValueError as error:  # e.g. a model_type transformers does not know
-        raise CheckpointError(f"cannot load checkpoint {checkpoint!r}: {error}") from error
+        raise CheckpointError(custom_code_refusal(checkpoint, error, "sora-hf serve")) from error
     head = ", ".join(getattr(config, "architectures", None) or []) or f"a {config.model_type!r} model"
     try:
         head_task = infer_task(config)
@@ -137,8 +137,10 @@ def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | 
             f"loads) does not fit its head {head}: {error}"
         ) from error
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as error:
+        if _asks_for_custom_code(error):
+            raise CheckpointError(custom_code_refusal(checkpoint, error, "sora-hf serve")) from error
         raise CheckpointError(f"cannot serve {checkpoint}: its tokenizer does not load ({error})") from error
     check_tokenizer_fits(tokenizer, _fit_view(model.config, tokenizer))
     kwargs = {} if device is None else {"device": device}
@@ -147,6 +149,30 @@ def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | 
     except (RuntimeError, AssertionError, ValueError) as error:  # e.g. device="cuda" on a machine without one
         where = "" if device is None else f" on device {device!r}"
         raise ValueError(f"cannot build the {task} pipeline for {checkpoint}{where}: {error}") from error
+
+
+def _asks_for_custom_code(error: BaseException) -> bool:
+    return "trust_remote_code" in str(error) or "custom code" in str(error)
+
+
+def custom_code_refusal(checkpoint: str, error: BaseException, command: str) -> str:
+    """One line for a checkpoint whose config or tokenizer needs code shipped with it (transformers would ask
+    "run the custom code? [y/N]"; the command never runs a checkpoint's code); other load errors as they are."""
+    if not _asks_for_custom_code(error):
+        return f"cannot load checkpoint {checkpoint!r}: {' '.join(str(error).split())}"
+    model_type = None
+    config_path = os.path.join(checkpoint, "config.json")
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path, encoding="utf-8") as handle:
+                model_type = json.load(handle).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            pass
+    what = f"model_type {model_type!r}, which transformers does not know" if model_type else "its config"
+    return (
+        f"cannot load checkpoint {checkpoint!r}: {what}, needs custom code shipped with the checkpoint (auto_map), "
+        f"and {command} never runs a checkpoint's code; load it yourself with trust_remote_code=True if you trust it"
+    )
 
 
 # Tasks answered by the model body, whatever head the checkpoint was saved with.

@@ -927,9 +927,11 @@ class SoraModel(SoraPreTrainedModel):
             masks = {"full_attention": mask}
 
         hidden_states = _dropout(self.embed_dropout, inputs_embeds)
-        if keep is not None:
+        if keep is not None and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             # zeros at the pads, as the padding-free path leaves them, and every block zeroes its own output there:
-            # the recorded hidden states are the tensors the next block reads (their gradients are real ones)
+            # the recorded hidden states are the tensors the next block reads (their gradients are real ones). An
+            # exported graph returns the last state alone, zeroed below: a multiply between a block's residual sum
+            # and the next norm would keep onnxruntime from fusing them (SkipLayerNormalization)
             hidden_states = hidden_states * keep
             kwargs["token_keep"] = keep
         position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)

@@ -155,7 +155,18 @@ def test_the_code_files_that_travel_import_only_torch_transformers_and_each_othe
         "modeling_sora.py": {".configuration_sora"},
         "modeling_sora_multitask.py": {".configuration_sora", ".modeling_sora"},
     }
-    stdlib = {"copy", "functools", "inspect", "json", "os", "typing", "collections", "collections.abc", "dataclasses"}
+    stdlib = {
+        "copy",
+        "functools",
+        "inspect",
+        "json",
+        "os",
+        "typing",
+        "collections",
+        "collections.abc",
+        "dataclasses",
+        "warnings",
+    }
     for name, relative in allowed.items():
         imports = _imports(package / name)
         assert {i for i in imports if i.startswith(".")} == relative, name

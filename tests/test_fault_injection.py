@@ -103,6 +103,38 @@ def test_a_kill_in_the_middle_of_a_save_resumes_from_the_previous_checkpoint(
         assert resumed[step] == pytest.approx(loss, rel=1e-4), step
 
 
+# SIGKILL itself once every step is trained and checkpointed, while the final files are put in place
+KILL_AT_THE_END = """
+import os, signal, sys
+from sora_hf.runs import pretrain
+def dying(final, output_dir):
+    os.kill(os.getpid(), signal.SIGKILL)
+pretrain._move_in = dying
+from sora_hf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_after_the_last_step_before_the_final_files_resumes_to_them(recipe_file, uninterrupted, tmp_path):
+    """`--resume` of a run that trained every step but was killed before its model and metrics were in place
+    writes them (training nothing more), as the uninterrupted run did; a complete run is then left as it is."""
+    child = _child(["pretrain", str(recipe_file)], tmp_path, script=KILL_AT_THE_END)
+    child.wait(timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr.read()
+    run = tmp_path / "run"
+    assert (run / f"checkpoint-{STEPS}" / "trainer_state.json").exists() and not (run / "metrics.json").exists()
+    assert cli_main(["pretrain", str(recipe_file), "--resume"]) == 0
+    assert (run / "metrics.json").exists() and (run / "model.safetensors").exists()
+    state = json.loads((run / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
+    assert state["global_step"] == STEPS
+    resumed = _losses(run)
+    for step, loss in uninterrupted.items():
+        assert resumed[step] == pytest.approx(loss, rel=1e-4), step
+    before = (run / "metrics.json").read_bytes()
+    assert cli_main(["pretrain", str(recipe_file), "--resume"]) == 0  # complete: nothing changes
+    assert (run / "metrics.json").read_bytes() == before
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(
     seed, recipe_file, uninterrupted, tmp_path

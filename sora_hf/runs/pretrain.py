@@ -121,9 +121,10 @@ def _pretrain(
         # the run's files are written beside the checkpoints first and moved in at the end, so that a run that
         # fails while saving (a full disk) leaves no half-written model over the one a resumed run started from
         final = output_dir / FINAL_STAGING
-        shutil.rmtree(final, ignore_errors=True)
-        trainer.save_model(str(final))  # rank-aware: only the main process writes
         main_process = trainer.is_world_process_zero()
+        if main_process:  # another rank clearing it could remove what the main one is writing
+            shutil.rmtree(final, ignore_errors=True)
+        trainer.save_model(str(final))  # rank-aware: only the main process writes
         if main_process:
             tokenizer.save_pretrained(str(final))
 
@@ -207,10 +208,16 @@ def _finished_run(recipe: PretrainRecipe, target: Path, checkpoint: str) -> dict
     try:
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise RecipeError(
-            f"--resume: {target} has trained all {last} steps ({name}) but the run stopped before it was saved; "
-            f"{Path(checkpoint)} holds the trained model, or pass --overwrite to run it again"
-        ) from None
+        # trained to the end, stopped before its final files were written (killed, a full disk): the Trainer
+        # resumes at the last step, trains nothing more and the run writes them, as an uninterrupted run would
+        logger.warning(
+            "--resume: %s has trained all %d steps (%s) but was stopped before its final files were written: "
+            "writing them",
+            target,
+            last,
+            name,
+        )
+        return None
     saved = metrics.get("objective")
     if saved is not None and saved != recipe.objective:
         raise RecipeError(

@@ -95,6 +95,21 @@ def test_resume_without_a_run_folder_is_refused(corpus, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("held", ["nothing", "files"])
+def test_resume_of_a_folder_without_checkpoints_is_refused_and_left_as_it_was(held, corpus, tmp_path, capsys):
+    """The regression of issue 26: an output folder without a checkpoint trained from scratch under --resume."""
+    run = tmp_path / "run"
+    run.mkdir()
+    if held == "files":
+        (run / "notes.txt").write_text("mine", encoding="utf-8")
+        (run / "checkpoint-3").mkdir()  # half-written: no trainer_state.json, no weights
+    before = _snapshot(run)
+    path = _recipe_file(tmp_path, tiny_recipe(corpus, run))
+    assert cli_main(["pretrain", str(path), "--resume"]) == 2
+    assert f"--resume: {run} holds no complete checkpoint-* folder to resume from" in _error_line(capsys)
+    assert _snapshot(run) == before
+
+
 def test_resume_with_another_objective_is_refused_naming_both(corpus, tmp_path, capsys):
     raw = _stopped_run(corpus, tmp_path / "run")
     before = _snapshot(tmp_path / "run")

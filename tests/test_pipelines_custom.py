@@ -441,3 +441,18 @@ def test_similarity_prefers_model_embeddings(tokenizer):
     pipe = transformers.pipeline("sentence-similarity", model=model, tokenizer=tokenizer)
     scores = pipe({"source_sentence": "apple pie", "sentences": ["apple tart .", "banana pie"]})
     assert scores == [pytest.approx(1.0, abs=1e-6), pytest.approx(0.0, abs=1e-6)]
+
+
+@pytest.mark.parametrize("text", ["", "  ", "\u200b\u200c", "\ufeff \u2060"])
+def test_similarity_and_text2text_refuse_text_with_no_visible_character(encoder, seq2seq, tokenizer, text):
+    """A text of only whitespace or zero-width characters would be answered from the special tokens alone (issue 26):
+    the pipelines refuse it naming the input, as the server and the QA pipeline do."""
+    similarity = transformers.pipeline("sentence-similarity", model=encoder, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"sentences\[1\] has no visible character"):
+        similarity({"source_sentence": "a dog", "sentences": ["a cat", text]})
+    with pytest.raises(ValueError, match="source_sentence has no visible character"):
+        similarity({"source_sentence": text, "sentences": ["a cat"]})
+    summarize = transformers.pipeline("summarization", model=seq2seq, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="no visible character"):
+        summarize(text, max_new_tokens=2)
+    assert summarize("the cat eats a fish .", max_new_tokens=2)  # a visible text still answers

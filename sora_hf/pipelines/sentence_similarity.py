@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from ._utils import TextPipelineMixin, auto_class_for, default_max_length, model_input_names, output_field
+from ._utils import (
+    TextPipelineMixin,
+    auto_class_for,
+    default_max_length,
+    is_blank,
+    model_input_names,
+    output_field,
+)
 
 
 class SoraSentenceSimilarityPipeline(TextPipelineMixin, ChunkPipeline):
@@ -75,6 +82,13 @@ class SoraSentenceSimilarityPipeline(TextPipelineMixin, ChunkPipeline):
             sentences = [sentences]
         if not isinstance(source, str) or not all(isinstance(s, str) for s in sentences):
             raise ValueError("`source_sentence` must be a string and `sentences` a list of strings")
+        blank = [
+            name
+            for name, text in [("source_sentence", source)] + [(f"sentences[{i}]", s) for i, s in enumerate(sentences)]
+            if is_blank(text)
+        ]
+        if blank:  # an embedding of the special tokens alone: a similarity about nothing
+            raise ValueError(f"{blank[0]} has no visible character (empty, whitespace or zero-width characters only)")
         return {"source_sentence": source, "sentences": list(sentences)}
 
     def __call__(self, inputs: Any = None, **kwargs: Any) -> Any:

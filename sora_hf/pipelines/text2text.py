@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers.pipelines.base import Pipeline
 
-from ._utils import TextPipelineMixin
+from ._utils import TextPipelineMixin, is_blank
 
 
 class SoraText2TextGenerationPipeline(TextPipelineMixin, Pipeline):
@@ -86,6 +86,11 @@ class SoraText2TextGenerationPipeline(TextPipelineMixin, Pipeline):
         return {key: encoded[key] for key in ("input_ids", "attention_mask") if key in encoded}
 
     def preprocess(self, text: str, truncation: bool | str = False, prefix: str | None = None) -> dict[str, Any]:
+        if isinstance(text, str) and is_blank(text):  # generation from the special tokens alone: text about nothing
+            raise ValueError(
+                f"{type(self).__name__} got a text with no visible character (empty, whitespace or zero-width "
+                "characters only)"
+            )
         return self._tokenize(text, truncation, prefix)
 
     def _forward(self, model_inputs: dict[str, Any], **generate_kwargs: Any) -> dict[str, torch.Tensor]:

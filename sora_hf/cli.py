@@ -9,6 +9,7 @@ sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
 sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
+sora-hf trim-vocab <checkpoint> <output-dir> --corpus <file.txt | sentiment,ner,pos,seg> [--overwrite]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
 sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment] [--overwrite]
 
@@ -221,6 +222,15 @@ def _convert(args: argparse.Namespace) -> int:
 
     result = convert(args.source, args.output_dir, head=args.head, tolerance=args.tolerance, overwrite=args.overwrite)
     print(result.parity.to_json(), end="")
+    return 0
+
+
+def _trim_vocab(args: argparse.Namespace) -> int:
+    _library()
+    from .conversion import corpus_texts, trim_vocabulary
+
+    report = trim_vocabulary(args.checkpoint, args.output_dir, corpus_texts(args.corpus), overwrite=args.overwrite)
+    print(report.to_json(), end="")
     return 0
 
 
@@ -483,6 +493,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
     convert.add_argument("--overwrite", action="store_true", help=overwrite_help)
     convert.set_defaults(func=_convert)
+
+    trim = command(
+        "trim-vocab", help="keep only the vocabulary pieces a corpus uses (same pieces and outputs on it, checked)"
+    )
+    trim.add_argument("checkpoint", help="a saved model folder (Sora, or transformers with a tokenizer.json)")
+    trim.add_argument("output_dir", help="folder for the trimmed model, tokenizer, trim_report.json and model card")
+    trim.add_argument(
+        "--corpus",
+        required=True,
+        help="a UTF-8 text file (one text a line), or embedded task names separated by commas (sentiment,ner,pos,seg)",
+    )
+    trim.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    trim.set_defaults(func=_trim_vocab)
 
     quantize = command("quantize", help="int8 dynamic quantization (onnxruntime) with a before/after report")
     quantize.add_argument("source", help="a saved Sora model (exported first) or an exported ONNX folder")

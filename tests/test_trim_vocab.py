@@ -311,3 +311,28 @@ def test_lora_step_on_trimmed_model(unigram, tmp_path):
         optimizer.step()
         optimizer.zero_grad()
     assert all(torch.isfinite(torch.tensor(losses))) and losses[1] != losses[0]
+
+
+def test_xlm_roberta_tokenizer_class_trim(unigram, tmp_path):
+    """An `XLMRobertaTokenizer` (what multilingual-e5 ships: the class rebuilds its Unigram from tokenizer.json's
+    pieces and scores) reloads trimmed, with `<mask>` last as in XLM-R, and the same pieces and outputs."""
+    from transformers import AutoTokenizer, XLMRobertaTokenizer
+
+    from sora_hf import SoraForSentenceEmbedding
+    from sora_hf.conversion import trim_vocabulary
+
+    pieces = [tuple(p) for p in json.loads(unigram.backend_tokenizer.to_str())["model"]["vocab"]]
+    tokenizer = XLMRobertaTokenizer(vocab=[p for p in pieces if p[0] != "<mask>"] + [("<mask>", 0.0)])
+    ids = dict(IDS, mask_token_id=tokenizer.mask_token_id)
+    model = _sora("SoraForSentenceEmbedding", tokenizer, ids)
+    source = _save(model, tokenizer, tmp_path / "source")
+    report = trim_vocabulary(source, tmp_path / "trimmed", CORPUS)
+    trimmed_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "trimmed")
+    trimmed = SoraForSentenceEmbedding.from_pretrained(tmp_path / "trimmed").eval()
+    assert isinstance(trimmed_tokenizer, XLMRobertaTokenizer)
+    assert trimmed_tokenizer.mask_token_id == report.pieces_after - 1 == trimmed.config.mask_token_id
+    for text in CORPUS:
+        assert trimmed_tokenizer.tokenize(text) == tokenizer.tokenize(text)
+    before, after = _outputs(model, tokenizer, CORPUS[:16]), _outputs(trimmed, trimmed_tokenizer, CORPUS[:16])
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], atol=1e-5, rtol=0)

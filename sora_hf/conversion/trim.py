@@ -183,6 +183,10 @@ def _kept_ids(tokenizer: Any, data: dict[str, Any], used: Iterable[int], config:
     return sorted(i for i in kept if i >= 0)
 
 
+def _remapped(ids: Sequence[int], remap: dict[int, int]) -> list[int]:
+    return [remap[i] for i in ids]
+
+
 def _vocab_list(model: dict[str, Any]) -> list[str]:
     """The model's pieces by id."""
     if model["type"] == "Unigram":
@@ -502,10 +506,11 @@ def trim_vocabulary(
         if trimmed_tokenizer.convert_ids_to_tokens(list(range(len(kept)))) != old_pieces:
             raise TrimError("the trimmed tokenizer numbers its pieces differently from the kept order")
         new_encoded = trimmed_tokenizer(texts, add_special_tokens=True)["input_ids"]
-        same = sum(1 for old, new in zip(encoded, new_encoded, strict=True) if [remap[i] for i in old] == new)
+        same = sum(1 for old, new in zip(encoded, new_encoded, strict=True) if _remapped(old, remap) == new)
         if same != len(texts):
-            first = next(i for i, (o, n) in enumerate(zip(encoded, new_encoded, strict=True)) if len(o) != len(n) or
-                         [remap[j] for j in o] != n)  # fmt: skip
+            first = next(
+                i for i, (o, n) in enumerate(zip(encoded, new_encoded, strict=True)) if _remapped(o, remap) != n
+            )
             raise TrimError(
                 f"{len(texts) - same} of {len(texts)} corpus texts encode to other pieces after trimming (the first: "
                 f"text {first}, {texts[first][:40]!r}); nothing was written"

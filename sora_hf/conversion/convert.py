@@ -137,7 +137,7 @@ def convert(
         if tokenizer is not None:
             tokenizer.save_pretrained(out.path)
         if sentence and head == "sentence-embedding":
-            _keep_sentence_modules(out.path, sentence)
+            _keep_sentence_modules(out.path, sentence, spec)
         (out.path / "parity.json").write_text(parity.to_json(), encoding="utf-8")
         (out.path / "README.md").write_text(_model_card(spec, found.model_type, head, parity, licence), "utf-8")
         target = out.commit()
@@ -315,9 +315,13 @@ def _pooling(spec: str, modules: list[dict] | None) -> str:
     return chosen[modes[0]]
 
 
-def _keep_sentence_modules(folder: Path, modules: list[dict]) -> None:
+def _keep_sentence_modules(folder: Path, modules: list[dict], spec: str) -> None:
     """The Sora module first (it pools), then the source's modules after its Transformer and Pooling (Normalize,
-    Dense...), so that sentence-transformers gives the source's vectors."""
+    Dense...), so that sentence-transformers gives the source's vectors; and the source's prompts (E5's `query: ` /
+    `passage: `) with its `config_sentence_transformers.json`, which `encode(..., prompt_name=...)` reads."""
+    settings = Path(spec) / "config_sentence_transformers.json"
+    if settings.is_file():
+        (folder / settings.name).write_bytes(settings.read_bytes())
     written = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
     after = [m for m in modules if not m.get("type", "").endswith(("Transformer", "Pooling"))]
     for index, module in enumerate(after, start=1):

@@ -224,8 +224,11 @@ def bert_state_dict(model: E5S1) -> dict[str, np.ndarray]:
 def precompiled_charsmap(normalization: dict[int, tuple[int, ...]]) -> bytes:
     """SentencePiece's compiled form of the per-codepoint map (what `normalizers.Precompiled` reads), built by
     training a throwaway model with the map as its `normalization_rule_tsv`."""
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+    try:
+        import sentencepiece as spm
+        from sentencepiece import sentencepiece_model_pb2 as model_pb2
+    except ImportError:
+        raise E5S1Error("sentencepiece is not installed: pip install 'sentencepiece>=0.2,<0.3'") from None
 
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules.tsv"

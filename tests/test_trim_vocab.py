@@ -336,3 +336,23 @@ def test_xlm_roberta_tokenizer_class_trim(unigram, tmp_path):
     before, after = _outputs(model, tokenizer, CORPUS[:16]), _outputs(trimmed, trimmed_tokenizer, CORPUS[:16])
     for key in before:
         torch.testing.assert_close(after[key], before[key], atol=1e-5, rtol=0)
+
+
+def test_refused_when_pieces_differ_and_nothing_written(unigram, tmp_path, monkeypatch):
+    """A trimmed tokenizer that encodes a corpus text otherwise (here: scores changed) is refused, naming it."""
+    from sora_hf.conversion import TrimError, trim, trim_vocabulary
+
+    source = _save(_sora("SoraForMaskedLM", unigram), unigram, tmp_path / "source")
+    real = trim.trimmed_tokenizer_json
+
+    def rescored(data, kept):
+        data = real(data, kept)
+        data["model"]["vocab"] = [
+            [p, -50.0 if len(p) > 1 and p not in SPECIALS else s] for p, s in data["model"]["vocab"]
+        ]
+        return data
+
+    monkeypatch.setattr(trim, "trimmed_tokenizer_json", rescored)
+    with pytest.raises(TrimError, match=rf"\d+ of {len(CORPUS)} corpus texts encode to other pieces.*first: text 0"):
+        trim_vocabulary(source, tmp_path / "trimmed", CORPUS)
+    assert not (tmp_path / "trimmed").exists()

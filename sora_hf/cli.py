@@ -227,9 +227,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _trim_vocab(args: argparse.Namespace) -> int:
     _library()
+    from .checkpoints import resolve_checkpoint
     from .conversion import corpus_texts, trim_vocabulary
+    from .outputs import check_output_folder
 
-    report = trim_vocabulary(args.checkpoint, args.output_dir, corpus_texts(args.corpus), overwrite=args.overwrite)
+    # the checkpoint and the output folder (which must not hold the corpus file) are checked before the corpus loads
+    source = resolve_checkpoint(args.checkpoint, what="checkpoint")
+    check_output_folder(args.output_dir, inputs=[source, args.corpus], overwrite=args.overwrite)
+    report = trim_vocabulary(source, args.output_dir, corpus_texts(args.corpus), overwrite=args.overwrite)
     print(report.to_json(), end="")
     return 0
 

@@ -272,6 +272,14 @@ def test_cli_trim_vocab(unigram, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("sora-hf: error: ") and "nope" in err and err.count("\n") == 1
     assert not (tmp_path / "other").exists()
+    # a missing checkpoint is named before the corpus is read; an output folder holding the corpus is refused
+    assert main(["trim-vocab", str(tmp_path / "nope"), str(tmp_path / "x"), "--corpus", "no-such-task"]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+    (tmp_path / "data").mkdir()
+    kept = corpus.rename(tmp_path / "data" / "corpus.txt")
+    args = ["trim-vocab", str(source), str(tmp_path / "data"), "--corpus", str(kept), "--overwrite"]
+    assert main(args) == 2
+    assert "contains an input of this run" in capsys.readouterr().err and kept.is_file()
 
 
 def test_embedded_task_corpus_joins_token_task_words():

@@ -198,5 +198,7 @@ def test_a_file_that_is_not_e5s1_or_an_existing_folder_is_refused_and_left_alone
     kept.mkdir()
     (kept / "mine.txt").write_text("keep me")
     assert e5s1.main([str(kept), "--model", str(bogus)]) == 2
-    assert "not an empty folder" in capsys.readouterr().err and (kept / "mine.txt").read_text() == "keep me"
+    assert "already holds files" in capsys.readouterr().err and (kept / "mine.txt").read_text() == "keep me"
+    assert e5s1.main([str(kept), "--model", str(bogus), "--overwrite"]) == 2  # a failed replacement keeps the old
+    assert "not an E5S1 model file" in capsys.readouterr().err and (kept / "mine.txt").read_text() == "keep me"
     assert np.array_equal(dequantize_q4_0(bytes([0, 0x3C]) + bytes([0x98]) * 16, 32)[[0, 16]], [0.0, 1.0])

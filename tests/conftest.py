@@ -13,9 +13,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 if "HF_HOME" not in os.environ:
     os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sora-hf-home-")
 
+import huggingface_hub  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from helpers import tiny_config_kwargs  # noqa: E402
+from hub_server import TOKEN, HubServer  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -79,3 +81,22 @@ def encoder_checkpoint(tokenizer, tmp_path_factory):
     SoraForMaskedLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer)))).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# the loopback Hub (tests/hub_server.py) and a process that talks to it: test_hub and test_deploy_errors push there
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer(lifetime=300) as server:
+        yield server
+
+
+@pytest.fixture
+def online(hub, monkeypatch, tmp_path):
+    """This process talks to the test hub: online, token in HF_TOKEN, no token file."""
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    return hub

@@ -10,12 +10,10 @@ import shutil
 from pathlib import Path
 
 import httpx
-import huggingface_hub
 import pytest
 import torch
 from fastapi import FastAPI
 from helpers import tiny_config_kwargs
-from hub_server import TOKEN, HubServer
 
 from sora_hf import SoraConfig, SoraForSequenceClassification
 from sora_hf.cli import main as cli_main
@@ -36,18 +34,6 @@ def checkpoint(tmp_path_factory) -> Path:
     SoraForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-@pytest.fixture
-def online(monkeypatch, tmp_path):
-    with HubServer(lifetime=120) as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-        yield hub
 
 
 def _corrupt(path: Path, how: str) -> None:

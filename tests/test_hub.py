@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
 import transformers
@@ -42,24 +41,6 @@ def folder_hash(folder: Path) -> str:
             digest.update(path.read_bytes())
             digest.update(str(path.stat().st_mtime_ns).encode())
     return digest.hexdigest()
-
-
-@pytest.fixture(scope="module")
-def hub():
-    with HubServer(lifetime=300) as server:
-        yield server
-
-
-@pytest.fixture
-def online(hub, monkeypatch, tmp_path):
-    """This process talks to the test hub: online, token in HF_TOKEN, no token file."""
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-    return hub
 
 
 def _save_classifier(folder: Path, tokenizer, seed: int) -> torch.Tensor:

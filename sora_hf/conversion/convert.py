@@ -12,7 +12,6 @@ transformers class loads it, once that load is known to have taken every weight.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoints import check_weight_files, read_config_file, resolve_checkpoint
-from ..outputs import OutputFolder, check_output_folder
+from ..outputs import OutputFolder, check_output_folder, is_disk_full
 from .parity import ParityReport, compare_causal_lms, compare_encoders
 from .sources import (
     ConversionError,
@@ -280,13 +279,14 @@ def _shape(shape: Any) -> str:
 @contextlib.contextmanager
 def no_space_is_an_error(output_dir: str | os.PathLike[str]) -> Iterator[None]:
     """A full disk while writing: one line naming the folder; `OutputFolder` has removed the half-written staging
-    folder by then, and an earlier output (when replacing one) is left as it was."""
+    folder by then, and an earlier output (when replacing one) is left as it was. What counts as a full disk is
+    `outputs.is_disk_full`'s rule, the runs' own (ENOSPC, a quota, torch's write failure on a full disk)."""
+    where = Path(output_dir).expanduser().absolute().parent
     try:
         yield
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
+    except Exception as error:
+        if not is_disk_full(error, where):
             raise
-        where = Path(output_dir).expanduser().absolute().parent
         kept = f"; {output_dir} was left as it was" if Path(output_dir).exists() else ""
         raise ConversionError(
             f"no space left on {where} while writing {output_dir}: nothing was written{kept}. Free some space (the "

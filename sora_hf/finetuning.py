@@ -225,14 +225,45 @@ def make_trainer(
     if recipe.adversarial:
         from .training.adversarial import AdversarialTrainer
 
-        return AdversarialTrainer(adversarial=recipe.adversarial, **trainer_kwargs)
-    if recipe.distillation:
+        trainer = AdversarialTrainer(adversarial=recipe.adversarial, **trainer_kwargs)
+    elif recipe.distillation:
         from .training.distillation import DistillationTrainer, load_teacher
 
         options = recipe.distillation
         teacher = load_teacher(options, info, trainer_kwargs["model"], trainer_kwargs["processing_class"])
-        return DistillationTrainer(teacher=teacher, distillation=options, **trainer_kwargs)
-    return Trainer(**trainer_kwargs)
+        trainer = DistillationTrainer(teacher=teacher, distillation=options, **trainer_kwargs)
+    else:
+        trainer = Trainer(**trainer_kwargs)
+    if recipe.head_learning_rate is not None:
+        with_head_learning_rate(trainer, recipe.head_learning_rate)
+    return trainer
+
+
+def head_parameters(model) -> list:
+    """The trainable weights of the task head: those outside the encoder (`base_model_prefix`), under a peft
+    wrapper too (its `modules_to_save` copies; the LoRA matrices sit inside the encoder)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = f"{inner.base_model_prefix}."
+    return [p for name, p in inner.named_parameters() if p.requires_grad and not name.startswith(body)]
+
+
+def with_head_learning_rate(trainer: Trainer, learning_rate: float) -> None:
+    """Build the Trainer's optimizer now (it keeps one already set), with the head's weights in groups of their own
+    at `learning_rate`; the schedule (warm-up, decay) scales every group alike."""
+    model = trainer.model
+    head = {id(p) for p in head_parameters(model)}
+    if not head:
+        raise RecipeError(f"head_learning_rate: {type(model).__name__} has no trainable weights outside its encoder")
+    optimizer = trainer.create_optimizer()
+    groups = []
+    for group in optimizer.param_groups:
+        for in_head in (False, True):
+            params = [p for p in group["params"] if (id(p) in head) == in_head]
+            if params:
+                groups.append({**group, "params": params, **({"lr": learning_rate} if in_head else {})})
+    optimizer.param_groups.clear()  # nothing has trained yet: no optimizer state refers to the old groups
+    for group in groups:
+        optimizer.add_param_group(group)
 
 
 def save_finetuned(model, tokenizer, output_dir: Path, method: str) -> None:

@@ -305,3 +305,51 @@ def test_the_learning_rate_defaults_by_method_and_a_recipe_s_own_wins():
     assert rate("full") == FINETUNE_LEARNING_RATE["full"] and rate("lora") == FINETUNE_LEARNING_RATE["lora"]
     assert FINETUNE_LEARNING_RATE["lora"] > FINETUNE_LEARNING_RATE["full"]
     assert rate("lora", {"learning_rate": 1e-4}) == rate("full", {"learning_rate": 1e-4}) == 1e-4
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_head_learning_rate_trains_the_new_head_at_its_own_rate(encoder_checkpoint, tmp_path, method):
+    """`head_learning_rate`: the classifier and CRF (LoRA: their trainable copies) move at their own rate while the
+    encoder (LoRA: its adapter matrices) keeps the recipe's near-zero one; without it, the head would not move."""
+
+    class Watch(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            self.lrs = sorted({group["initial_lr"] for group in optimizer.param_groups})  # before the warm-up
+            self.before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            self.moved = {
+                n: (p.detach() - self.before[n]).abs().max().item()
+                for n, p in model.named_parameters()
+                if p.requires_grad
+            }
+
+    def run(head_learning_rate):
+        watch = Watch()
+        given = {"head_learning_rate": head_learning_rate} if head_learning_rate else {}
+        raw = recipe(encoder_checkpoint, tmp_path / f"{method}-{head_learning_rate}", {"embedded": "ner"}, method,
+                     model={"use_crf": True}, **given)  # fmt: skip
+        raw.training.update(learning_rate=1e-9, max_steps=3)
+        run_finetuning(raw, callbacks=[watch])
+        head = {n: v for n, v in watch.moved.items() if "classifier" in n or "crf" in n}
+        body = {n: v for n, v in watch.moved.items() if n not in head}
+        assert head and body
+        return watch.lrs, max(head.values()), max(body.values())
+
+    lrs, head, body = run(1e-2)
+    assert lrs == [1e-9, 1e-2]  # the schedule scales both groups from their own rates
+    assert head > 1e-3 and body < 1e-6
+    lrs, head_without, _ = run(None)
+    assert lrs == [1e-9] and head_without < 1e-6
+
+
+def test_head_learning_rate_must_be_positive():
+    raw = {
+        "name": "t",
+        "checkpoint": "c",
+        "output_dir": "o",
+        "data": {"embedded": "sentiment"},
+        "head_learning_rate": 0,
+    }
+    with pytest.raises(RecipeError, match="head_learning_rate=0"):
+        parse_finetune_recipe(raw)

@@ -529,7 +529,7 @@ def trim_vocabulary(
         )
     size = int(config.vocab_size)
     pieces_before = len(_vocab_list(data["model"]))
-    encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    encoded = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
     kept = _kept_ids(tokenizer, data, (i for ids in encoded for i in ids), config)
     if kept[-1] >= size:
         raise TrimError(f"{spec}'s tokenizer gives id {kept[-1]}, outside the model's vocabulary ({size})")
@@ -543,7 +543,7 @@ def trim_vocabulary(
         old_pieces = tokenizer.convert_ids_to_tokens(kept)
         if trimmed_tokenizer.convert_ids_to_tokens(list(range(len(kept)))) != old_pieces:
             raise TrimError("the trimmed tokenizer numbers its pieces differently from the kept order")
-        new_encoded = trimmed_tokenizer(texts, add_special_tokens=True)["input_ids"]
+        new_encoded = trimmed_tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
         same = sum(1 for old, new in zip(encoded, new_encoded, strict=True) if _remapped(old, remap) == new)
         if same != len(texts):
             first = next(

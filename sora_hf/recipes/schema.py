@@ -250,6 +250,9 @@ class FinetuneRecipe:
     seed: int = 42
     # stop when the validation loss has not improved for this many evaluations, and keep the best model
     early_stopping_patience: int | None = None
+    # a learning rate of its own for the new task head (the weights outside the encoder: classifier, CRF); a
+    # pre-trained encoder whose outputs are small (multilingual-e5) leaves a head at the encoder's rate untrained
+    head_learning_rate: float | None = None
     data: FinetuneDataSection = field(default_factory=FinetuneDataSection)
     lora: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
@@ -383,6 +386,8 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
     recipe.model = check_model_section(recipe.model)
     recipe.training = check_training_section(recipe.training)
     _check_early_stopping(recipe)
+    if recipe.head_learning_rate is not None and not recipe.head_learning_rate > 0:
+        raise RecipeError(f"head_learning_rate={recipe.head_learning_rate!r} must be a positive learning rate")
     for name, parse in EXTENSION_PARSERS.items():
         if sections[name]:
             setattr(recipe, name, parse(sections[name]))

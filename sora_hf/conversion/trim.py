@@ -263,7 +263,8 @@ def _remap_processor(processor: Any, remap: dict[int, int]) -> Any:
 
 def split_cjk_characters(tokenizer: Any) -> None:
     """Make `tokenizer` (a `tokenizers` backend) give every CJK character its own piece, after its own
-    pre-tokenization; in place. Raises `TrimError` when it has no backend or already splits them."""
+    pre-tokenization; in place (a tokenizer that splits them already is left as it is). Raises `TrimError` when it
+    has no `tokenizers` backend."""
     from tokenizers import Regex, pre_tokenizers
 
     backend = getattr(tokenizer, "backend_tokenizer", None)

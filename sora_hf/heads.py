@@ -4,8 +4,8 @@ Each row names one class and says, as strings, how the rest of the stack meets i
 (registration, and the `auto_map` written for remote code), the peft task type and the modules trained whole with a
 LoRA adapter (`lora.py`), the Hub pipeline tag of its model card (`hub.py`), the pipeline task the server infers
 for it (`serving/tasks.py`), and the pipelines pushed as remote code for the tasks transformers 5.x does not serve
-itself (`hub.py`, `pipelines/__init__.py`), and how `sora-hf export onnx` exports it (`deploy/onnx_export.py`). A new head
-is one row here.
+itself (`hub.py`, `pipelines/__init__.py`), how `sora-hf export onnx` exports it (`deploy/onnx_export.py`), and what
+vLLM serves it as (`serving/vllm_engine.py`). A new head is one row here.
 
 This module imports neither torch, transformers nor the model code, so any part of sora_hf can read it. The model
 files themselves (remote code on the Hub, which may import nothing from sora_hf) keep their own copy of the
@@ -49,6 +49,7 @@ class Head:
     onnx_outputs: the outputs of its ONNX graph (`sora-hf export onnx`); empty: not exportable.
     onnx_graph: "encoder" (one forward) or "decoder_step" (one decoding step with the key/value cache).
     onnx_per_token: the ONNX outputs have a sequence axis (token classification, QA).
+    vllm_task: what vLLM's Transformers backend serves it as (`sora-hf serve --engine vllm`); None: vLLM cannot.
     """
 
     name: str
@@ -62,6 +63,7 @@ class Head:
     onnx_outputs: tuple[str, ...] = ()
     onnx_graph: Literal["encoder", "decoder_step"] = "encoder"
     onnx_per_token: bool = False
+    vllm_task: Literal["generate", "embed", "classify", "token_classify"] | None = None
 
 
 HEADS: tuple[Head, ...] = (
@@ -77,6 +79,7 @@ HEADS: tuple[Head, ...] = (
         pipeline_task="text-generation",
         onnx_outputs=("logits",),
         onnx_graph="decoder_step",
+        vllm_task="generate",
     ),
     Head(
         "SoraForSeq2SeqLM",
@@ -99,6 +102,7 @@ HEADS: tuple[Head, ...] = (
         hub_pipeline_tag="text-classification",
         pipeline_task="text-classification",
         onnx_outputs=("logits",),
+        vllm_task="classify",
     ),
     Head(
         "SoraForTokenClassification",
@@ -108,6 +112,7 @@ HEADS: tuple[Head, ...] = (
         pipeline_task="token-classification",
         onnx_outputs=("logits",),
         onnx_per_token=True,
+        vllm_task="token_classify",
     ),
     Head(
         "SoraForQuestionAnswering",
@@ -142,6 +147,7 @@ HEADS: tuple[Head, ...] = (
         hub_pipeline_tag="sentence-similarity",
         pipeline_task="sentence-similarity",
         onnx_outputs=("embeddings",),
+        vllm_task="embed",
         custom_pipelines=(
             CustomPipeline(
                 "sentence-similarity",

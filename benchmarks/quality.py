@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--references", default="benchmarks/results/references.json")
     parser.add_argument("--runs", default="runs/quality")
     parser.add_argument("--retrain", action="store_true", help="repeat runs whose metrics.json exists")
+    parser.add_argument("--existing-only", action="store_true",
+                        help="report only the runs whose metrics.json exists; train none")  # fmt: skip
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="recipe overrides for every run, e.g. data.max_train_examples=64 (a quick check)")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/quality.json")
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for task in args.tasks:
         for method in args.methods:
+            if args.existing_only and not (Path(args.runs) / f"{task}-{method}" / "metrics.json").is_file():
+                continue
             rows.append(
                 run_one(task, method, args.checkpoint, Path(args.runs), args.retrain, overrides, args.recipe_prefix)
             )

@@ -5,7 +5,7 @@
   Transformers backend (as a server started by `sora-hf serve --engine vllm`) equal `generate()`'s; exported with
   `sora-hf export llama`, vLLM's native Llama gives them too;
 - tiny Sora heads: classification, embeddings and token classification through the server, each within 1e-5 of the
-  transformers model.
+  transformers model; a tiny decoder split over two CPU workers (tensor parallel 2) gives its greedy tokens.
 
 vLLM starts an engine process per model (30-90 s on 2 cores): one per model here, eager, with a fixed KV-cache size
 (its default reserves 92% of the machine's memory on CPUs).
@@ -239,3 +239,45 @@ def test_the_server_tags_every_token_as_the_token_classifier(heads):
             assert (got.reshape(probabilities.shape) - probabilities).abs().max().item() < 1e-5
     finally:
         server.stop()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="tensor parallel 2 needs two CPU cores")
+def test_tensor_parallel_2_gives_the_models_greedy_tokens_and_log_probabilities(heads, tmp_path, monkeypatch):
+    """Two CPU workers, each with half of every attention and MLP projection (Sora's `base_model_tp_plan`). vLLM's
+    CPU build binds each worker's threads to a NUMA node unless told which cores: one core each here."""
+    from vllm import LLM, SamplingParams
+
+    from sora_hf import SoraForCausalLM
+
+    _, tokenizer = heads
+    size = dict(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, intermediate_size=256)
+    torch.manual_seed(0)
+    model = SoraForCausalLM(SoraConfig(**tiny_config_kwargs(vocab_size=len(tokenizer), is_decoder=True, **size)))
+    model.eval().save_pretrained(tmp_path / "decoder")
+    tokenizer.save_pretrained(tmp_path / "decoder")
+    expected_tokens, expected_logprobs = [], []
+    for text in TEXTS:
+        inputs = tokenizer(text, return_tensors="pt", return_token_type_ids=False)
+        out = model.generate(**inputs, max_new_tokens=8, do_sample=False, eos_token_id=None,
+                             output_scores=True, return_dict_in_generate=True)  # fmt: skip
+        tokens = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+        steps = [
+            torch.log_softmax(score[0], -1)[token].item() for score, token in zip(out.scores, tokens, strict=True)
+        ]
+        expected_tokens.append(tokens)
+        expected_logprobs.append(steps)
+    assert len({tuple(t) for t in expected_tokens}) > 1  # the prompts lead to different continuations
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")
+    arguments = engine_arguments(tmp_path / "decoder", trust_remote_code=True)
+    llm = LLM(**arguments, **ENGINE, tensor_parallel_size=2)
+    try:
+        assert llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size == 2
+        params = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, logprobs=0)
+        outputs = llm.generate(TEXTS, params)
+        for out, tokens, logprobs in zip(outputs, expected_tokens, expected_logprobs, strict=True):
+            assert list(out.outputs[0].token_ids) == tokens
+            got = [step[token].logprob for step, token in zip(out.outputs[0].logprobs, tokens, strict=True)]
+            assert max(abs(a - b) for a, b in zip(got, logprobs, strict=True)) < 1e-4
+    finally:
+        del llm

@@ -218,6 +218,26 @@ def test_every_evaluation_reports_the_task_s_metrics(encoder_checkpoint, tmp_pat
     assert during[-1][metric] == pytest.approx(metrics[metric.replace("eval_", "validation_")], abs=1e-6)
 
 
+def test_evaluations_batched_by_length_are_scored_in_the_splits_order(encoder_checkpoint, tmp_path):
+    """`train_sampling_strategy: group_by_length` also groups transformers' evaluation batches by length; the task's
+    metrics read the split's labels in order, so every evaluation must keep that order (texts of many lengths, the
+    labels alternating, so that a reordering shows)."""
+    from sora_hf.runs import run_finetuning
+
+    lines = ["text,label"] + [
+        f"{word * (1 + i % 7)},{label}" for i in range(24) for word, label in (("好", "pos"), ("差", "neg"))
+    ]
+    train = _write(tmp_path / "train.csv", "\n".join(lines) + "\n")
+    data = {"task_type": "classification", "train_file": str(train), "validation_split": 0.25}
+    recipe = _own_data_run(encoder_checkpoint, tmp_path / "out", data)
+    recipe.training.update(train_sampling_strategy="group_by_length", num_train_epochs=8, learning_rate=2e-3)
+    evaluations = _Evaluations()
+    metrics = run_finetuning(recipe, callbacks=[evaluations.callback])
+    during = [logs for logs in evaluations.logs if "eval_loss" in logs]
+    assert metrics["validation_accuracy"] > 0.8  # learnt, so that a wrong order would score lower
+    assert during[-1]["eval_accuracy"] == pytest.approx(metrics["validation_accuracy"], abs=1e-6)
+
+
 # ---- the load report ----------------------------------------------------------------------------------------------
 
 

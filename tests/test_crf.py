@@ -150,7 +150,7 @@ def test_the_pipeline_follows_the_viterbi_path_and_reports_marginals(tokenizer):
 
 def test_lora_trains_the_crf_and_onnx_export_refuses_it(tmp_path):
     from sora_hf.deploy import OnnxExportError, export_onnx
-    from sora_hf.lora import LoraOptions, apply_lora
+    from sora_hf.training.lora import LoraOptions, apply_lora
 
     model = _tagger()
     peft_model = apply_lora(model, LoraOptions(r=4))

@@ -11,10 +11,11 @@ from helpers import tiny_config_kwargs
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import sora_hf
-from sora_hf import SoraConfig, heads, hub, lora, modeling_sora, modeling_sora_multitask, registration
+from sora_hf import SoraConfig, heads, hub, modeling_sora, modeling_sora_multitask, registration
 from sora_hf.heads import HEADS
 from sora_hf.pipelines import AutoModelOrTextEncoder
 from sora_hf.serving.tasks import infer_task
+from sora_hf.training.lora import model as lora
 
 # what sora_hf exports that is no model class with an Auto class: the config, the abstract base class, sora_hf's
 # multi-task Auto class (the Auto class of the SoraForMultiTask row) and the registration function

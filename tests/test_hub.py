@@ -26,9 +26,9 @@ from sora_hf import (
 )
 from sora_hf.cli import main as cli_main
 from sora_hf.hub import CUSTOM_PIPELINES, HubPushError, push
-from sora_hf.lora import apply_lora
 from sora_hf.modeling_sora import SORA_AUTO_MAP
 from sora_hf.tokenizer import train_tokenizer
+from sora_hf.training.lora import apply_lora
 
 TEXTS = ["今天天气很好", "this movie is great", "我不喜欢这个电影", "a bad day", "hello world 你好世界"] * 4
 

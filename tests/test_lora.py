@@ -7,7 +7,7 @@ from helpers import random_batch, tiny_config_kwargs
 
 import sora_hf
 from sora_hf import SoraConfig
-from sora_hf.lora import HEAD_TASK_TYPES, LoraOptions, apply_lora, count_parameters, lora_config_for
+from sora_hf.training.lora import HEAD_TASK_TYPES, LoraOptions, apply_lora, count_parameters, lora_config_for
 
 PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 

@@ -26,6 +26,7 @@ from sora_hf.recipes import (
     parse_pretrain_recipe,
     shipped_recipes,
 )
+from sora_hf.training.lora.config import LoraOptions
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -311,7 +312,10 @@ def test_numbers_keep_the_type_their_field_declares():
     finetune = parse_finetune_recipe(
         _with(_with(_with(FINETUNE, "lora.r", "4"), "data.max_train_examples", "16"), "doc_stride", 8.0)
     )
-    assert finetune.lora == {"r": 4} and finetune.data.max_train_examples == 16 and type(finetune.doc_stride) is int
+    assert (
+        finetune.lora == LoraOptions(r=4) and type(finetune.lora.r) is int and finetune.effective["lora"] == {"r": 4}
+    )
+    assert finetune.data.max_train_examples == 16 and type(finetune.doc_stride) is int
 
 
 TYPE_ERRORS = [

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..training.lora.config import LoraOptions, parse_lora_options
 from ..training.multitask.config import LOSS_WEIGHTING, SAMPLING
 from ..validation.errors import RecipeError, _suggest, check_keys
 from ..validation.values import coerce_numbers, typed_mapping
@@ -34,8 +35,6 @@ from .choices import EMBEDDED_TASK_TYPES
 from .io import read_recipe
 from .schema import (
     INTERNAL_FIELDS,
-    LORA_KEYS,
-    LORA_KINDS,
     FinetuneDataSection,
     FinetuneRecipe,
     parse_data_section,
@@ -75,7 +74,7 @@ class MultiTaskRecipe:
     sampling: str = "proportional"  # proportional | temperature | uniform
     temperature: float = 2.0  # sampling: temperature -> p_i ∝ n_i^(1/T)
     loss_weighting: str = "fixed"  # fixed | uncertainty
-    lora: dict[str, Any] = field(default_factory=dict)
+    lora: LoraOptions = field(default_factory=LoraOptions)  # method: lora (sora_hf.training.lora)
     model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides (pooling, dropout...)
     training: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -126,9 +125,7 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
             raise RecipeError(f"tasks.{name}.loss_weight={spec.get('loss_weight')!r} must be a positive number")
         tasks[name] = TaskSection(data=data, loss_weight=float(weight))
-    lora = raw.get("lora") or {}
-    check_keys("lora", lora, LORA_KEYS)
-    lora = typed_mapping("lora", lora, LORA_KINDS)
+    lora_options, lora = parse_lora_options(raw.get("lora") or {})
     model = check_model_section(raw.get("model") or {}, exclude={"tasks", "task_loss_weighting"})
     training = check_training_section(raw.get("training") or {})
     numbers = {key: raw[key] for key in TOP_LEVEL_KINDS if key in raw}
@@ -136,7 +133,7 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
     recipe = MultiTaskRecipe(
         **{k: v for k, v in raw.items() if k not in ("tasks", "lora", "model", "training")},
         tasks=tasks,
-        lora=lora,
+        lora=lora_options,
         model=model,
         training=training,
         source_path=source_path,

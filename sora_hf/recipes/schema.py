@@ -10,6 +10,7 @@ from typing import Any
 
 from ..training.adversarial.config import AdversarialOptions, parse_adversarial_options
 from ..training.distillation.config import DistillationOptions, parse_distillation_options
+from ..training.lora.config import LoraOptions, parse_lora_options
 from ..training.robustness.config import RobustnessOptions, parse_robustness_options
 from ..validation.errors import RecipeError, check_keys
 from ..validation.values import Kinds, _dataclass_kinds, coerce_numbers, typed_mapping
@@ -254,7 +255,7 @@ class FinetuneRecipe:
     # pre-trained encoder whose outputs are small (multilingual-e5) leaves a head at the encoder's rate untrained
     head_learning_rate: float | None = None
     data: FinetuneDataSection = field(default_factory=FinetuneDataSection)
-    lora: dict[str, Any] = field(default_factory=dict)
+    lora: LoraOptions = field(default_factory=LoraOptions)  # method: lora (sora_hf.training.lora)
     model: dict[str, Any] = field(default_factory=dict)  # SoraConfig overrides for the head (pooling, dropout...)
     training: dict[str, Any] = field(default_factory=dict)
     # the extensions' sections, parsed once here (each package's config.py): None where the recipe has no section
@@ -273,14 +274,6 @@ EXTENSION_PARSERS = {
     "robustness": parse_robustness_options,
     "distillation": parse_distillation_options,
 }
-LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "modules_to_save"}
-LORA_KINDS: dict[str, Kinds] = {
-    "r": frozenset({"int"}),
-    "alpha": frozenset({"int"}),
-    "dropout": frozenset({"float"}),
-    "target_modules": frozenset({"list", "str", "none"}),
-    "modules_to_save": frozenset({"list"}),
-}  # lora.LoraOptions' annotations (lora.py imports torch)
 
 
 def parse_data_section(raw: Any, section_name: str = "data") -> tuple[FinetuneDataSection, dict[str, Any]]:
@@ -373,13 +366,12 @@ def parse_finetune_recipe(raw: dict[str, Any], source_path: str | None = None) -
     scalars = _top_level(FinetuneRecipe, raw, ("data", *EXTENSION_SECTIONS))
     data, typed_data = parse_data_section(raw.get("data"))
     sections = {name: _mapping(raw, name) for name in EXTENSION_SECTIONS}
-    check_keys("lora", sections["lora"], LORA_KEYS)
-    sections["lora"] = typed_mapping("lora", sections["lora"], LORA_KINDS)
+    lora, sections["lora"] = parse_lora_options(sections["lora"])
     for name in EXTENSION_PARSERS:  # their own parsers check the types
         sections[name] = coerce_numbers(sections[name])
     if sections["adversarial"] and sections["distillation"]:
         raise RecipeError("a recipe can train adversarially or distil from a teacher, not both at once")
-    scalars_and_data = {**scalars, "data": data, "lora": sections["lora"], "source_path": source_path}
+    scalars_and_data = {**scalars, "data": data, "lora": lora, "source_path": source_path}
     recipe = FinetuneRecipe(**scalars_and_data, model=sections["model"], training=sections["training"])
     if recipe.doc_stride >= recipe.max_length // 2:
         raise RecipeError(f"doc_stride={recipe.doc_stride} must be under half of max_length={recipe.max_length}")

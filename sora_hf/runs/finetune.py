@@ -27,12 +27,12 @@ from ..finetuning import (
     training_arguments,
     training_callbacks,
 )
-from ..lora import LoraOptions, apply_lora, count_parameters
 from ..outputs import OutputFolder, check_output_folder, disk_space_errors
 from ..recipes import FinetuneRecipe
 from ..reporting import plot_loss_curve, write_metrics, write_model_card
 from ..tasks import get_task
 from ..tokenizer import load_tokenizer
+from ..training.lora import apply_lora, count_parameters
 from .common import check_class_count, save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _finetune(recipe: FinetuneRecipe, target: Path, overwrite: bool, callbacks: 
     if evaluates_during_training(recipe):
         validation_features = task.encode(recipe, info, dataset["validation"], tokenizer, "validation")
     if recipe.method == "lora":
-        model = apply_lora(model, LoraOptions(**recipe.lora))
+        model = apply_lora(model, recipe.lora)
     parameters = count_parameters(model)
     logger.info("%s: %s, %d of %d parameters trainable", recipe.name, recipe.method, *parameters.values())
 

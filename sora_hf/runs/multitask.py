@@ -56,10 +56,10 @@ def _multitask(
     recipe: MultiTaskRecipe, target: Path, checkpoint: str, overwrite: bool, callbacks: list | None
 ) -> dict[str, Any]:
     from ..finetuning import build_features, load_task
-    from ..lora import count_parameters
     from ..outputs import OutputFolder
     from ..reporting import plot_loss_curve, write_metrics, write_model_card
     from ..tokenizer import load_tokenizer
+    from ..training.lora import count_parameters
 
     set_seed(recipe.seed)
 

@@ -5,5 +5,6 @@ what the extension does, and `trainer.py` the `transformers.Trainer` subclass th
 - `adversarial/`: FGM / PGD / FreeLB perturbations of the embeddings (`AdversarialTrainer`).
 - `distillation/`: a fine-tuned teacher's soft targets and hidden states (`DistillationTrainer`).
 - `robustness/`: scores on character-perturbed copies of the test split (an evaluation: no Trainer).
+- `lora/`: LoRA through peft for every head (`apply_lora`; the options only, no Trainer of its own).
 - `multitask/`: one-task batches, the multi-task model and `MultiTaskTrainer` (the recipe: `sora_hf.recipes.multitask`).
 """

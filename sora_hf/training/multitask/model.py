@@ -11,6 +11,7 @@ from torch import nn
 
 from ...tasks import get_task
 from ...validation import RecipeError
+from ..lora.config import LoraOptions
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -116,13 +117,10 @@ def load_multitask_model(recipe: Any, config, tokenizer):
     return model
 
 
-def apply_multitask_lora(model: nn.Module, options: dict[str, Any]):
+def apply_multitask_lora(model: nn.Module, opts: LoraOptions):
     """LoRA on the shared encoder; every task head (and the uncertainty weights) trained whole and saved."""
     from peft import LoraConfig, get_peft_model
 
-    from ...lora import LoraOptions
-
-    opts = LoraOptions(**options)
     heads = [f"heads.{task}" for task in model.task_names]
     if model.task_uncertainty is not None:
         heads.append("task_uncertainty")

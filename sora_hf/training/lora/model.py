@@ -1,4 +1,4 @@
-"""LoRA for every Sora head through peft.
+"""LoRA for every Sora head through peft: the `LoraConfig` of a head, and the wrapped model.
 
 `import sora_hf` registers default target modules for `model_type="sora"` (see `registration.py`), so
 `LoraConfig(task_type=...)` needs no `target_modules`. This module picks the peft task type of each head and the
@@ -8,28 +8,17 @@ head modules that must be trained whole and saved with the adapter (`modules_to_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from .heads import HEADS
+from ...heads import HEADS
+from .config import LoraOptions
 
 # head class name -> (peft task type, modules trained whole besides the LoRA matrices), from `heads.HEADS`
 HEAD_TASK_TYPES: dict[str, tuple[str, list[str]]] = {
     row.name: (row.peft_task_type, list(row.modules_to_save)) for row in HEADS if row.peft_task_type is not None
 }
-
-
-@dataclass
-class LoraOptions:
-    """The recipe's `lora:` section (peft `LoraConfig` arguments)."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] | str | None = None  # None: sora_hf's default for model_type "sora"
-    modules_to_save: list[str] = field(default_factory=list)
 
 
 def _crf(model) -> set[str]:

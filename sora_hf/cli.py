@@ -39,20 +39,22 @@ from typing import Any
 
 import yaml
 
+from .heads import convert_heads  # a table of strings: --help still imports no torch
+from .serving.settings import settings_flags  # a dataclass: no FastAPI, no torch
+
 # the opsets `export onnx` can write for Sora, per exporter (measured with torch 2.13 and onnxruntime 1.32):
 # TorchScript needs 14 for scaled_dot_product_attention and stops at torch's ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 # (20); the dynamo exporter's torchlib starts at 18 (below it, it writes an opset-18 graph anyway), and from 23 on
 # onnxruntime's RotaryEmbedding kernel disagrees with torch
 ONNX_OPSETS = {"torchscript": (14, 20), "dynamo": (18, 22)}
-# the heads `convert` writes (sora_hf.conversion.sources; spelled out so that --help imports no torch)
-CONVERT_HEADS = ("causal-lm", "masked-lm", "sentence-embedding", "sequence-classification", "token-classification")
 
 
 def _library() -> None:
     """Register Sora with transformers, peft and the pipelines before a command runs a model.
 
     The CLI imports torch and transformers only here, after its arguments and recipe have been checked, so that
-    `--help` and a refused recipe answer at once (registration is idempotent: `import sora_hf` may have done it)."""
+    `--help` and a refused recipe answer at once (registration is idempotent: importing transformers may have done
+    it already, as it does in any process that imported sora_hf)."""
     from .registration import register
 
     register()
@@ -182,19 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
     _library()
     from .serving import ServerSettings, serve
 
-    settings = ServerSettings(
-        max_batch_size=args.max_batch_size,
-        forward_batch_size=args.forward_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        max_queue_size=args.max_queue_size,
-        max_text_chars=args.max_text_chars,
-        max_texts_per_request=args.max_texts_per_request,
-        max_body_bytes=args.max_body_bytes,
-        max_new_tokens=args.max_new_tokens,
-        max_length=args.max_length,
-        header_timeout_s=args.header_timeout,
-        body_timeout_s=args.body_timeout,
-    )
+    settings = ServerSettings(**{name: getattr(args, name) for name, _, _ in settings_flags()})
     serve(
         args.checkpoint,
         task=args.task,
@@ -488,23 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port, 0..65535 (0: any free port)")
     serve.add_argument("--device", help="pipeline device, e.g. cpu, cuda:0 (default: transformers' choice)")
     serve.add_argument("--threads", type=_positive_int, help="torch intra-op threads (default: torch's)")
-    serve.add_argument(
-        "--max-batch-size", type=_positive_int, default=32, help="items per model call (1: no batching)"
-    )
-    serve.add_argument("--forward-batch-size", type=_positive_int, default=8, help="length-sorted items per forward")
-    serve.add_argument("--max-wait-ms", type=_non_negative_number, default=2.0, help="how long a batch waits to fill")
-    serve.add_argument("--max-queue-size", type=_positive_int, default=1024, help="queued items before 503")
-    serve.add_argument("--max-text-chars", type=_positive_int, default=4096, help="characters per text before 413")
-    serve.add_argument("--max-texts-per-request", type=_positive_int, default=64, help="texts per request before 413")
-    serve.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000, help="request body bytes before 413")
-    serve.add_argument("--max-new-tokens", type=_positive_int, default=256, help="cap on generation lengths")
-    serve.add_argument(
-        "--header-timeout", type=_positive_number, default=10.0, help="seconds a client has to send its headers (408)"
-    )
-    serve.add_argument(
-        "--body-timeout", type=_positive_number, default=30.0, help="seconds a client has to send its body (408)"
-    )
-    serve.add_argument("--max-length", type=_positive_int, help="tokens per text (default: the model's limit)")
+    for name, flag, option in settings_flags():  # ServerSettings' fields: their defaults, help and ranges
+        parse = {"int": _positive_int, "float": _positive_number}[option["type"]]
+        if option["range"] == "non-negative":
+            parse = _non_negative_number
+        serve.add_argument(flag, dest=name, type=parse, default=option["default"], help=option["help"])
     serve.add_argument(
         "--graceful-timeout", type=_non_negative_number, default=30.0, help="seconds to finish requests on SIGTERM"
     )
@@ -548,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("output_dir", help="folder for the Sora checkpoint, tokenizer, parity.json and model card")
     convert.add_argument(
         "--head",
-        choices=CONVERT_HEADS,
+        choices=tuple(convert_heads()),
         help="the Sora head to write (default: causal-lm for decoders; for encoders sentence-embedding when the "
         "source is a sentence-transformers folder, else masked-lm)",
     )

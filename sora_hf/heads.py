@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["HEADS", "CustomPipeline", "Head", "auto_map_entries", "head", "head_names"]
+__all__ = ["HEADS", "CustomPipeline", "Head", "auto_map_entries", "convert_heads", "head", "head_names"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Head:
     onnx_graph: "encoder" (one forward) or "decoder_step" (one decoding step with the key/value cache).
     onnx_per_token: the ONNX outputs have a sequence axis (token classification, QA).
     vllm_task: what vLLM's Transformers backend serves it as (`sora-hf serve --engine vllm`); None: vLLM cannot.
+    convert_head: its name for `sora-hf convert --head`; None: conversion does not build it.
     """
 
     name: str
@@ -64,11 +65,18 @@ class Head:
     onnx_graph: Literal["encoder", "decoder_step"] = "encoder"
     onnx_per_token: bool = False
     vllm_task: Literal["generate", "embed", "classify", "token_classify"] | None = None
+    convert_head: str | None = None
 
 
 HEADS: tuple[Head, ...] = (
     Head("SoraModel", "AutoModel", hub_pipeline_tag="feature-extraction", pipeline_task="feature-extraction"),
-    Head("SoraForMaskedLM", "AutoModelForMaskedLM", hub_pipeline_tag="fill-mask", pipeline_task="fill-mask"),
+    Head(
+        "SoraForMaskedLM",
+        "AutoModelForMaskedLM",
+        hub_pipeline_tag="fill-mask",
+        pipeline_task="fill-mask",
+        convert_head="masked-lm",
+    ),
     # the ELECTRA-style pre-training model: its card says fill-mask, but no pipeline serves its discriminator
     Head("SoraForPreTraining", "AutoModelForPreTraining", hub_pipeline_tag="fill-mask"),
     Head(
@@ -80,6 +88,7 @@ HEADS: tuple[Head, ...] = (
         onnx_outputs=("logits",),
         onnx_graph="decoder_step",
         vllm_task="generate",
+        convert_head="causal-lm",
     ),
     Head(
         "SoraForSeq2SeqLM",
@@ -103,6 +112,7 @@ HEADS: tuple[Head, ...] = (
         pipeline_task="text-classification",
         onnx_outputs=("logits",),
         vllm_task="classify",
+        convert_head="sequence-classification",
     ),
     Head(
         "SoraForTokenClassification",
@@ -113,6 +123,7 @@ HEADS: tuple[Head, ...] = (
         onnx_outputs=("logits",),
         onnx_per_token=True,
         vllm_task="token_classify",
+        convert_head="token-classification",
     ),
     Head(
         "SoraForQuestionAnswering",
@@ -148,6 +159,7 @@ HEADS: tuple[Head, ...] = (
         pipeline_task="sentence-similarity",
         onnx_outputs=("embeddings",),
         vllm_task="embed",
+        convert_head="sentence-embedding",
         custom_pipelines=(
             CustomPipeline(
                 "sentence-similarity",
@@ -171,6 +183,11 @@ def head(name: str) -> Head | None:
 
 def head_names() -> tuple[str, ...]:
     return tuple(_BY_NAME)
+
+
+def convert_heads() -> dict[str, str]:
+    """`sora-hf convert --head` name -> the class it builds, in table order."""
+    return {row.convert_head: row.name for row in HEADS if row.convert_head is not None}
 
 
 def auto_map_entries(code_module: str = "modeling_sora") -> dict[str, str]:

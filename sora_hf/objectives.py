@@ -39,6 +39,7 @@ from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBas
 from .modeling_sora import SoraForCausalLM, SoraForMaskedLM, SoraForPreTraining, SoraForSeq2SeqLM
 from .reporting import safe_exp
 from .tokenizer import HAN_PATTERN
+from .validation.choices import OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ __all__ = [
     "tokenizer_template_for",
 ]
 
-OBJECTIVES = ("mlm", "rtd", "denoising", "clm")
 _MODEL_CLASSES: dict[str, type] = {
     "mlm": SoraForMaskedLM,
     "rtd": SoraForPreTraining,

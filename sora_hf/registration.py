@@ -1,6 +1,6 @@
 """Registers Sora with the Auto factories, the Hub custom-code machinery, peft and the pipelines.
 
-Importing `sora_hf` runs `register()` once, so that `AutoModelForX.from_pretrained(<sora checkpoint>)`,
+`import sora_hf` runs `register()` once transformers is imported (see `sora_hf/__init__.py`), so that `AutoModelForX.from_pretrained(<sora checkpoint>)`,
 `LoraConfig()` without `target_modules` and `pipeline("question-answering", ...)` work as they do for BERT or Llama.
 """
 

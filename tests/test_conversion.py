@@ -202,11 +202,15 @@ def test_export_llama_names_the_options_llama_lacks_and_writes_nothing(tokenizer
     assert not (tmp_path / "llama").exists()
 
 
-def test_the_command_line_offers_every_head_a_source_converts_to():
-    from sora_hf.cli import CONVERT_HEADS
+def test_the_command_line_offers_every_head_a_source_converts_to_and_nothing_else(capsys):
     from sora_hf.conversion import SOURCES
+    from sora_hf.heads import convert_heads
 
-    assert set(CONVERT_HEADS) == {head for source in SOURCES.values() for head in source.heads}
+    assert set(convert_heads()) == {head for source in SOURCES.values() for head in source.heads}
+    with pytest.raises(SystemExit):
+        cli_main(["convert", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(convert_heads()) + "}" in help_text
 
 
 def test_unsupported_architectures_and_options_are_refused_before_writing(tokenizer, tmp_path):

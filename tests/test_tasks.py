@@ -245,14 +245,21 @@ def test_token_classification_round_trip_on_a_random_model_equals_each_window_al
     assert {"test_overall_f1", "test_per_type"} <= set(metrics)
 
 
-def test_the_recipe_schemas_torch_free_copies_agree_with_the_registry():
-    """The recipe schema validates without importing torch or datasets, so it keeps two constants of its own."""
-    from sora_hf.data import tasks as data_tasks
-    from sora_hf.recipes import multitask as recipe
+def test_the_registry_and_the_recipe_schema_read_the_task_facts_from_their_one_home():
+    """The task types are defined once (sora_hf.validation.choices, torch-free, for the recipe schema); the
+    multi-task head types once, in SoraConfig, which the schema reads from its source without importing it."""
+    from sora_hf.configuration_sora import MULTITASK_TYPES
+    from sora_hf.recipes.sources import multitask_head_types
     from sora_hf.tasks import task_types
+    from sora_hf.validation.choices import TASK_TYPES
 
-    assert tuple(recipe.MULTITASK_HEAD_TYPES) == tuple(task_types(lambda task: task.multitask_head))
-    assert dict(recipe.EMBEDDED_TASK_TYPES) == dict(data_tasks.EMBEDDED_TASK_TYPES)
+    assert task_types() == TASK_TYPES
+    assert multitask_head_types() == task_types(lambda task: task.multitask_head) == MULTITASK_TYPES
+    assert task_types(lambda task: task.multitask_head) == (
+        "classification",
+        "token_classification",
+        "question_answering",
+    )
 
 
 def _wordpiece(pieces):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoints import check_weight_files, read_config_file, resolve_checkpoint
+from ..heads import convert_heads
 from ..outputs import OutputFolder, check_output_folder, is_disk_full
 from .parity import ParityReport, compare_causal_lms, compare_encoders
 from .sources import (
@@ -55,13 +56,7 @@ class Conversion:
     licence: str | None
 
 
-HEAD_CLASSES = {
-    "causal-lm": "SoraForCausalLM",
-    "masked-lm": "SoraForMaskedLM",
-    "sentence-embedding": "SoraForSentenceEmbedding",
-    "sequence-classification": "SoraForSequenceClassification",
-    "token-classification": "SoraForTokenClassification",
-}
+HEAD_CLASSES = convert_heads()  # `--head` name -> Sora class (heads.HEADS)
 # what the source must have been saved with for a head to carry trained weights (others get a new head)
 TRAINED_HEAD_PREFIXES = {"causal-lm": ("lm_head.",), "masked-lm": ("cls.predictions.", "lm_head.")}
 

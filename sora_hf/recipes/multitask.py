@@ -29,9 +29,9 @@ from typing import Any
 
 from ..training.lora.config import LoraOptions, parse_lora_options
 from ..training.multitask.config import LOSS_WEIGHTING, SAMPLING
+from ..validation.choices import EMBEDDED_TASK_TYPES
 from ..validation.errors import RecipeError, _suggest, check_keys
 from ..validation.values import coerce_numbers, typed_mapping
-from .choices import EMBEDDED_TASK_TYPES
 from .io import read_recipe
 from .schema import (
     INTERNAL_FIELDS,
@@ -39,7 +39,7 @@ from .schema import (
     FinetuneRecipe,
     parse_data_section,
 )
-from .sources import check_model_section, check_training_section
+from .sources import check_model_section, check_training_section, multitask_head_types
 
 TOP_LEVEL_KINDS = {
     "max_length": frozenset({"int"}),
@@ -48,9 +48,6 @@ TOP_LEVEL_KINDS = {
     "temperature": frozenset({"float"}),
 }
 TASK_KEYS = {"data", "loss_weight"}
-# the task types `SoraForMultiTask` has a head for: those whose `sora_hf.tasks` Task says `multitask_head`, in
-# registry order (`task_types(lambda task: task.multitask_head)`; the task modules import torch where they run)
-MULTITASK_HEAD_TYPES = ("classification", "token_classification", "question_answering")
 
 
 @dataclass
@@ -118,8 +115,8 @@ def parse_multitask_recipe(raw: dict[str, Any], source_path: str | None = None) 
         data, _ = parse_data_section(spec["data"], f"tasks.{name}.data")
         # the heads SoraForMultiTask has; embedded tasks of other types (pinyin: seq2seq) are refused here
         task_type = data.task_type or EMBEDDED_TASK_TYPES.get(data.embedded or "")
-        if task_type not in MULTITASK_HEAD_TYPES:
-            supported = ", ".join(MULTITASK_HEAD_TYPES)
+        if task_type not in multitask_head_types():  # SoraConfig's, read from its source
+            supported = ", ".join(multitask_head_types())
             raise RecipeError(f"tasks.{name}: task type {task_type!r} has no multi-task head; supported: {supported}")
         weight = coerce_numbers({"w": spec.get("loss_weight", 1.0)})["w"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:

@@ -205,6 +205,17 @@ def pooling_modes() -> tuple[str, ...]:
 
 
 @functools.cache
+def multitask_head_types() -> tuple[str, ...]:
+    """The task types `SoraForMultiTask` has a head for (configuration_sora.MULTITASK_TYPES)."""
+    try:
+        return tuple(_constant(_module_tree(_CONFIG_SOURCE), "MULTITASK_TYPES"))
+    except (OSError, SyntaxError, LookupError, ValueError):
+        from ..configuration_sora import MULTITASK_TYPES
+
+        return tuple(MULTITASK_TYPES)
+
+
+@functools.cache
 def activation_names() -> tuple[str, ...]:
     """The activations `SoraConfig(hidden_act=...)` accepts: the keys of transformers' ACT2FN."""
     try:

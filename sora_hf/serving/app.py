@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,60 +33,13 @@ from .batching import BatchFunction, DynamicBatcher
 from .errors import RequestError
 from .metrics import ServingMetrics
 from .schemas import ErrorResponse, HealthResponse, InfoResponse, PredictRequest, PredictResponse
+from .settings import ServerSettings
 from .tasks import TaskSpec, check_items, check_parameters, check_task, infer_task, item_texts, server_kwargs
 
 logger = logging.getLogger(__name__)
 
 PREDICT_PATHS = ("/v1/predict", "/predict")
 KNOWN_PATHS = frozenset({*PREDICT_PATHS, "/v1/info", "/healthz", "/metrics", "/openapi.json", "/docs"})
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Batching and limits of one server (the CLI flags of `sora-hf serve` map one to one).
-
-    max_batch_size: items collected per pipeline call (1 turns dynamic batching off).
-    forward_batch_size: items per forward pass inside that call. The call sorts its items by length first, so
-        each forward pass pads little: on a CPU a few similar-length texts per pass beat one wide padded pass.
-    max_wait_ms: how long a batch's first item waits for others; the latency paid for batching when idle.
-    max_queue_size: items waiting at most; more gets 503 (back-pressure instead of unbounded latency).
-    max_text_chars: characters per text (413 beyond); texts are also truncated to the model's token limit.
-    max_texts_per_request: strings per request, all inputs together (413 beyond).
-    max_body_bytes: request body size (413 beyond), checked before the body is parsed.
-    max_new_tokens: cap on `max_new_tokens` / `max_length` parameters of generation tasks.
-    max_length: tokens per text for the tasks the server truncates (None: the tokenizer's and model's limit).
-    header_timeout_s: seconds a client has, from its connection (or the first byte of its next request) to the end
-        of the request's headers; then it gets a 408 and the connection is closed (a client sending one header
-        byte a second cannot hold a socket). Enforced by the HTTP protocol class `serve()` runs uvicorn with.
-    body_timeout_s: seconds from the end of the headers to the end of the body: a Content-Length larger than what
-        is sent, or a body trickling in, gets a 408 and the connection is closed.
-    """
-
-    max_batch_size: int = 32
-    forward_batch_size: int = 8
-    max_wait_ms: float = 2.0
-    max_queue_size: int = 1024
-    max_text_chars: int = 4096
-    max_texts_per_request: int = 64
-    max_body_bytes: int = 1_000_000
-    max_new_tokens: int = 256
-    max_length: int | None = None
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if name == "max_length" and value is None:
-                continue
-            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if name == "max_wait_ms":
-                if not number or value < 0:
-                    raise ValueError(f"ServerSettings.max_wait_ms must be a finite number >= 0, got {value!r}")
-            elif name in ("header_timeout_s", "body_timeout_s"):
-                if not number or value <= 0:
-                    raise ValueError(f"ServerSettings.{name} must be a finite number of seconds > 0, got {value!r}")
-            elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ServerSettings.{name} must be a positive integer, got {value!r}")
 
 
 def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | None = None) -> tuple[Any, str]:
@@ -105,7 +57,7 @@ def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | 
     from ..registration import register
     from ..tokenizer import check_tokenizer_fits
 
-    register()  # idempotent: the command line's process registers Sora only when a command runs a model
+    register()  # idempotent (sora_hf registers when transformers is imported)
     if task is not None:
         check_task(task)
     source = resolve_checkpoint(checkpoint)

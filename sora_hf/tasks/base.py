@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..configuration_sora import MULTITASK_TYPES
 from ..validation.errors import RecipeError
 
 if TYPE_CHECKING:
@@ -37,11 +38,6 @@ class Features:
 
 def label_names(info) -> list[str]:
     return list(info.label_names or [])
-
-
-def num_labels(info) -> int:
-    """The label count the encoders see: the number of label names, 1 when there are none."""
-    return len(info.label_names) if info.label_names else 1
 
 
 def first_output(outputs):
@@ -87,8 +83,9 @@ class Task:
     of its head; `auto_class` imports it), `pipeline_tag` (the model card's), `perturbed_columns` (what robustness
     evaluation edits; empty: it does not apply), `perturbs_tagged_tokens` (those columns are token lists whose tags
     must stay aligned), `headline` (the test metric a run is judged by), `distillable` (its outputs have logits to
-    distil), `multitask_head` (`SoraForMultiTask` has a head for it), `has_label_names` (the head's `id2label` is the
-    task's label list) and `has_problem_type` (the head's `problem_type` comes from the task).
+    distil), `has_label_names` (the head's `id2label` is the
+    task's label list) and `has_problem_type` (the head's `problem_type` comes from the task); `multitask_head`
+    (`SoraForMultiTask` has a head for it) is SoraConfig's fact, read from there.
 
     Hooks: `check_config` (can a checkpoint serve the task), `model_kwargs` (config overrides of the head),
     `encode` (a split to `Features`), `collator`, `training_defaults` and `loss_function` (what Trainer needs beyond
@@ -103,12 +100,16 @@ class Task:
     perturbs_tagged_tokens: ClassVar[bool] = False
     headline: ClassVar[str | None] = None
     distillable: ClassVar[bool] = False
-    multitask_head: ClassVar[bool] = False
     has_label_names: ClassVar[bool] = False
     has_problem_type: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    @property
+    def multitask_head(self) -> bool:
+        """`SoraForMultiTask` has a head for this task type (SoraConfig's `MULTITASK_TYPES`)."""
+        return self.name in MULTITASK_TYPES
 
     # ---- the model ------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import load_metric
-from .base import Features, Task, collect_outputs, evaluation_scores, first_output, num_labels
+from .base import Features, Task, collect_outputs, evaluation_scores, first_output
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,6 @@ class ClassificationTask(Task):
     pipeline_tag = "text-classification"
     perturbed_columns = ("text", "text_pair")
     distillable = True
-    multitask_head = True
     has_label_names = True
     has_problem_type = True
 
@@ -132,7 +131,9 @@ class ClassificationTask(Task):
         return HEADLINE_METRICS[info.problem_type or "single_label_classification"]
 
     def encode(self, recipe, info, dataset, tokenizer, name: str = "data") -> Features:
-        return encode_classification(dataset, tokenizer, recipe.max_length, info.problem_type, num_labels(info), name)
+        return encode_classification(
+            dataset, tokenizer, recipe.max_length, info.problem_type, info.num_labels or 1, name
+        )
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         return np.stack(collect_outputs(model, features, collator, batch_size)["logits"])

@@ -91,7 +91,6 @@ class QuestionAnsweringTask(Task):
     perturbed_columns = ("question",)  # the context and its answer spans stay exact
     headline = "test_f1"
     distillable = True
-    multitask_head = True
 
     def encode(self, recipe, info, dataset, tokenizer, name: str = "data") -> Features:
         return encode_question_answering(dataset, tokenizer, recipe.max_length, recipe.doc_stride)

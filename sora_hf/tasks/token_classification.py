@@ -241,7 +241,6 @@ class TokenClassificationTask(Task):
     perturbs_tagged_tokens = True
     headline = "test_overall_f1"
     distillable = True
-    multitask_head = True
     has_label_names = True
 
     def encode(self, recipe, info, dataset, tokenizer, name: str = "data") -> Features:

@@ -17,7 +17,7 @@ from sora_hf import (
     SoraForPreTraining,
     SoraForSeq2SeqLM,
 )
-from sora_hf.objectives import (
+from sora_hf.pretraining import (
     OBJECTIVES,
     DenoisingCollator,
     MaskedLMCollator,

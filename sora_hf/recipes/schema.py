@@ -87,7 +87,7 @@ OBJECTIVE_OPTION_KINDS: dict[str, Kinds] = {
     "whole_word_mask": frozenset({"bool"}),
     "noise_density": frozenset({"float"}),
     "mean_span_length": frozenset({"float"}),
-}  # objectives.py: the collators' keyword arguments
+}  # pretraining/collators.py: the collators' keyword arguments
 
 # recipe fields (dotted as in the recipe) that must be at least 1, or at least 0, when given
 _AT_LEAST = {

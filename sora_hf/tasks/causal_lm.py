@@ -23,18 +23,18 @@ class CausalLMTask(Task):
             )
 
     def encode(self, recipe, info, dataset, tokenizer, name: str = "data") -> Features:
-        from ..objectives import pack_for_causal_lm
+        from ..pretraining.data import pack_for_causal_lm
 
         return Features(pack_for_causal_lm(dataset, tokenizer, recipe.max_length))
 
     def collator(self, tokenizer, model):
-        from ..objectives import causal_lm_collator
+        from ..pretraining.collators import causal_lm_collator
 
         return causal_lm_collator(tokenizer)
 
     def _predict(self, model, features, collator, tokenizer, dataset, batch_size, recipe):
         """The held-out metrics of the packed test blocks (not per-example predictions)."""
-        from ..objectives import evaluate_pretraining
+        from ..pretraining.evaluation import evaluate_pretraining
 
         return evaluate_pretraining(model, "clm", features.dataset, collator, batch_size)
 

@@ -62,7 +62,7 @@ def train_student(variant: str, args) -> dict:
 
 def teacher_accuracy(args) -> float:
     """The teacher re-scored on the students' test split (same recipe, same seed), not read from its run."""
-    from sora_hf.finetuning import build_features, load_task
+    from sora_hf.runs.finetune_steps import build_features, load_task
     from sora_hf.tasks import get_task
     from sora_hf.tokenizer import load_tokenizer
 

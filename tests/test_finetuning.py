@@ -294,8 +294,8 @@ def test_early_stopping_stops_when_the_validation_loss_stops_improving_and_keeps
 
 
 def test_the_learning_rate_defaults_by_method_and_a_recipe_s_own_wins():
-    from sora_hf.finetuning import training_kwargs
     from sora_hf.recipes import FINETUNE_LEARNING_RATE
+    from sora_hf.runs.finetune_steps import training_kwargs
 
     def rate(method, training=None):
         raw = {"name": "t", "checkpoint": "c", "output_dir": "o", "method": method, "data": {"embedded": "sentiment"},

@@ -269,16 +269,16 @@ def _tagging_recipe(checkpoint, tmp_path):
 def test_a_new_head_on_a_pre_trained_encoder_is_one_info_line_not_the_load_table(
     encoder_checkpoint, tmp_path, load_reports, caplog
 ):
-    from sora_hf.finetuning import load_model, load_task
+    from sora_hf.runs.finetune_steps import load_model, load_task
     from sora_hf.tokenizer import load_tokenizer
 
     recipe = _tagging_recipe(encoder_checkpoint, tmp_path)
     _, info = load_task(recipe)
-    with caplog.at_level(logging.INFO, logger="sora_hf.finetuning"):
+    with caplog.at_level(logging.INFO, logger="sora_hf.runs.finetune_steps"):
         model = load_model(recipe, info, load_tokenizer(str(encoder_checkpoint)))
     assert model.crf is not None
     assert not [m for m in load_reports if "LOAD REPORT" in m]
-    lines = [r.getMessage() for r in caplog.records if r.name == "sora_hf.finetuning"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "sora_hf.runs.finetune_steps"]
     assert any(
         "new head classifier.*, crf.* initialised (expected when fine-tuning a pre-trained encoder)" in line
         and "head.*" in line
@@ -291,7 +291,7 @@ def test_the_load_table_still_shows_what_the_encoder_lacks(encoder_checkpoint, t
 
     from safetensors.torch import load_file, save_file
 
-    from sora_hf.finetuning import load_model, load_task
+    from sora_hf.runs.finetune_steps import load_model, load_task
     from sora_hf.tokenizer import load_tokenizer
 
     folder = tmp_path / "encoder"

@@ -9,9 +9,9 @@ from helpers import tiny_config_kwargs
 
 from sora_hf import SoraConfig, SoraForSequenceClassification, SoraForTokenClassification
 from sora_hf.data.tasks import EMBEDDED_TASK_TYPES, EMBEDDED_TASKS, TASK_TYPES, TaskInfo
-from sora_hf.finetuning import load_task
 from sora_hf.recipes import RecipeError, parse_finetune_recipe
 from sora_hf.runs import run_finetuning
+from sora_hf.runs.finetune_steps import load_task
 from sora_hf.tasks import TASKS, Task, get_task, task_types
 
 HOOKS = ("check_config", "model_kwargs", "encode", "collator", "predict", "score", "write_reports")

@@ -1,5 +1,6 @@
 """The runners: each command's run as a short list of steps (check, load, train, score, write), over the pieces
-in `pretraining`, `finetuning`, `multitask`, `tasks` and `outputs`. Only the command line (and the quickstart) import
+in `pretraining`, `training`, `tasks` and `outputs`; `finetune_steps` holds the steps fine-tuning and multi-task
+runs share. Only the command line (and the quickstart) import
 this package; everything it does is also one call in Python: `sora_hf.runs.run_finetuning(load_finetune_recipe(p))`.
 """
 

@@ -4,7 +4,7 @@ Loads the task (an embedded real task or the user's files), checks that checkpoi
 with `transformers.Trainer` (or the adversarial / distillation extension the recipe switches on), scores the test
 split with the task type's metrics, and writes the model (for LoRA: the adapter in `adapter/` and the merged plain
 Sora checkpoint at the top), the tokenizer, `metrics.json`, `predictions.jsonl`, a loss curve, the task's reports and
-a model card. The steps live in `sora_hf.finetuning` and `sora_hf.tasks`.
+a model card. The steps live in `finetune_steps.py` and `sora_hf.tasks`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Any
 from transformers import set_seed
 
 from ..checkpoints import resolve_checkpoint
-from ..finetuning import (
+from ..outputs import OutputFolder, check_output_folder, disk_space_errors
+from ..recipes import FinetuneRecipe
+from ..reporting import plot_loss_curve, write_metrics, write_model_card
+from ..tasks import get_task
+from ..tokenizer import load_tokenizer
+from ..training.lora import apply_lora, count_parameters
+from .common import check_class_count, save_recipe, train_and_measure
+from .finetune_steps import (
     build_features,
     evaluates_during_training,
     load_model,
@@ -27,13 +34,6 @@ from ..finetuning import (
     training_arguments,
     training_callbacks,
 )
-from ..outputs import OutputFolder, check_output_folder, disk_space_errors
-from ..recipes import FinetuneRecipe
-from ..reporting import plot_loss_curve, write_metrics, write_model_card
-from ..tasks import get_task
-from ..tokenizer import load_tokenizer
-from ..training.lora import apply_lora, count_parameters
-from .common import check_class_count, save_recipe, train_and_measure
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from typing import Any
 from transformers import TrainingArguments, set_seed
 
 from ..distributed import for_this_machine
-from ..finetuning import check_sora_checkpoint, save_finetuned
 from ..recipes import MULTITASK_TRAINING, MultiTaskRecipe, RecipeError
 from ..tasks import get_task
 from ..training.multitask import (
@@ -31,6 +30,7 @@ from ..training.multitask import (
     unwrap,
 )
 from .common import check_class_count, save_recipe, train_and_measure
+from .finetune_steps import check_sora_checkpoint, save_finetuned
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,11 @@ def run_multitask(
 def _multitask(
     recipe: MultiTaskRecipe, target: Path, checkpoint: str, overwrite: bool, callbacks: list | None
 ) -> dict[str, Any]:
-    from ..finetuning import build_features, load_task
     from ..outputs import OutputFolder
     from ..reporting import plot_loss_curve, write_metrics, write_model_card
     from ..tokenizer import load_tokenizer
     from ..training.lora import count_parameters
+    from .finetune_steps import build_features, load_task
 
     set_seed(recipe.seed)
 

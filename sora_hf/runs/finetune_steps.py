@@ -1,5 +1,5 @@
 """The steps of fine-tuning a pre-trained Sora on a task, with LoRA (peft) or full fine-tuning, from one recipe
-format (`sora_hf.runs.run_finetuning` runs them): the task's data, the checked checkpoint under the task's head,
+format (`sora_hf.runs.run_finetuning` runs them; the multi-task run shares them): the task's data, the checked checkpoint under the task's head,
 the features, the Trainer arguments, the Trainer (plain, adversarial or distilling) and the saved model (for LoRA:
 the adapter in `adapter/` and the merged plain Sora checkpoint at the top)."""
 
@@ -14,18 +14,18 @@ from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
-from .checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
-from .distributed import for_this_machine
-from .recipes import FINETUNE_LEARNING_RATE, FINETUNE_TRAINING, FinetuneRecipe, RecipeError
-from .tasks import Features, get_task
-from .tokenizer import check_tokenizer_fits
+from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
+from ..distributed import for_this_machine
+from ..recipes import FINETUNE_LEARNING_RATE, FINETUNE_TRAINING, FinetuneRecipe, RecipeError
+from ..tasks import Features, get_task
+from ..tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)
 
 
 def load_task(recipe: FinetuneRecipe):
     """The task's DatasetDict and TaskInfo, from the embedded tasks or the user's files."""
-    from .data import tasks
+    from ..data import tasks
 
     data = recipe.data
     if data.embedded is not None:
@@ -80,7 +80,7 @@ def check_sora_checkpoint(folder: str) -> None:
 
 def load_model(recipe: FinetuneRecipe, info, tokenizer):
     """The pre-trained checkpoint under the task's head; refuses a checkpoint that cannot serve the task."""
-    from .configuration_sora import SoraConfig
+    from ..configuration_sora import SoraConfig
 
     checkpoint = resolve_checkpoint(recipe.checkpoint)
     if Path(checkpoint).is_dir():
@@ -223,11 +223,11 @@ def make_trainer(
         if hooks is not None and "compute_metrics" not in trainer_kwargs:
             trainer_kwargs["compute_metrics"], trainer_kwargs["preprocess_logits_for_metrics"] = hooks
     if recipe.adversarial:
-        from .training.adversarial import AdversarialTrainer
+        from ..training.adversarial import AdversarialTrainer
 
         trainer = AdversarialTrainer(adversarial=recipe.adversarial, **trainer_kwargs)
     elif recipe.distillation:
-        from .training.distillation import DistillationTrainer, load_teacher
+        from ..training.distillation import DistillationTrainer, load_teacher
 
         options = recipe.distillation
         teacher = load_teacher(options, info, trainer_kwargs["model"], trainer_kwargs["processing_class"])

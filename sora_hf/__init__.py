@@ -59,11 +59,10 @@ def __getattr__(name: str) -> Any:
 
 
 # the imports after which Sora can be registered: transformers (the registration needs it, and so torch, which
-# `import sora_hf` does not load by itself) and sora_hf's model files (imported directly, they import transformers
-# half-way through their own import, before their classes exist)
-_WATCHED = frozenset(
-    {"transformers", *(f"{__name__}.{m}" for m in ("configuration_sora", "modeling_sora", "modeling_sora_multitask"))}
-)
+# `import sora_hf` does not load by itself), and sora_hf's model files and registration module (imported directly,
+# they import transformers half-way through their own import, before their classes exist)
+_SORA_MODULES = ("configuration_sora", "modeling_sora", "modeling_sora_multitask", "registration")
+_WATCHED = frozenset({"transformers", *(f"{__name__}.{module}" for module in _SORA_MODULES)})
 _finding = threading.local()
 _registering = False
 

@@ -4,6 +4,7 @@ hidden states, padded batches, greedy decoding with the cache, reloading (also a
 fine-tuning through a recipe and ONNX export of the converted model; and the refusals (architecture, option,
 parity, output folder), each before anything is written."""
 
+import functools
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import textwrap
 
 import pytest
 import torch
+import transformers
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -22,18 +24,12 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2Config,
     Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-    RobertaConfig,
-    RobertaForMaskedLM,
 )
 
 from sora_hf import SoraConfig, SoraForCausalLM, SoraForMaskedLM
 from sora_hf.cli import main as cli_main
+from sora_hf.conversion import SOURCES as CONVERSION_SOURCES
 from sora_hf.conversion import ConversionError, convert, export_llama
 from sora_hf.tokenizer import train_tokenizer
 
@@ -58,14 +54,25 @@ LLAMA3_ROPE = {
     "high_freq_factor": 4.0,
     "original_max_position_embeddings": 16,
 }
-# every source with the options that make it differ from plain Llama turned on; windows shorter than the inputs
+# the options that make a source differ from plain Llama, turned on (windows shorter than the inputs); a source
+# added to the registry is tested with its defaults until it gets a row here
+DECODER_OPTIONS = {
+    "llama": dict(attention_bias=True, rope_parameters=LLAMA3_ROPE),
+    "mistral": dict(sliding_window=4),
+    "qwen2": dict(tie_word_embeddings=True),
+    "qwen3": dict(head_dim=16, use_sliding_window=True, sliding_window=4, max_window_layers=1),
+}
+# the registry's decoders, each built from its transformers classes (`<prefix>Config`, `<prefix>ForCausalLM`)
 SOURCES = {
-    "llama": lambda: LlamaForCausalLM(LlamaConfig(**COMMON, attention_bias=True, rope_parameters=LLAMA3_ROPE)),
-    "mistral": lambda: MistralForCausalLM(MistralConfig(**COMMON, sliding_window=4)),
-    "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**COMMON, tie_word_embeddings=True)),
-    "qwen3": lambda: Qwen3ForCausalLM(
-        Qwen3Config(**COMMON, head_dim=16, use_sliding_window=True, sliding_window=4, max_window_layers=1)
-    ),
+    source.model_type: functools.partial(
+        lambda prefix, options: getattr(transformers, f"{prefix}ForCausalLM")(
+            getattr(transformers, f"{prefix}Config")(**COMMON, **options)
+        ),
+        source.class_prefix,
+        DECODER_OPTIONS.get(source.model_type, {}),
+    )
+    for source in CONVERSION_SOURCES.values()
+    if source.family == "decoder"
 }
 
 
@@ -287,9 +294,18 @@ ENCODER = dict(
     vocab_size=160, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
     max_position_embeddings=64,
 )  # fmt: skip
+ENCODER_OPTIONS = {"bert": dict(pad_token_id=0), "roberta": dict(pad_token_id=1, type_vocab_size=1)}
+# the registry's encoders, each built from its transformers classes (`<prefix>Config`, `<prefix>ForMaskedLM`)
 ENCODER_SOURCES = {
-    "bert": lambda: BertForMaskedLM(BertConfig(**ENCODER, pad_token_id=0)),
-    "roberta": lambda: RobertaForMaskedLM(RobertaConfig(**ENCODER, pad_token_id=1, type_vocab_size=1)),
+    source.model_type: functools.partial(
+        lambda prefix, options: getattr(transformers, f"{prefix}ForMaskedLM")(
+            getattr(transformers, f"{prefix}Config")(**ENCODER, **options)
+        ),
+        source.class_prefix,
+        ENCODER_OPTIONS.get(source.model_type, {}),
+    )
+    for source in CONVERSION_SOURCES.values()
+    if source.family == "encoder"
 }
 
 

@@ -26,6 +26,7 @@ ORDERS = {
     "a model file directly": "from sora_hf.modeling_sora import SoraModel",
     "the multi-task model file directly": "from sora_hf.modeling_sora_multitask import SoraForMultiTask",
     "the config file directly": "from sora_hf.configuration_sora import SoraConfig",
+    "the registration module directly (as the command line does)": "from sora_hf.registration import register",
     "a class read from the package": "import sora_hf\nsora_hf.SoraForCausalLM",
 }
 

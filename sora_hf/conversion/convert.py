@@ -117,7 +117,7 @@ def convert(
     state = source_model.state_dict()
     trained = TRAINED_HEAD_PREFIXES.get(head)
     model = getattr(modeling_sora, HEAD_CLASSES[head])(SoraConfig(**options)).eval()
-    if found.model_type in ("bert", "roberta"):
+    if found.family == "encoder":
         renamed = {encoder_key(key): value for key, value in state.items()}
         state = {key: value for key, value in renamed.items() if key is not None}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -212,7 +212,6 @@ def _config_file(spec: str) -> str:
 # the checkpoint (BERT's next-sentence pooler: Sora's pooled heads have their own); after the base model's prefix
 _UNUSED_ENCODER_WEIGHTS = ("pooler.", "cls.", "lm_head.", "classifier.", "qa_outputs.")
 _UNUSED_BY_MASKED_LM = ("pooler.", "cls.seq_relationship.", "classifier.", "qa_outputs.")
-_MAY_BE_MISSING = {"bert": ("pooler.",), "roberta": ("pooler.",)}
 
 
 def _load_source(spec: str, head: Head, found: Source, **loading: Any):
@@ -255,7 +254,7 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
             "the model was saved with (hidden_size, intermediate_size, vocab_size...) and convert again"
         )
     unused = _UNUSED_BY_MASKED_LM if head == "masked-lm" else _UNUSED_ENCODER_WEIGHTS
-    unused = unused if found.model_type in ("bert", "roberta") else ()
+    unused = unused if found.family == "encoder" else ()
     dropped = sorted(k for k in info.get("unexpected_keys") or [] if k.startswith(("classifier.", "qa_outputs.")))
     if dropped and head != "masked-lm":
         logger.warning(
@@ -269,7 +268,7 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
         for key in info.get("unexpected_keys") or []
         if not key.removeprefix(prefix).startswith(unused) and not key.endswith("rotary_emb.inv_freq")
     )
-    may_be_missing = _MAY_BE_MISSING.get(found.model_type, ())
+    may_be_missing = ("pooler.",) if found.family == "encoder" else ()
     missing = sorted(
         k for k in info.get("missing_keys") or [] if not k.removeprefix(prefix).startswith(may_be_missing)
     )

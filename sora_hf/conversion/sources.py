@@ -13,6 +13,7 @@ that Sora has no equivalent for is refused here, by name, before any weight is r
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,24 +30,94 @@ class ConversionError(ValueError):
     """A source that cannot become Sora (or a Sora model that cannot become the target) with the same outputs."""
 
 
+def _qwen2_options(config: Any) -> dict[str, Any]:
+    """Qwen2Attention: biases on query, key and value, none on the output; sliding layers as `layer_types` says."""
+    return {"attention_bias": True, "attention_output_bias": False, **_sliding_layers(config)}
+
+
+def _qwen3_options(config: Any) -> dict[str, Any]:
+    """Qwen3's per-head RMSNorm of queries and keys; sliding layers as `layer_types` says."""
+    return {"qk_norm": True, **_sliding_layers(config)}
+
+
+def _mistral_options(config: Any) -> dict[str, Any]:
+    """Mistral slides one window over every layer."""
+    window = getattr(config, "sliding_window", None)
+    return {} if window is None else {"sliding_window": window}
+
+
+def _sliding_layers(config: Any) -> dict[str, Any]:
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and "sliding_attention" in layer_types:
+        return {"sliding_window": config.sliding_window, "layer_types": list(layer_types)}
+    return {}
+
+
 @dataclass(frozen=True)
 class Source:
-    """One convertible architecture: its `model_type`, the heads it converts to, and what it is."""
+    """One convertible architecture, and what converting it takes: its `model_type`, the heads it converts to, what
+    it is, the prefix of its transformers class names, its family (an encoder's parameters are renamed by
+    `encoder_key` and its options read by `_encoder_options`; a decoder's are Llama's) and, for a decoder, the
+    options its members add to Llama's. Adding a source is one row here (and its options function)."""
 
     model_type: str
     heads: tuple[Head, ...]
     description: str
+    class_prefix: str
+    family: Literal["encoder", "decoder"]
+    decoder_options: Callable[[Any], dict[str, Any]] | None = None
+    position_offset_from_padding: bool = False  # RoBERTa counts positions from padding_idx + 1
 
 
 SOURCES: dict[str, Source] = {
     source.model_type: source
     for source in (
-        Source("llama", ("causal-lm",), "Llama 2/3 decoders (and every checkpoint saved as LlamaForCausalLM)"),
-        Source("mistral", ("causal-lm",), "Mistral decoders, sliding-window attention included"),
-        Source("qwen2", ("causal-lm",), "Qwen2 / Qwen2.5 decoders (biases on query, key and value)"),
-        Source("qwen3", ("causal-lm",), "Qwen3 dense decoders (per-head query/key RMSNorm)"),
-        Source("bert", ENCODER_HEADS, "BERT encoders: bert-base-chinese, MacBERT, MiniLM, chinese-roberta-wwm-ext"),
-        Source("roberta", ENCODER_HEADS, "RoBERTa encoders (positions counted from padding_idx + 1)"),
+        Source(
+            "llama",
+            ("causal-lm",),
+            "Llama 2/3 decoders (and every checkpoint saved as LlamaForCausalLM)",
+            "Llama",
+            "decoder",
+        ),
+        Source(
+            "mistral",
+            ("causal-lm",),
+            "Mistral decoders, sliding-window attention included",
+            "Mistral",
+            "decoder",
+            _mistral_options,
+        ),
+        Source(
+            "qwen2",
+            ("causal-lm",),
+            "Qwen2 / Qwen2.5 decoders (biases on query, key and value)",
+            "Qwen2",
+            "decoder",
+            _qwen2_options,
+        ),
+        Source(
+            "qwen3",
+            ("causal-lm",),
+            "Qwen3 dense decoders (per-head query/key RMSNorm)",
+            "Qwen3",
+            "decoder",
+            _qwen3_options,
+        ),
+        Source(
+            "bert",
+            ENCODER_HEADS,
+            "BERT encoders: bert-base-chinese, MacBERT, MiniLM, chinese-roberta-wwm-ext",
+            "Bert",
+            "encoder",
+        ),
+        Source(
+            "roberta",
+            ENCODER_HEADS,
+            "RoBERTa encoders (positions counted from padding_idx + 1)",
+            "Roberta",
+            "encoder",
+            position_offset_from_padding=True,
+        ),
     )
 }
 
@@ -76,8 +147,8 @@ def source_of(config: Any) -> Source:
 def sora_options(config: Any, tokenizer: Any = None) -> dict[str, Any]:
     """The `SoraConfig` keyword arguments of a model with exactly `config`'s maths."""
     source = source_of(config)
-    if source.model_type in ("bert", "roberta"):
-        return _encoder_options(config, tokenizer)
+    if source.family == "encoder":
+        return _encoder_options(config, tokenizer, source)
     problems = [
         f"{name}={getattr(config, name)!r} (Sora computes only {value!r})"
         for name, value in _MUST_EQUAL.items()
@@ -121,15 +192,9 @@ def sora_options(config: Any, tokenizer: Any = None) -> dict[str, Any]:
         "mask_token_id": None,
         "decoder_start_token_id": None,
     }
-    if source.model_type == "qwen2":
-        options.update(attention_bias=True, attention_output_bias=False)  # Qwen2Attention: q/k/v biased, o not
-    if source.model_type == "qwen3":
-        options.update(qk_norm=True)
-    if source.model_type == "mistral" and getattr(config, "sliding_window", None) is not None:
-        options.update(sliding_window=config.sliding_window)
+    if source.decoder_options is not None:
+        options.update(source.decoder_options(config))
     layer_types = getattr(config, "layer_types", None)
-    if source.model_type in ("qwen2", "qwen3") and layer_types and "sliding_attention" in layer_types:
-        options.update(sliding_window=config.sliding_window, layer_types=list(layer_types))
     if layer_types and set(layer_types) - {"full_attention", "sliding_attention"}:
         raise ConversionError(f"{config.model_type} checkpoint has layer types Sora lacks: {sorted(set(layer_types))}")
     return options
@@ -139,16 +204,12 @@ def check_saved_config(saved: dict[str, Any]) -> None:
     """Options of a saved config.json that transformers 5 no longer reads (its BERT dropped relative positions, and
     loads such a checkpoint as absolute): refused, since neither it nor Sora computes what the weights learnt."""
     kind = saved.get("position_embedding_type", "absolute")
-    if saved.get("model_type") in ("bert", "roberta") and kind != "absolute":
+    source = SOURCES.get(saved.get("model_type"))
+    if source is not None and source.family == "encoder" and kind != "absolute":
         raise ConversionError(
             f"{saved['model_type']} checkpoint has options Sora has no equivalent for: position_embedding_type="
             f"{kind!r} (Sora: absolute or rotary positions)"
         )
-
-
-# the class names of each source's models (`architectures` in config.json): BertModel, RobertaForMaskedLM...
-CLASS_PREFIXES = {"bert": "Bert", "roberta": "Roberta", "llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2",
-                  "qwen3": "Qwen3"}  # fmt: skip
 
 
 def check_architectures(saved: dict[str, Any], where: str) -> None:
@@ -156,7 +217,7 @@ def check_architectures(saved: dict[str, Any], where: str) -> None:
     under `roberta`, Llama's under `bert`): its weights were not trained for the maths that model_type computes."""
     model_type = saved.get("model_type")
     for name in saved.get("architectures") or []:
-        family = next((t for t, prefix in CLASS_PREFIXES.items() if _is_class_of(str(name), prefix)), None)
+        family = next((s.model_type for s in SOURCES.values() if _is_class_of(str(name), s.class_prefix)), None)
         if family is not None and family != model_type:
             raise ConversionError(
                 f"{where} says model_type {model_type!r} but architectures {name!r} (a {family} model): the config "
@@ -182,7 +243,7 @@ def named_like(names: list[str]) -> str | None:
     return None
 
 
-def _encoder_options(config: Any, tokenizer: Any) -> dict[str, Any]:
+def _encoder_options(config: Any, tokenizer: Any, source: Source) -> dict[str, Any]:
     problems = []
     if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
         problems.append("is_decoder / add_cross_attention (a BERT decoder)")
@@ -206,7 +267,7 @@ def _encoder_options(config: Any, tokenizer: Any) -> dict[str, Any]:
         "attention_bias": True,
         "mlp_bias": True,
         "position_embedding_type": "absolute",
-        "position_offset": pad + 1 if config.model_type == "roberta" else 0,
+        "position_offset": pad + 1 if source.position_offset_from_padding else 0,
         "norm_type": "layer_norm",
         "norm_position": "post",
         "embedding_norm": True,

@@ -22,7 +22,7 @@ from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAuto
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
-from .configuration_sora import SoraConfig
+from .configuration_sora import MULTITASK_TYPES, SoraConfig
 from .modeling_sora import SoraClassificationHead, SoraModel, SoraPreTrainedModel, _needs_all_layers
 
 # The entry `save_pretrained` writes for `SoraForMultiTask` (transformers writes it from `_auto_class`); the Hub push
@@ -91,6 +91,101 @@ class SoraTaskUncertainty(nn.Module):
         return torch.exp(-s) * loss + s
 
 
+class MultiTaskHeadType:
+    """What one task type's head is in `SoraForMultiTask`: the module it builds (the single-task model's, so that the
+    parameter names and the maths are theirs), its logits from the shared encoder's outputs, and its loss. One
+    subclass per type in `MULTITASK_HEAD_TYPES`, whose keys are `configuration_sora.MULTITASK_TYPES`."""
+
+    pooled = False  # reads a pooled sentence (and so every layer's states when the config pools over layers)
+
+    def build(self, config: SoraConfig, spec: dict) -> nn.Module:
+        raise NotImplementedError
+
+    def logits(self, module: nn.Module, outputs, attention_mask, dropout: nn.Module) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self, spec: dict, logits: dict[str, torch.Tensor], labels, start_positions, end_positions):
+        raise NotImplementedError
+
+
+class ClassificationHeadType(MultiTaskHeadType):
+    """`SoraForSequenceClassification`'s pooled head: single-label, multi-label or regression (`problem_type`)."""
+
+    pooled = True
+
+    def build(self, config, spec):
+        return SoraClassificationHead(config, 1 if spec.get("problem_type") == "regression" else len(spec["labels"]))
+
+    def logits(self, module, outputs, attention_mask, dropout):
+        return {"logits": module(outputs.last_hidden_state, attention_mask, outputs.hidden_states)}
+
+    def loss(self, spec, logits, labels, start_positions, end_positions):
+        if labels is None:
+            return None
+        scores = logits["logits"].float()
+        labels = labels.to(scores.device)
+        problem_type = spec.get("problem_type") or "single_label_classification"
+        if problem_type == "regression":
+            return F.mse_loss(scores.squeeze(-1), labels.float().view(-1))
+        if problem_type == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(scores, labels.float())
+        return F.cross_entropy(scores, labels.view(-1))
+
+
+class TokenClassificationHeadType(MultiTaskHeadType):
+    """`SoraForTokenClassification`'s head: dropout, then one linear layer over every token."""
+
+    def build(self, config, spec):
+        return nn.Linear(config.hidden_size, len(spec["labels"]))
+
+    def logits(self, module, outputs, attention_mask, dropout):
+        return {"logits": module(dropout(outputs.last_hidden_state))}
+
+    def loss(self, spec, logits, labels, start_positions, end_positions):
+        if labels is None:
+            return None
+        scores = logits["logits"].float()
+        return F.cross_entropy(scores.view(-1, scores.shape[-1]), labels.to(scores.device).view(-1), ignore_index=-100)
+
+
+class QuestionAnsweringHeadType(MultiTaskHeadType):
+    """`SoraForQuestionAnswering`'s span head: start and end logits from one linear layer (`qa_outputs`)."""
+
+    def build(self, config, spec):
+        return nn.Linear(config.hidden_size, 2)
+
+    def logits(self, module, outputs, attention_mask, dropout):
+        start_logits, end_logits = module(outputs.last_hidden_state).split(1, dim=-1)
+        return {
+            "start_logits": start_logits.squeeze(-1).contiguous(),
+            "end_logits": end_logits.squeeze(-1).contiguous(),
+        }
+
+    def loss(self, spec, logits, labels, start_positions, end_positions):
+        if start_positions is None or end_positions is None:
+            return None
+        start_logits, end_logits = logits["start_logits"], logits["end_logits"]
+        ignored = start_logits.size(1)
+        start = start_positions.view(-1).to(start_logits.device).clamp(0, ignored)
+        end = end_positions.view(-1).to(end_logits.device).clamp(0, ignored)
+        start_loss = F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
+        end_loss = F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
+        return (start_loss + end_loss) / 2
+
+
+# the head of each task type `config.tasks` may name; adding one is a subclass and a row (and its name in
+# configuration_sora.MULTITASK_TYPES, which the config checks)
+MULTITASK_HEAD_TYPES: dict[str, MultiTaskHeadType] = {
+    "classification": ClassificationHeadType(),
+    "token_classification": TokenClassificationHeadType(),
+    "question_answering": QuestionAnsweringHeadType(),
+}
+if tuple(MULTITASK_HEAD_TYPES) != tuple(MULTITASK_TYPES):
+    raise ImportError(
+        f"multi-task head types {tuple(MULTITASK_HEAD_TYPES)} differ from the config's {MULTITASK_TYPES}"
+    )
+
+
 class SoraForMultiTask(SoraPreTrainedModel):
     """One shared Sora encoder with one head per task (`config.tasks`): classification, token classification, QA.
 
@@ -125,17 +220,9 @@ class SoraForMultiTask(SoraPreTrainedModel):
         self.task_names = sorted(config.tasks)  # config.json stores the mapping with sorted keys
         self.model = SoraModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        heads = {}
-        for name in self.task_names:
-            spec = config.tasks[name]
-            if spec["type"] == "classification":
-                width = 1 if spec.get("problem_type") == "regression" else len(spec["labels"])
-                heads[name] = SoraClassificationHead(config, width)
-            elif spec["type"] == "token_classification":
-                heads[name] = nn.Linear(config.hidden_size, len(spec["labels"]))
-            else:
-                heads[name] = nn.Linear(config.hidden_size, 2)  # start and end logits, as `qa_outputs`
-        self.heads = nn.ModuleDict(heads)
+        self.heads = nn.ModuleDict(
+            {name: self.head_type(name).build(config, config.tasks[name]) for name in self.task_names}
+        )
         self.task_uncertainty = (
             SoraTaskUncertainty(self.task_names) if config.task_loss_weighting == "uncertainty" else None
         )
@@ -148,6 +235,9 @@ class SoraForMultiTask(SoraPreTrainedModel):
 
     def task_type(self, task: str) -> str:
         return self.config.tasks[self.check_task(task)]["type"]
+
+    def head_type(self, task: str) -> MultiTaskHeadType:
+        return MULTITASK_HEAD_TYPES[self.config.tasks[task]["type"]]
 
     def check_task(self, task: str | None) -> str:
         """The task to run: `task`, or the only task; a clear error for a missing or unknown name."""
@@ -170,7 +260,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[BaseModelOutputWithPast, bool]:
         """The shared encoder's outputs (with every layer's states when a pooled head of `tasks` needs them)."""
-        pooled = any(self.config.tasks[t]["type"] == "classification" for t in (tasks or self.task_names))
+        pooled = any(self.head_type(t).pooled for t in (tasks or self.task_names))
         return_hidden = bool(kwargs.get("output_hidden_states", self.config.output_hidden_states))
         if pooled:
             kwargs, return_hidden = _needs_all_layers(self.config, kwargs)
@@ -187,17 +277,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
 
     def head(self, task: str, outputs, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Task `task`'s logits from the shared encoder's outputs: {"logits"} or {"start_logits", "end_logits"}."""
-        task_type = self.task_type(task)
-        module = self.heads[task]
-        if task_type == "classification":
-            return {"logits": module(outputs.last_hidden_state, attention_mask, outputs.hidden_states)}
-        if task_type == "token_classification":
-            return {"logits": module(self.dropout(outputs.last_hidden_state))}
-        start_logits, end_logits = module(outputs.last_hidden_state).split(1, dim=-1)
-        return {
-            "start_logits": start_logits.squeeze(-1).contiguous(),
-            "end_logits": end_logits.squeeze(-1).contiguous(),
-        }
+        return self.head_type(self.check_task(task)).logits(self.heads[task], outputs, attention_mask, self.dropout)
 
     def run_heads(self, tasks: list[str] | None = None, **inputs) -> dict[str, dict[str, torch.Tensor]]:
         """Every task's logits (or those of `tasks`) from one pass of the shared encoder: what a pipeline needs."""
@@ -209,29 +289,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
         self, task: str, logits: dict[str, torch.Tensor], labels=None, start_positions=None, end_positions=None
     ) -> torch.Tensor | None:
         """The unweighted loss of `task`, as its single-task head computes it."""
-        spec = self.config.tasks[task]
-        if spec["type"] == "question_answering":
-            if start_positions is None or end_positions is None:
-                return None
-            start_logits, end_logits = logits["start_logits"], logits["end_logits"]
-            ignored = start_logits.size(1)
-            start = start_positions.view(-1).to(start_logits.device).clamp(0, ignored)
-            end = end_positions.view(-1).to(end_logits.device).clamp(0, ignored)
-            start_loss = F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-            end_loss = F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
-            return (start_loss + end_loss) / 2
-        if labels is None:
-            return None
-        scores = logits["logits"].float()
-        labels = labels.to(scores.device)
-        if spec["type"] == "token_classification":
-            return F.cross_entropy(scores.view(-1, scores.shape[-1]), labels.view(-1), ignore_index=-100)
-        problem_type = spec.get("problem_type") or "single_label_classification"
-        if problem_type == "regression":
-            return F.mse_loss(scores.squeeze(-1), labels.float().view(-1))
-        if problem_type == "multi_label_classification":
-            return F.binary_cross_entropy_with_logits(scores, labels.float())
-        return F.cross_entropy(scores, labels.view(-1))
+        return self.head_type(task).loss(self.config.tasks[task], logits, labels, start_positions, end_positions)
 
     def weighted_loss(self, task: str, loss: torch.Tensor) -> torch.Tensor:
         """The training objective of one task's batch: fixed `loss_weight`, or uncertainty weighting."""
@@ -271,4 +329,11 @@ class SoraForMultiTask(SoraPreTrainedModel):
         )
 
 
-__all__ = ["AutoModelForMultiTask", "SoraForMultiTask", "SoraMultiTaskOutput", "SoraTaskUncertainty"]
+__all__ = [
+    "MULTITASK_HEAD_TYPES",
+    "AutoModelForMultiTask",
+    "MultiTaskHeadType",
+    "SoraForMultiTask",
+    "SoraMultiTaskOutput",
+    "SoraTaskUncertainty",
+]

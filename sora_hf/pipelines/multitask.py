@@ -21,6 +21,8 @@ from transformers.pipelines.base import Pipeline
 from ._utils import TextPipelineMixin, default_max_length
 
 AGGREGATIONS = ("simple", "none")
+# the multi-task head types that read a question with the text as its context
+QUESTION_TYPES = ("question_answering",)
 
 
 class SoraMultiTaskPipeline(TextPipelineMixin, Pipeline):
@@ -100,10 +102,8 @@ class SoraMultiTaskPipeline(TextPipelineMixin, Pipeline):
             raise ValueError(f"{type(self).__name__} takes a text (or a list of texts), got {type(text).__name__}")
         if max_length is None:
             max_length = default_max_length(self.model, self.tokenizer, 512)
-        selected = tasks or [
-            t for t in sorted(self.task_specs) if self.task_specs[t]["type"] != "question_answering" or question
-        ]
-        qa_tasks = [t for t in selected if self.task_specs[t]["type"] == "question_answering"]
+        selected = tasks or [t for t in sorted(self.task_specs) if not self._reads_question(t) or question]
+        qa_tasks = [t for t in selected if self._reads_question(t)]
         text_tasks = [t for t in selected if t not in qa_tasks]
         if qa_tasks and not question:
             raise ValueError(f"question-answering tasks {qa_tasks} need `question=` (the text is the context)")
@@ -130,6 +130,10 @@ class SoraMultiTaskPipeline(TextPipelineMixin, Pipeline):
             inputs["qa_inputs"] = dict(encoded)
         return inputs
 
+    def _reads_question(self, task: str) -> bool:
+        """The task's head reads a question and the text as its context (run on the pair, not the text alone)."""
+        return self.task_specs[task]["type"] in QUESTION_TYPES
+
     @staticmethod
     def _model_inputs(encoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names = ("input_ids", "attention_mask", "token_type_ids")
@@ -147,29 +151,28 @@ class SoraMultiTaskPipeline(TextPipelineMixin, Pipeline):
     def postprocess(
         self, outputs: dict[str, Any], aggregation_strategy: str = "simple", top_k: int = 1
     ) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for task, logits in outputs["heads"].items():
-            spec = self.task_specs[task]
-            if spec["type"] == "classification":
-                result[task] = self._classification(spec, logits["logits"][0].float(), top_k)
-            elif spec["type"] == "token_classification":
-                result[task] = self._token_classification(
-                    spec,
-                    logits["logits"][0].float(),
-                    outputs["text_offsets"],
-                    outputs["text_special"],
-                    outputs["text"],
-                    aggregation_strategy,
-                )
-            else:
-                result[task] = self._question_answering(
-                    logits["start_logits"][0].float(),
-                    logits["end_logits"][0].float(),
-                    outputs["qa_offsets"],
-                    outputs["qa_context"],
-                    outputs["text"],
-                )
-        return result
+        answers = {
+            "classification": lambda spec, logits: self._classification(spec, logits["logits"][0].float(), top_k),
+            "token_classification": lambda spec, logits: self._token_classification(
+                spec,
+                logits["logits"][0].float(),
+                outputs["text_offsets"],
+                outputs["text_special"],
+                outputs["text"],
+                aggregation_strategy,
+            ),
+            "question_answering": lambda spec, logits: self._question_answering(
+                logits["start_logits"][0].float(),
+                logits["end_logits"][0].float(),
+                outputs["qa_offsets"],
+                outputs["qa_context"],
+                outputs["text"],
+            ),
+        }  # one per multi-task head type (modeling_sora_multitask.MULTITASK_HEAD_TYPES)
+        return {
+            task: answers[self.task_specs[task]["type"]](self.task_specs[task], logits)
+            for task, logits in outputs["heads"].items()
+        }
 
     @staticmethod
     def _classification(spec: dict[str, Any], logits: torch.Tensor, top_k: int) -> list[dict[str, Any]]:

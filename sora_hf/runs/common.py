@@ -62,6 +62,41 @@ def check_class_count(info: Any, dataset: Any, train_file: str | None) -> None:
     )
 
 
+def write_run(
+    folder: Path,
+    recipe: Any,
+    metrics: dict[str, Any],
+    log_history: list[dict[str, Any]],
+    *,
+    summary: str,
+    pipeline_tag: str,
+    tags: list[str],
+    card_metrics: dict[str, Any] | None = None,
+    dataset_name: str | None = None,
+    recipe_command: str = "sora-hf pretrain recipe.yaml",
+    recipe_fallback: dict[str, Any] | None = None,
+    plot_title: str | None = None,
+) -> None:
+    """What every run leaves beside its model: `metrics.json`, `loss_curve.png`, the effective `recipe.yaml` and a
+    model card (`README.md`) with the metrics (`card_metrics` where the card shows fewer) and the recipe."""
+    from ..reporting import plot_loss_curve, write_metrics, write_model_card
+
+    write_metrics(folder, metrics)
+    plot_loss_curve(log_history, folder / "loss_curve.png", title=plot_title or recipe.name)
+    recipe_text = save_recipe(recipe, folder, fallback=recipe_fallback)
+    write_model_card(
+        folder,
+        title=f"Sora {recipe.name}",
+        summary=recipe.description or summary,
+        metrics=card_metrics if card_metrics is not None else metrics,
+        recipe_text=recipe_text,
+        pipeline_tag=pipeline_tag,
+        tags=tags,
+        dataset_name=dataset_name,
+        recipe_command=recipe_command,
+    )
+
+
 def save_recipe(recipe: Any, output_dir: Path, fallback: dict[str, Any] | None = None) -> str | None:
     """Write the recipe that produced a run into it as `recipe.yaml`; returns its text (for the model card).
 

@@ -19,11 +19,10 @@ from transformers import set_seed
 from ..checkpoints import resolve_checkpoint
 from ..outputs import OutputFolder, check_output_folder, disk_space_errors
 from ..recipes import FinetuneRecipe
-from ..reporting import plot_loss_curve, write_metrics, write_model_card
 from ..tasks import get_task
 from ..tokenizer import load_tokenizer
 from ..training.lora import apply_lora, count_parameters
-from .common import check_class_count, save_recipe, train_and_measure
+from .common import check_class_count, train_and_measure, write_run
 from .finetune_steps import (
     build_features,
     evaluates_during_training,
@@ -157,18 +156,15 @@ def _finetune(recipe: FinetuneRecipe, target: Path, overwrite: bool, callbacks: 
         )
         save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)
         task.write_reports(output_dir, info, test, predictions, metrics)
-        write_metrics(output_dir, metrics)
-        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=f"{recipe.name}")
         # the folder this run pointed Trainer at, inside `out.path`: a fresh staging folder, or a target that was
         # empty or absent (check_output_folder refuses a non-empty one without --overwrite, which stages)
         shutil.rmtree(args.output_dir, ignore_errors=True)
-        recipe_text = save_recipe(recipe, output_dir)
-        write_model_card(
+        write_run(
             output_dir,
-            title=f"Sora {recipe.name}",
-            summary=recipe.description or f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
-            metrics=metrics,
-            recipe_text=recipe_text,
+            recipe,
+            metrics,
+            trainer.state.log_history,
+            summary=f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
             pipeline_tag=task.pipeline_tag,
             tags=[info.task_type, recipe.method],
             dataset_name=info.description or info.name,

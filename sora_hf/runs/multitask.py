@@ -29,7 +29,7 @@ from ..training.multitask import (
     uncertainty_log_variances,
     unwrap,
 )
-from .common import check_class_count, save_recipe, train_and_measure
+from .common import check_class_count, train_and_measure, write_run
 from .finetune_steps import check_sora_checkpoint, save_finetuned
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,6 @@ def _multitask(
     recipe: MultiTaskRecipe, target: Path, checkpoint: str, overwrite: bool, callbacks: list | None
 ) -> dict[str, Any]:
     from ..outputs import OutputFolder
-    from ..reporting import plot_loss_curve, write_metrics, write_model_card
     from ..tokenizer import load_tokenizer
     from ..training.lora import count_parameters
     from .finetune_steps import build_features, load_task
@@ -141,25 +140,22 @@ def _multitask(
             metrics["learned_log_variances"] = learned
             metrics["learned_loss_weights"] = {t: math.exp(-s) for t, s in learned.items()}
         save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)  # the adapter keeps the heads
-        write_metrics(output_dir, metrics)
-        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title=recipe.name)
         # the folder this run pointed Trainer at, inside `out.path`: a fresh staging folder, or a target that was
         # empty or absent (check_output_folder refuses a non-empty one without --overwrite, which stages)
         shutil.rmtree(args.output_dir, ignore_errors=True)
-        recipe_text = save_recipe(recipe, output_dir)
         headline = {
             f"test_{task}_{key[5:]}": value
             for task, scores in per_task.items()
             for key, value in scores.items()
             if key.startswith("test_") and isinstance(value, (int, float))
         }
-        write_model_card(
+        write_run(
             output_dir,
-            title=f"Sora {recipe.name}",
-            summary=recipe.description
-            or f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
-            metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
-            recipe_text=recipe_text,
+            recipe,
+            metrics,
+            trainer.state.log_history,
+            summary=f"Sora multi-task model ({recipe.method}): one shared encoder, heads for {', '.join(per_task)}.",
+            card_metrics={**headline, "train_steps": metrics["train_steps"], **parameters},
             pipeline_tag="multi-task",
             tags=["multi-task", recipe.method, *sorted({i.task_type for i in infos.values()})],
             dataset_name=", ".join(i.description or i.name for i in infos.values()),

@@ -25,9 +25,8 @@ from ..distributed import for_this_machine, is_main_process
 from ..outputs import OutputFolder, check_output_folder, disk_space_errors, last_complete_checkpoint
 from ..pretraining import evaluate_pretraining
 from ..recipes import PRETRAIN_TRAINING, PretrainRecipe, RecipeError
-from ..reporting import plot_loss_curve, write_metrics, write_model_card
 from ..tokenizer import check_tokenizer_fits, load_tokenizer, train_tokenizer
-from .common import save_recipe, train_and_measure
+from .common import train_and_measure, write_run
 
 logger = logging.getLogger(__name__)
 
@@ -142,22 +141,18 @@ def _pretrain(
         )
         if not main_process:
             return metrics
-        write_metrics(final, metrics)
-        plot_loss_curve(
-            trainer.state.log_history, final / "loss_curve.png", title=f"{recipe.name} ({recipe.objective})"
-        )
-        recipe_text = save_recipe(recipe, final, fallback={"name": recipe.name, "objective": recipe.objective})
-        write_model_card(
+        write_run(
             final,
-            title=f"Sora {recipe.name}",
-            summary=recipe.description
-            or f"A Sora model pre-trained from scratch with the {recipe.objective} objective.",
-            metrics=metrics,
-            recipe_text=recipe_text,
+            recipe,
+            metrics,
+            trainer.state.log_history,
+            summary=f"A Sora model pre-trained from scratch with the {recipe.objective} objective.",
             pipeline_tag={"clm": "text-generation", "denoising": "text2text-generation"}.get(
                 recipe.objective, "fill-mask"
             ),
             tags=[recipe.objective],
+            recipe_fallback={"name": recipe.name, "objective": recipe.objective},
+            plot_title=f"{recipe.name} ({recipe.objective})",
         )
         _move_in(final, output_dir)
         out.commit()

@@ -62,18 +62,23 @@ DECODER_OPTIONS = {
     "qwen2": dict(tie_word_embeddings=True),
     "qwen3": dict(head_dim=16, use_sliding_window=True, sliding_window=4, max_window_layers=1),
 }
-# the registry's decoders, each built from its transformers classes (`<prefix>Config`, `<prefix>ForCausalLM`)
-SOURCES = {
-    source.model_type: functools.partial(
-        lambda prefix, options: getattr(transformers, f"{prefix}ForCausalLM")(
-            getattr(transformers, f"{prefix}Config")(**COMMON, **options)
-        ),
-        source.class_prefix,
-        DECODER_OPTIONS.get(source.model_type, {}),
-    )
-    for source in CONVERSION_SOURCES.values()
-    if source.family == "decoder"
-}
+
+
+def registry_models(family, head, sizes, options):
+    """One tiny model builder per source of `family` in the conversion registry, from its transformers classes
+    (`<prefix>Config`, `<prefix><head>`) with `options[model_type]` on top of `sizes`."""
+
+    def build(prefix, extra):
+        return getattr(transformers, f"{prefix}{head}")(getattr(transformers, f"{prefix}Config")(**sizes, **extra))
+
+    return {
+        source.model_type: functools.partial(build, source.class_prefix, options.get(source.model_type, {}))
+        for source in CONVERSION_SOURCES.values()
+        if source.family == family
+    }
+
+
+SOURCES = registry_models("decoder", "ForCausalLM", COMMON, DECODER_OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -295,18 +300,7 @@ ENCODER = dict(
     max_position_embeddings=64,
 )  # fmt: skip
 ENCODER_OPTIONS = {"bert": dict(pad_token_id=0), "roberta": dict(pad_token_id=1, type_vocab_size=1)}
-# the registry's encoders, each built from its transformers classes (`<prefix>Config`, `<prefix>ForMaskedLM`)
-ENCODER_SOURCES = {
-    source.model_type: functools.partial(
-        lambda prefix, options: getattr(transformers, f"{prefix}ForMaskedLM")(
-            getattr(transformers, f"{prefix}Config")(**ENCODER, **options)
-        ),
-        source.class_prefix,
-        ENCODER_OPTIONS.get(source.model_type, {}),
-    )
-    for source in CONVERSION_SOURCES.values()
-    if source.family == "encoder"
-}
+ENCODER_SOURCES = registry_models("encoder", "ForMaskedLM", ENCODER, ENCODER_OPTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -193,26 +193,27 @@ def _constant(tree: ast.Module, name: str) -> Any:
     raise LookupError(f"no constant {name}")
 
 
+def _config_constant(name: str) -> tuple[str, ...]:
+    """A tuple constant of configuration_sora, read from its source (imported only where the source cannot be read:
+    the config imports transformers)."""
+    try:
+        return tuple(_constant(_module_tree(_CONFIG_SOURCE), name))
+    except (OSError, SyntaxError, LookupError, ValueError):
+        from .. import configuration_sora
+
+        return tuple(getattr(configuration_sora, name))
+
+
 @functools.cache
 def pooling_modes() -> tuple[str, ...]:
     """The values `SoraConfig(classifier_pooling=...)` accepts (configuration_sora.POOLING_MODES)."""
-    try:
-        return tuple(_constant(_module_tree(_CONFIG_SOURCE), "POOLING_MODES"))
-    except (OSError, SyntaxError, LookupError, ValueError):
-        from ..configuration_sora import POOLING_MODES
-
-        return tuple(POOLING_MODES)
+    return _config_constant("POOLING_MODES")
 
 
 @functools.cache
 def multitask_head_types() -> tuple[str, ...]:
     """The task types `SoraForMultiTask` has a head for (configuration_sora.MULTITASK_TYPES)."""
-    try:
-        return tuple(_constant(_module_tree(_CONFIG_SOURCE), "MULTITASK_TYPES"))
-    except (OSError, SyntaxError, LookupError, ValueError):
-        from ..configuration_sora import MULTITASK_TYPES
-
-        return tuple(MULTITASK_TYPES)
+    return _config_constant("MULTITASK_TYPES")
 
 
 @functools.cache

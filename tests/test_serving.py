@@ -117,6 +117,34 @@ def test_task_comes_from_the_architecture_and_unknown_tasks_are_refused(tmp_path
         load_pipeline(str(tmp_path / "no-such-model"))
 
 
+def test_the_serve_flags_are_the_settings_fields_with_their_defaults_and_ranges(monkeypatch, capsys):
+    """`sora-hf serve`'s batching and limit flags are generated from ServerSettings: each given flag reaches its
+    field, the others keep the dataclass defaults, and a value out of range is refused before anything loads."""
+    import dataclasses
+
+    import sora_hf.serving
+    from sora_hf.cli import main as cli_main
+
+    seen = {}
+    monkeypatch.setattr(
+        sora_hf.serving, "serve", lambda checkpoint, settings, **kwargs: seen.update(settings=settings)
+    )
+    argv = ["serve", "some-folder", "--max-queue-size", "7", "--header-timeout", "3.5", "--max-wait-ms", "0"]
+    assert cli_main(argv) == 0
+    expected = ServerSettings(max_queue_size=7, header_timeout_s=3.5, max_wait_ms=0.0)
+    assert seen["settings"] == expected != ServerSettings()
+    printed = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(ServerSettings):  # every field has its flag
+        flag = {"header_timeout_s": "--header-timeout", "body_timeout_s": "--body-timeout"}.get(field.name)
+        assert (flag or "--" + field.name.replace("_", "-")) in help_text, field.name
+    assert cli_main(["serve", "some-folder", "--max-wait-ms", "-1"]) == 2
+    assert cli_main(["serve", "some-folder", "--max-batch-size", "0"]) == 2
+    assert printed == ""  # the run itself printed nothing
+
+
 # ---------------------------------------------------------------------------------------------------------- batching
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from test_pretraining import LINES, tiny_recipe
 
+from sora_hf import reporting
 from sora_hf.cli import main as cli_main
 from sora_hf.recipes import RecipeError, load_pretrain_recipe, parse_pretrain_recipe, parse_set_options
 
@@ -172,12 +173,11 @@ def test_full_disk_in_a_checkpoint_save_removes_the_new_folder(corpus, tmp_path,
 
 
 def test_full_disk_in_the_final_save_keeps_the_existing_run_whole(corpus, tmp_path, capsys, monkeypatch):
-    import sora_hf.runs.pretrain as pretrain
 
     keep = {"save_steps": 2, "eval_steps": 100, "save_total_limit": 5}  # Trainer removes no checkpoint of ours
     _stopped_run(corpus, tmp_path / "run", save_total_limit=5)
     before = _snapshot(tmp_path / "run")
-    monkeypatch.setattr(pretrain, "write_model_card", _no_space)
+    monkeypatch.setattr(reporting, "write_model_card", _no_space)  # the last file every run writes (runs.common)
     path = _recipe_file(tmp_path, tiny_recipe(corpus, tmp_path / "run", **keep))
     assert cli_main(["pretrain", str(path), "--resume"]) == 2
     line = _error_line(capsys)
@@ -235,7 +235,7 @@ def test_full_disk_while_fine_tuning_leaves_the_target_as_it_was(encoder_checkpo
     monkeypatch.undo()
     assert cli_main(["finetune", str(path)]) == 0
     before = _snapshot(out)
-    monkeypatch.setattr(finetune, "write_model_card", _no_space)
+    monkeypatch.setattr(reporting, "write_model_card", _no_space)
     assert cli_main(["finetune", str(path), "--overwrite"]) == 2
     assert f"no space left on {out}" in _error_line(capsys)
     assert _snapshot(out) == before

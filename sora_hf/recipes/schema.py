@@ -12,22 +12,10 @@ from ..training.adversarial.config import AdversarialOptions, parse_adversarial_
 from ..training.distillation.config import DistillationOptions, parse_distillation_options
 from ..training.lora.config import LoraOptions, parse_lora_options
 from ..training.robustness.config import RobustnessOptions, parse_robustness_options
+from ..validation.choices import Corpus, DataSource, EmbeddedTask, Method, Objective, OnMalformed, TagScheme, TaskType
 from ..validation.errors import RecipeError, check_keys
 from ..validation.values import Kinds, _dataclass_kinds, coerce_numbers, typed_mapping
-from .choices import (
-    CHOICES,
-    Corpus,
-    DataSource,
-    EmbeddedTask,
-    Method,
-    Objective,
-    OnMalformed,
-    TagScheme,
-    TaskType,
-    _check_section_choices,
-    check_choice,
-    choices_of,
-)
+from .choices import CHOICES, _check_section_choices, check_choice, choices_of
 from .sources import check_model_section, check_training_section
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,29 +10,18 @@ app = create_app(pipe, task, settings=ServerSettings(max_batch_size=16, max_wait
 ```
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 # the public names of each module, imported on first use: `sora-hf serve --help` reads `settings` alone, without
 # FastAPI or torch (PEP 562)
-_EXPORTS = {
-    "app": ("create_app", "describe_validation_errors", "load_pipeline", "pipeline_batch_function",
-            "task_model_class"),
-    "batching": ("DynamicBatcher",),
-    "errors": ("RequestError",),
-    "metrics": ("ServingMetrics",),
-    "protocol": ("TimedH11Protocol", "timed_h11_protocol"),
-    "server": ("check_serve_arguments", "serve"),
-    "settings": ("ServerSettings", "settings_flags"),
-    "tasks": ("TASKS", "TaskSpec", "infer_task"),
-}  # fmt: skip
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    app=("create_app", "describe_validation_errors", "load_pipeline", "pipeline_batch_function", "task_model_class"),
+    batching=("DynamicBatcher",),
+    errors=("RequestError",),
+    metrics=("ServingMetrics",),
+    protocol=("TimedH11Protocol", "timed_h11_protocol"),
+    server=("check_serve_arguments", "serve"),
+    settings=("ServerSettings", "settings_flags"),
+    tasks=("TASKS", "TaskSpec", "infer_task"),
+)

@@ -34,7 +34,7 @@ perturbed loss for FreeLB; the mean loss under attack is logged beside it as `ad
 Layout: `config.py` (options), `perturbation.py` (mechanism), `trainer.py` (the Trainer).
 """
 
-from .._lazy import lazy_exports
+from ..._lazy import lazy_exports
 
 # the public names of each module, imported on first use (so that `config` loads without torch)
 __getattr__, __all__ = lazy_exports(

@@ -16,7 +16,7 @@ Attention maps are not distilled: both models may keep their sdpa/flash attentio
 Layout: `config.py` (options), `student.py`, `teacher.py` and `losses.py` (mechanism), `trainer.py` (the Trainer).
 """
 
-from .._lazy import lazy_exports
+from ..._lazy import lazy_exports
 
 # the public names of each module, imported on first use (so that `config` loads without torch)
 __getattr__, __all__ = lazy_exports(

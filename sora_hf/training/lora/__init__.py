@@ -2,7 +2,7 @@
 options (parsed once, when the recipe is read; no torch), `model.py` builds the peft `LoraConfig` of a head and wraps
 the model."""
 
-from .._lazy import lazy_exports
+from ..._lazy import lazy_exports
 
 # the public names of each module, imported on first use (so that `config` loads without torch)
 __getattr__, __all__ = lazy_exports(

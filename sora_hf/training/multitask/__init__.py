@@ -15,7 +15,7 @@ Layout: `config.py` (the sampling and weighting choices, no torch), `sampler.py`
 multi-task config, model and LoRA), `trainer.py` (the Trainer).
 """
 
-from .._lazy import lazy_exports
+from ..._lazy import lazy_exports
 
 # the public names of each module, imported on first use (so that `config` loads without torch)
 __getattr__, __all__ = lazy_exports(

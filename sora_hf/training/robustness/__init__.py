@@ -27,7 +27,7 @@ sets without `O`, such as BMES segmentation), and only neighbours inside the sam
 Layout: `config.py` (options), `perturb.py` (mechanism), `evaluate.py` (scores on the perturbed test split).
 """
 
-from .._lazy import lazy_exports
+from ..._lazy import lazy_exports
 
 # the public names of each module, imported on first use (so that `config` loads without torch)
 __getattr__, __all__ = lazy_exports(

@@ -1,5 +1,6 @@
 """Lazy package exports: `from sora_hf.training.adversarial import AdversarialTrainer` imports the trainer module
-(and torch) on first use, so that the recipe parser can import a package's `config` without torch."""
+(and torch) on first use, so that the recipe parser can import a package's `config` without torch, and `sora-hf
+serve --help` reads `sora_hf.serving.settings` without FastAPI."""
 
 from __future__ import annotations
 

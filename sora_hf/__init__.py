@@ -43,7 +43,7 @@ _MODULES = {
     "SoraConfig": "configuration_sora",
     "SoraForMultiTask": "modeling_sora_multitask",
     "AutoModelForMultiTask": "modeling_sora_multitask",
-    "register": "registration",
+    "register": "auto.registration",
 }
 
 
@@ -53,7 +53,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_MODULES.get(name, 'modeling_sora')}", __name__), name)
     if name != "register":
-        importlib.import_module(".registration", __name__).register()
+        importlib.import_module(".auto.registration", __name__).register()
     globals()[name] = value
     return value
 
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
 # the imports after which Sora can be registered: transformers (the registration needs it, and so torch, which
 # `import sora_hf` does not load by itself), and sora_hf's model files and registration module (imported directly,
 # they import transformers half-way through their own import, before their classes exist)
-_SORA_MODULES = ("configuration_sora", "modeling_sora", "modeling_sora_multitask", "registration")
+_SORA_MODULES = ("configuration_sora", "modeling_sora", "modeling_sora_multitask", "auto.registration")
 _WATCHED = frozenset({"transformers", *(f"{__name__}.{module}" for module in _SORA_MODULES)})
 _finding = threading.local()
 _registering = False
@@ -106,7 +106,7 @@ def _register_when_ready(finished: str | None = None) -> None:
         return  # the last of them to finish registers
     _registering = True
     try:
-        importlib.import_module(".registration", __name__).register()
+        importlib.import_module(".auto.registration", __name__).register()
     except Exception as error:  # noqa: BLE001 - `import transformers` must not fail because of sora_hf
         logging.getLogger(__name__).warning("sora_hf: registering Sora with transformers failed: %s", error)
     finally:

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from .heads import convert_heads  # a table of strings: --help still imports no torch
+from .auto.heads import convert_heads  # a table of strings: --help still imports no torch
 from .serving.settings import settings_flags  # a dataclass: no FastAPI, no torch
 
 # the opsets `export onnx` can write for Sora, per exporter (measured with torch 2.13 and onnxruntime 1.32):
@@ -55,7 +55,7 @@ def _library() -> None:
     The CLI imports torch and transformers only here, after its arguments and recipe have been checked, so that
     `--help` and a refused recipe answer at once (registration is idempotent: importing transformers may have done
     it already, as it does in any process that imported sora_hf)."""
-    from .registration import register
+    from .auto.registration import register
 
     register()
 
@@ -110,7 +110,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     recipe = _load_recipe(getattr(recipes, loader), args, args.command)
     _library()
     from . import runs
-    from .distributed import is_main_process
+    from .training.distributed import is_main_process
 
     resume = {"resume": args.resume} if args.command == "pretrain" else {}
     metrics = getattr(runs, runner)(recipe, overwrite=args.overwrite, **resume)
@@ -242,9 +242,9 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _trim_vocab(args: argparse.Namespace) -> int:
     _library()
-    from .checkpoints import resolve_checkpoint
     from .conversion import corpus_texts, trim_vocabulary
-    from .outputs import check_output_folder
+    from .folders.checkpoints import resolve_checkpoint
+    from .folders.outputs import check_output_folder
 
     # the checkpoint and the output folder (which must not hold the corpus file) are checked before the corpus loads
     source = resolve_checkpoint(args.checkpoint, what="checkpoint")

@@ -18,8 +18,8 @@ from transformers import (
 )
 
 from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification
-from sora_hf.checkpoints import CheckpointError, load_checked, looks_like_path, resolve_checkpoint
 from sora_hf.cli import main as cli_main
+from sora_hf.folders.checkpoints import CheckpointError, load_checked, looks_like_path, resolve_checkpoint
 from sora_hf.recipes import RecipeError
 from sora_hf.runs import run_finetuning
 

@@ -215,8 +215,8 @@ def test_export_llama_names_the_options_llama_lacks_and_writes_nothing(tokenizer
 
 
 def test_the_command_line_offers_every_head_a_source_converts_to_and_nothing_else(capsys):
+    from sora_hf.auto.heads import convert_heads
     from sora_hf.conversion import SOURCES
-    from sora_hf.heads import convert_heads
 
     assert set(convert_heads()) == {head for source in SOURCES.values() for head in source.heads}
     with pytest.raises(SystemExit):

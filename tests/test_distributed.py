@@ -15,9 +15,9 @@ from launch import ACCELERATE_CONFIGS, accelerate_command, accelerate_config_pat
 from test_pretraining import LINES, tiny_recipe
 
 from sora_hf import modeling_sora
-from sora_hf.distributed import gloo_available
 from sora_hf.recipes import parse_pretrain_recipe
 from sora_hf.runs import run_pretraining
+from sora_hf.training.distributed import gloo_available
 
 EXPECTED_TYPE = {
     "ddp": DistributedType.MULTI_GPU,

@@ -16,7 +16,7 @@ import yaml
 from test_pretraining import LINES, tiny_recipe
 
 from sora_hf.cli import main as cli_main
-from sora_hf.outputs import STAGING_MARKER
+from sora_hf.folders.outputs import STAGING_MARKER
 from sora_hf.recipes import parse_pretrain_recipe
 from sora_hf.runs import run_pretraining
 

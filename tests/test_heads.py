@@ -1,4 +1,4 @@
-"""`sora_hf.heads.HEADS` is the one table of Sora's model classes: every exported class has one row, every other
+"""`sora_hf.auto.heads.HEADS` is the one table of Sora's model classes: every exported class has one row, every other
 table about the heads agrees with it, and each row's Auto class loads a saved checkpoint of its head as that head."""
 
 import ast
@@ -11,8 +11,10 @@ from helpers import tiny_config_kwargs
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import sora_hf
-from sora_hf import SoraConfig, heads, hub, modeling_sora, modeling_sora_multitask, registration
-from sora_hf.heads import HEADS
+from sora_hf import SoraConfig, modeling_sora, modeling_sora_multitask
+from sora_hf.auto import heads, registration
+from sora_hf.auto.heads import HEADS
+from sora_hf.hub import files as hub
 from sora_hf.pipelines import AutoModelOrTextEncoder
 from sora_hf.serving.tasks import infer_task
 from sora_hf.training.lora import model as lora

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification
 from sora_hf.cli import main as cli_main
-from sora_hf.outputs import (
+from sora_hf.folders.outputs import (
     STAGING_MARKER,
     OutputFolder,
     OutputFolderError,

@@ -24,13 +24,13 @@ from transformers import (
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from transformers.utils import ModelOutput
 
+from sora_hf.auto.registration import register_pipelines
 from sora_hf.pipelines import (
     SoraQuestionAnsweringPipeline,
     SoraSentenceSimilarityPipeline,
     SoraSummarizationPipeline,
     SoraText2TextGenerationPipeline,
     SoraTranslationPipeline,
-    register_pipelines,
 )
 from sora_hf.pipelines.question_answering import _char_spans
 

@@ -190,7 +190,7 @@ def test_yaml_exponent_without_a_dot_is_a_number(corpus, tmp_path):
 def test_model_card_carries_a_model_index_of_the_scores(tmp_path):
     from huggingface_hub import ModelCard
 
-    from sora_hf.reporting import write_model_card
+    from sora_hf.metrics.reporting import write_model_card
 
     metrics = {
         "eval_masked_token_accuracy": 0.25,

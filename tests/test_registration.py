@@ -10,7 +10,7 @@ import pytest
 
 REPORT = """
 import json, sys
-import sora_hf.registration as registration
+import sora_hf.auto.registration as registration
 from transformers import AutoConfig
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as lora
 print(json.dumps({
@@ -26,7 +26,7 @@ ORDERS = {
     "a model file directly": "from sora_hf.modeling_sora import SoraModel",
     "the multi-task model file directly": "from sora_hf.modeling_sora_multitask import SoraForMultiTask",
     "the config file directly": "from sora_hf.configuration_sora import SoraConfig",
-    "the registration module directly (as the command line does)": "from sora_hf.registration import register",
+    "the registration module directly (as the command line does)": "from sora_hf.auto.registration import register",
     "a class read from the package": "import sora_hf\nsora_hf.SoraForCausalLM",
 }
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from test_pretraining import LINES, tiny_recipe
 
-from sora_hf import reporting
 from sora_hf.cli import main as cli_main
+from sora_hf.metrics import reporting
 from sora_hf.recipes import RecipeError, load_pretrain_recipe, parse_pretrain_recipe, parse_set_options
 
 
@@ -247,7 +247,7 @@ def test_torch_reports_a_full_disk_without_an_errno(tmp_path, monkeypatch):
     the folder's filesystem has (almost) no space left."""
     import shutil
 
-    from sora_hf.outputs import disk_space_errors, is_disk_full
+    from sora_hf.folders.outputs import disk_space_errors, is_disk_full
 
     # what torch.save raises when a write fails (pytorch/pytorch issues on full disks)
     error = RuntimeError(

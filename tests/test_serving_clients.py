@@ -23,7 +23,7 @@ from helpers import tiny_config_kwargs
 from prometheus_client.parser import text_string_to_metric_families
 
 from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSequenceClassification
-from sora_hf.checkpoints import CheckpointError
+from sora_hf.folders.checkpoints import CheckpointError
 from sora_hf.serving import ServerSettings, create_app, load_pipeline, serve
 from sora_hf.serving.errors import RequestError
 from sora_hf.serving.tasks import TASKS, check_parameters

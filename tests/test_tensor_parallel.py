@@ -18,7 +18,7 @@ from helpers import random_batch, tiny_config_kwargs
 from launch import free_port
 
 import sora_hf
-from sora_hf.distributed import gloo_available
+from sora_hf.training.distributed import gloo_available
 
 # (folder, class, config overrides, whether generate() runs)
 CASES = [

@@ -5,7 +5,7 @@ and writes the Sora model with the same outputs; `export_llama` writes a Llama-c
 - `sources`: which architectures convert, and the `SoraConfig` options that reproduce each one's maths;
 - `parity`: the comparison on a few inputs (logits, hidden states, greedy tokens) recorded in `parity.json`;
 - `trim`: `trim_vocabulary` keeps only the vocabulary pieces a corpus uses (same pieces and outputs on it);
-- `convert` / `export`: the two commands, which write through `sora_hf.outputs` (nothing is overwritten without
+- `convert` / `export`: the two commands, which write through `sora_hf.folders.outputs` (nothing is overwritten without
   `overwrite=True`, nothing at all is written when parity fails).
 """
 

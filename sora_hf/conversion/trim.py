@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import load_checked, read_config_file, resolve_checkpoint
-from ..outputs import OutputFolder, check_output_folder
+from ..folders.checkpoints import load_checked, read_config_file, resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder
 from .convert import _quiet_loading, no_space_is_an_error
 from .sources import ConversionError
 

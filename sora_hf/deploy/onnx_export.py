@@ -33,10 +33,10 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
-from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
-from ..heads import HEADS
+from ..auto.heads import HEADS
+from ..folders.checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder
 from ..modeling_sora import CACHE_ARG, output_cache
-from ..outputs import OutputFolder, check_output_folder
 from ..tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ def export_onnx(
     1e-4 raises, since a graph that disagrees with its model must not be shipped. With `optimize`, an encoder graph
     is rewritten by onnxruntime's transformer optimizer (fused norms) before the check. The export is written beside
     `output_dir` and moved in place only once it has passed; an existing folder with files is replaced only with
-    `overwrite` (see sora_hf.outputs).
+    `overwrite` (see sora_hf.folders.outputs).
     """
     if exporter not in EXPORTERS:
         raise OnnxExportError(f"exporter={exporter!r} is not supported; use one of {EXPORTERS}")

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
-from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
+from ..folders.checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder
 from ..modeling_sora import SoraForPreTraining, SoraForSeq2SeqLM, SoraModel
-from ..outputs import OutputFolder, check_output_folder
 from ..tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import resolve_checkpoint
-from ..outputs import OutputFolder, check_output_folder
+from ..folders.checkpoints import resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder
 from .evaluation import (
     accuracy,
     classification_data,
@@ -95,7 +95,7 @@ def run_quantization(
     The report compares the fp32 and int8 graphs under onnxruntime: file size, median latency at batch 1 and 32,
     and, for a sequence classifier with `task` (an embedded classification task), test accuracy and the largest
     logit change. The int8 folder is written beside `output_dir` and moved in place when done; the source is never
-    an output, and an existing folder with files is replaced only with `overwrite` (see sora_hf.outputs).
+    an output, and an existing folder with files is replaced only with `overwrite` (see sora_hf.folders.outputs).
     """
     source = Path(resolve_checkpoint(source, what="source"))
     target = check_output_folder(output_dir, inputs=[source], overwrite=overwrite, what="output folder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from datasets import Dataset
 
-from ..reporting import safe_exp
+from ..metrics.reporting import safe_exp
 
 
 @torch.no_grad()

@@ -79,7 +79,7 @@ def write_run(
 ) -> None:
     """What every run leaves beside its model: `metrics.json`, `loss_curve.png`, the effective `recipe.yaml` and a
     model card (`README.md`) with the metrics (`card_metrics` where the card shows fewer) and the recipe."""
-    from ..reporting import plot_loss_curve, write_metrics, write_model_card
+    from ..metrics.reporting import plot_loss_curve, write_metrics, write_model_card
 
     write_metrics(folder, metrics)
     plot_loss_curve(log_history, folder / "loss_curve.png", title=plot_title or recipe.name)

@@ -16,8 +16,8 @@ from typing import Any
 
 from transformers import set_seed
 
-from ..checkpoints import resolve_checkpoint
-from ..outputs import OutputFolder, check_output_folder, disk_space_errors
+from ..folders.checkpoints import resolve_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder, disk_space_errors
 from ..recipes import FinetuneRecipe
 from ..tasks import get_task
 from ..tokenizer import load_tokenizer

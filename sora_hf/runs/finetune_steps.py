@@ -14,11 +14,11 @@ from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
-from ..checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
-from ..distributed import for_this_machine
+from ..folders.checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from ..recipes import FINETUNE_LEARNING_RATE, FINETUNE_TRAINING, FinetuneRecipe, RecipeError
 from ..tasks import Features, get_task
 from ..tokenizer import check_tokenizer_fits
+from ..training.distributed import for_this_machine
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from transformers import TrainingArguments, set_seed
 
-from ..distributed import for_this_machine
 from ..recipes import MULTITASK_TRAINING, MultiTaskRecipe, RecipeError
 from ..tasks import get_task
+from ..training.distributed import for_this_machine
 from ..training.multitask import (
     MultiTaskDataset,
     MultiTaskTrainer,
@@ -39,8 +39,8 @@ def run_multitask(
     recipe: MultiTaskRecipe, *, overwrite: bool = False, callbacks: list | None = None
 ) -> dict[str, Any]:
     """Train one shared encoder on every task of the recipe, score each task, save; returns `metrics.json`."""
-    from ..checkpoints import resolve_checkpoint
-    from ..outputs import check_output_folder, disk_space_errors
+    from ..folders.checkpoints import resolve_checkpoint
+    from ..folders.outputs import check_output_folder, disk_space_errors
     from .finetune import finetuning_inputs
 
     inputs = [recipe.checkpoint, recipe.source_path]
@@ -55,7 +55,7 @@ def run_multitask(
 def _multitask(
     recipe: MultiTaskRecipe, target: Path, checkpoint: str, overwrite: bool, callbacks: list | None
 ) -> dict[str, Any]:
-    from ..outputs import OutputFolder
+    from ..folders.outputs import OutputFolder
     from ..tokenizer import load_tokenizer
     from ..training.lora import count_parameters
     from .finetune_steps import build_features, load_task

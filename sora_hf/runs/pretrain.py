@@ -21,11 +21,11 @@ from datasets import Dataset, IterableDataset
 from transformers import Trainer, TrainingArguments, set_seed
 
 from ..configuration_sora import SoraConfig
-from ..distributed import for_this_machine, is_main_process
-from ..outputs import OutputFolder, check_output_folder, disk_space_errors, last_complete_checkpoint
+from ..folders.outputs import OutputFolder, check_output_folder, disk_space_errors, last_complete_checkpoint
 from ..pretraining import evaluate_pretraining
 from ..recipes import PRETRAIN_TRAINING, PretrainRecipe, RecipeError
 from ..tokenizer import check_tokenizer_fits, load_tokenizer, train_tokenizer
+from ..training.distributed import for_this_machine, is_main_process
 from .common import train_and_measure, write_run
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _pretrain(
         except pickle.UnpicklingError as error:
             if resume_from is None:
                 raise
-            from ..checkpoints import refused_pickle
+            from ..folders.checkpoints import refused_pickle
 
             raise refused_pickle(error, resume_from) from None
         # the run's files are written beside the checkpoints first and moved in at the end, so that a run that
@@ -258,7 +258,7 @@ ARCHITECTURE_KEYS = (
 
 def check_resumable(config: SoraConfig, checkpoint: str) -> None:
     """`--resume` continues the same model: refuse a checkpoint whose shapes differ from the recipe's."""
-    from ..checkpoints import read_config_file
+    from ..folders.checkpoints import read_config_file
 
     saved = read_config_file(checkpoint)
     ours = config.to_dict()
@@ -274,7 +274,7 @@ def check_resumable(config: SoraConfig, checkpoint: str) -> None:
 def check_same_head(checkpoint: str, model_class: str, objective: str) -> None:
     """`--resume` with a recipe of another objective: the model class differs (its parameters, and the optimizer
     state's groups, do not fit); refused naming both, before torch's parameter-group error."""
-    from ..checkpoints import read_config_file
+    from ..folders.checkpoints import read_config_file
 
     saved = read_config_file(checkpoint).get("architectures") or []
     if saved and model_class not in saved:

@@ -56,7 +56,7 @@ def prepare_e5_encoder(output_dir: str | Path, texts: list[str], overwrite: bool
 
     from ..conversion import convert, trim_vocabulary
     from ..conversion.e5s1 import default_model_file, e5s1_to_transformers
-    from ..outputs import check_output_folder
+    from ..folders.outputs import check_output_folder
 
     check_output_folder(output_dir, overwrite=overwrite)
     source = default_model_file()
@@ -99,7 +99,7 @@ def run_quickstart(
     `data.max_train_examples` for a quick check)."""
     from transformers import pipeline
 
-    from ..outputs import check_output_folder
+    from ..folders.outputs import check_output_folder
 
     if start_from not in ("scratch", "e5"):
         raise ValueError(f"start_from must be 'scratch' or 'e5', got {start_from!r}")
@@ -146,7 +146,7 @@ def _run_from_e5(
     output_dir: str, overwrite: bool, epochs: float | None, method: str, finetune_overrides: dict[str, Any]
 ) -> dict[str, Any]:
     from ..conversion import corpus_texts
-    from ..outputs import check_output_folder
+    from ..folders.outputs import check_output_folder
 
     encoder_dir = Path(output_dir) / "pretrained"
     finetune_dir = Path(output_dir) / "sentiment"

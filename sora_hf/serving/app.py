@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..checkpoints import CheckpointError
+from ..folders.checkpoints import CheckpointError
 from .batching import BatchFunction, DynamicBatcher
 from .errors import RequestError
 from .metrics import ServingMetrics
@@ -53,8 +53,8 @@ def load_pipeline(checkpoint: str, task: str | None = None, device: str | int | 
     """
     from transformers import AutoConfig, AutoTokenizer, pipeline
 
-    from ..checkpoints import check_checkpoint_folder, load_checked, resolve_checkpoint
-    from ..registration import register
+    from ..auto.registration import register
+    from ..folders.checkpoints import check_checkpoint_folder, load_checked, resolve_checkpoint
     from ..tokenizer import check_tokenizer_fits
 
     register()  # idempotent (sora_hf registers when transformers is imported)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..heads import HEADS
+from ..auto.heads import HEADS
 from ..pipelines._utils import is_blank
 from .errors import RequestError
 from .schemas import (

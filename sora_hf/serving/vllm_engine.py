@@ -42,8 +42,8 @@ import sys
 import threading
 from typing import Any, Literal
 
-from ..checkpoints import CheckpointError, check_checkpoint_folder, resolve_checkpoint
-from ..heads import head
+from ..auto.heads import head
+from ..folders.checkpoints import CheckpointError, check_checkpoint_folder, resolve_checkpoint
 
 __all__ = ["VllmServingError", "engine_arguments", "serve_command", "serve_vllm"]
 

@@ -45,7 +45,7 @@ def load_teacher(options: DistillationOptions, info, student: nn.Module, tokeniz
     """
     from transformers import AutoTokenizer
 
-    from ...checkpoints import load_checked
+    from ...folders.checkpoints import load_checked
     from ...tasks import get_task, task_types
     from ...tokenizer import check_tokenizer_fits
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ...heads import HEADS
+from ...auto.heads import HEADS
 from .config import LoraOptions
 
 # head class name -> (peft task type, modules trained whole besides the LoRA matrices), from `heads.HEADS`

@@ -50,8 +50,8 @@ def build_config(recipe: Any, infos: dict[str, Any]):
     """The multi-task config: the checkpoint's encoder with one head per recipe task. A checkpoint that already is a
     multi-task model must have the same tasks with the same labels (its heads are trained for those labels). The
     caller checks first that a local checkpoint folder is a Sora one (`finetuning.check_sora_checkpoint`)."""
-    from ...checkpoints import resolve_checkpoint
     from ...configuration_sora import SoraConfig
+    from ...folders.checkpoints import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(recipe.checkpoint)
     base = SoraConfig.from_pretrained(checkpoint)
@@ -105,7 +105,7 @@ def _preview(labels: list, limit: int = 8) -> str:
 
 
 def load_multitask_model(recipe: Any, config, tokenizer):
-    from ...checkpoints import CheckpointError, load_checked
+    from ...folders.checkpoints import CheckpointError, load_checked
     from ...modeling_sora_multitask import SoraForMultiTask
     from ...tokenizer import check_tokenizer_fits
 

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .recipes import RecipeError
+from ..validation.errors import RecipeError
 
 logger = logging.getLogger(__name__)
 

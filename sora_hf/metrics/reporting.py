@@ -56,7 +56,7 @@ def safe_exp(value: float) -> float:
     return math.exp(value) if value < 50 else float("inf")
 
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "sora_model_card.md"
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "sora_model_card.md"
 
 # pipeline tag -> (Auto class for the usage snippet, model-index task type, what the model is for)
 CARD_TASKS = {

@@ -9,7 +9,7 @@ import torch
 from helpers import random_batch, tiny_config_kwargs
 
 from sora_hf import SoraConfig, SoraForTokenClassification
-from sora_hf.modeling_sora import SoraCRF, allowed_transitions
+from sora_hf.crf import SoraCRF, allowed_transitions
 
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 BMES = ["B", "M", "E", "S"]

@@ -11,10 +11,10 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
 from accelerate.utils import DistributedType
+from helpers import tiny_config_kwargs
 from launch import ACCELERATE_CONFIGS, accelerate_command, accelerate_config_path, torchrun_command
 from test_pretraining import LINES, tiny_recipe
 
-from sora_hf import modeling_sora
 from sora_hf.recipes import parse_pretrain_recipe
 from sora_hf.runs import run_pretraining
 from sora_hf.training.distributed import gloo_available
@@ -44,10 +44,7 @@ def test_accelerate_config_loads(name):
         fsdp = config.fsdp_config
         assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True  # FSDP2 full shard
         assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
-        assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "SoraLayer"
-        assert (
-            hasattr(modeling_sora, "SoraLayer") and "SoraLayer" in modeling_sora.SoraPreTrainedModel._no_split_modules
-        )
+        assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp  # the model's `_no_split_modules` name the blocks
         assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # the output folder loads with from_pretrained
     if name.startswith("deepspeed"):
         ds = config.deepspeed_config
@@ -108,3 +105,18 @@ def test_two_cpu_processes(launcher, two_process_setup):
     # the main process wrote the run's extras (metrics, plot, card, recipe) and the model
     for name in ("metrics.json", "loss_curve.png", "README.md", "recipe.yaml", "config.json", "tokenizer.json"):
         assert (out / name).exists(), name
+
+
+@pytest.mark.parametrize("layout", [{}, {"norm_position": "post"}, {"num_decoder_layers": 1}])
+def test_fsdp_wraps_every_block_class_the_model_holds(layout):
+    """fsdp.yaml names no class: Accelerate wraps the `_no_split_modules` the model holds, whatever its layout."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from sora_hf import SoraConfig, SoraForMaskedLM, SoraForSeq2SeqLM
+
+    model_class = SoraForSeq2SeqLM if "num_decoder_layers" in layout else SoraForMaskedLM
+    model = model_class(SoraConfig(**tiny_config_kwargs(**layout)))
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(model)
+    blocks = {type(m).__name__ for m in model.modules() if type(m).__name__.endswith("Layer")} - {"SoraLayerNorm"}
+    assert set(plugin.transformer_cls_names_to_wrap) == blocks

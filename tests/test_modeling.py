@@ -441,12 +441,13 @@ def test_each_stack_has_one_shape():
     assert type(s2s.decoder) is SoraSeq2SeqDecoder and len(s2s.decoder.layers) == 3
     assert SoraCrossAttention not in kinds(s2s.encoder)
     for layer in s2s.decoder.layers:
-        assert type(layer) is SoraDecoderLayer and isinstance(layer, SoraLayer)  # FSDP's "SoraLayer" wraps it too
+        assert type(layer) is SoraDecoderLayer
         assert type(layer.self_attn) is SoraSelfAttention and layer.self_attn.is_causal
         assert type(layer.cross_attn) is SoraCrossAttention and not layer.cross_attn.is_causal
     # what device maps keep whole (transformers gathers the submodels' lists): only layers the model has
     assert set(make_model(SoraForSeq2SeqLM)._no_split_modules) == {"SoraLayer", "SoraDecoderLayer"}
     assert set(make_model(SoraForMaskedLM)._no_split_modules) == {"SoraLayer"}
+    assert set(make_model(SoraForMaskedLM, norm_position="post")._no_split_modules) == {"SoraPostNormLayer"}
 
 
 def test_seq2seq_records_decoder_cross_and_encoder_outputs_apart():

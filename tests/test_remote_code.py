@@ -103,7 +103,8 @@ def test_every_head_loads_as_remote_code_without_sora_hf(tmp_path):
             inputs["task"] = "ner"
         folder = tmp_path / name
         model.save_pretrained(folder)
-        assert (folder / "modeling_sora.py").exists() and (folder / "configuration_sora.py").exists()
+        for code in ("modeling_sora.py", "configuration_sora.py", "crf.py", "sentence_transformers_folder.py"):
+            assert (folder / code).exists(), code
         # the multi-task file travels with the multi-task model only
         assert (folder / "modeling_sora_multitask.py").exists() == (name == "multitask")
         auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
@@ -152,7 +153,9 @@ def test_the_code_files_that_travel_import_only_torch_transformers_and_each_othe
     package = Path(sora_hf.__file__).parent
     allowed = {
         "configuration_sora.py": set(),
-        "modeling_sora.py": {".configuration_sora"},
+        "crf.py": {".configuration_sora"},
+        "sentence_transformers_folder.py": set(),
+        "modeling_sora.py": {".configuration_sora", ".crf", ".sentence_transformers_folder"},
         "modeling_sora_multitask.py": {".configuration_sora", ".modeling_sora"},
     }
     stdlib = {

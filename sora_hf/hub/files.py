@@ -11,13 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers.dynamic_module_utils import get_relative_import_files
+
+from .. import modeling_sora
 from ..auto.heads import HEADS
 from ..modeling_sora import SORA_AUTO_MAP
 from ..modeling_sora_multitask import SORA_MULTITASK_AUTO_MAP
 
 MODEL_TYPE = "sora"
 # the model code of every head, and the file of the multi-task model, which imports those two
-CORE_CODE_FILES = ("modeling_sora.py", "configuration_sora.py")
+# (the model file's relative imports, found as `save_pretrained` finds them: configuration, CRF, sentence-transformers)
+CORE_CODE_FILES = (
+    "modeling_sora.py",
+    *sorted(Path(f).name for f in get_relative_import_files(modeling_sora.__file__)),
+)
 MULTITASK_CODE_FILE = "modeling_sora_multitask.py"
 CODE_FILES = (*CORE_CODE_FILES, MULTITASK_CODE_FILE)
 TOKENIZER_REQUIRED = ("tokenizer.json", "tokenizer_config.json")

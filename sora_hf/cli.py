@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -102,6 +103,14 @@ RECIPE_COMMANDS = {  # command -> (its recipe loader in sora_hf.recipes, its run
 }
 
 
+def _call(function: Callable[..., Any], args: argparse.Namespace, **renamed: Any) -> Any:
+    """`function(**flags)`: each parameter from the flag of the same name (`renamed` for the few that differ), so that
+    a command's flags are its Python function's keywords, one list, as `HfArgumentParser` makes them of a dataclass."""
+    parameters = inspect.signature(function).parameters
+    values = {name: getattr(args, name) for name in parameters if name in vars(args)}
+    return function(**{**values, **renamed})
+
+
 def _run_recipe(args: argparse.Namespace) -> int:
     """`sora-hf pretrain | finetune | multitask`: the recipe is checked first (no torch), then its runner runs."""
     from . import recipes
@@ -123,14 +132,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     _library()
     from .runs.quickstart import run_quickstart
 
-    run_quickstart(
-        output_dir=args.output_dir,
-        max_steps=args.max_steps,
-        overwrite=args.overwrite,
-        finetune_epochs=args.finetune_epochs,
-        finetune_method=args.finetune_method,
-        start_from=args.start_from,
-    )
+    _call(run_quickstart, args)
     return 0
 
 
@@ -203,14 +205,7 @@ def _export(args: argparse.Namespace) -> int:
     _library()
     from .deploy.onnx_export import export_onnx
 
-    info = export_onnx(
-        args.checkpoint,
-        args.output_dir,
-        opset=args.opset,
-        exporter=args.exporter,
-        overwrite=args.overwrite,
-        optimize=args.optimize,
-    )
+    info = _call(export_onnx, args, model_or_checkpoint=args.checkpoint)
     print(info.to_json())
     return 0
 
@@ -219,7 +214,7 @@ def _export_llama(args: argparse.Namespace) -> int:
     _library()
     from .conversion import export_llama
 
-    result = export_llama(args.checkpoint, args.output_dir, tolerance=args.tolerance, overwrite=args.overwrite)
+    result = _call(export_llama, args)
     print(result.parity.to_json(), end="")
     return 0
 
@@ -228,14 +223,7 @@ def _convert(args: argparse.Namespace) -> int:
     _library()
     from .conversion import convert
 
-    result = convert(
-        args.source,
-        args.output_dir,
-        head=args.head,
-        tolerance=args.tolerance,
-        overwrite=args.overwrite,
-        gguf_file=args.gguf_file,
-    )
+    result = _call(convert, args)
     print(result.parity.to_json(), end="")
     return 0
 
@@ -265,16 +253,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from .deploy.quantization import run_quantization
 
     _set_threads(args.threads)
-    report = run_quantization(
-        args.source,
-        args.output_dir,
-        task=None if args.task == "none" else args.task,
-        max_examples=args.max_examples,
-        max_length=args.max_length,
-        per_channel=args.per_channel,
-        threads=args.threads,
-        overwrite=args.overwrite,
-    )
+    report = _call(run_quantization, args, task=None if args.task == "none" else args.task)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 
@@ -284,17 +263,7 @@ def _prune(args: argparse.Namespace) -> int:
     from .deploy.pruning import run_pruning
 
     _set_threads(args.threads)
-    report = run_pruning(
-        args.checkpoint,
-        args.output_dir,
-        heads=args.heads,
-        mlp=args.mlp,
-        task=args.task,
-        importance_batches=args.importance_batches,
-        max_length=args.max_length,
-        max_eval_examples=args.max_examples,
-        overwrite=args.overwrite,
-    )
+    report = _call(run_pruning, args, max_eval_examples=args.max_examples)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 

@@ -3,6 +3,8 @@ recipes by name from any folder, and the wheel carries them (sora_hf/bundled_rec
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -330,16 +332,24 @@ def test_deploy_commands_pass_overwrite(args, target, capsys, monkeypatch):
         def to_json(self):
             return "{}"
 
+    real = getattr(importlib.import_module(module_name), function)
+    keywords_seen = []
+
     def fake(*positional, **keywords):
         calls.append(keywords["overwrite"])
+        keywords_seen.append(keywords)
         return Info() if function == "export_onnx" else {}
 
+    fake.__signature__ = inspect.signature(real)  # the command passes the flags its function takes, by name
     monkeypatch.setattr(cli, "_library", lambda: None)  # no model is loaded: the functions are stand-ins
     monkeypatch.setitem(sys.modules, "sora_hf.deploy", types.ModuleType("sora_hf.deploy"))
     monkeypatch.setitem(sys.modules, module_name, types.SimpleNamespace(**{function: fake}))
     assert cli.main(args) == 0
     assert cli.main([*args, "--overwrite"]) == 0
     assert calls == [False, True]
+    # every keyword is one of the function's parameters, the output folder among them as given
+    assert set(keywords_seen[0]) <= set(inspect.signature(real).parameters)
+    assert keywords_seen[0]["output_dir"] == "out" and len(keywords_seen[0]) >= 4
     with pytest.raises(SystemExit):
         cli.main([*args[: 2 if args[0] == "export" else 1], "--help"])
     usage = " ".join(capsys.readouterr().out.split())

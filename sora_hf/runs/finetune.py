@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from transformers import set_seed
 from ..folders.checkpoints import resolve_checkpoint
 from ..folders.outputs import OutputFolder, check_output_folder, disk_space_errors
 from ..recipes import FinetuneRecipe
-from ..tasks import get_task
+from ..tasks import Task, get_task
 from ..tokenizer import load_tokenizer
 from ..training.lora import apply_lora, count_parameters
 from .common import check_class_count, train_and_measure, write_run
@@ -57,7 +58,74 @@ def run_finetuning(
         return _finetune(recipe, target, overwrite, callbacks)
 
 
+@dataclass
+class FinetuneInputs:
+    """What the training step starts from: the task (its type's object, not its name), the data and the model."""
+
+    info: Any
+    task: Task
+    dataset: Any
+    tokenizer: Any
+    model: Any
+    train_features: Any
+    test_features: Any
+    validation_features: Any  # None unless the Trainer evaluates during training; the test split waits for the end
+    parameters: dict[str, int]
+
+
 def _finetune(recipe: FinetuneRecipe, target: Path, overwrite: bool, callbacks: list | None) -> dict[str, Any]:
+    inputs = _prepare(recipe)
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        args = training_arguments(recipe, output_dir, inputs.info.task_type)
+        collator = inputs.task.collator(inputs.tokenizer, inputs.model)
+        trainer = _trainer(recipe, inputs, args, collator, callbacks)
+        training = _train(trainer, recipe, inputs, args, collator)
+        test = inputs.dataset["test"]
+        predictions = inputs.task.predict(
+            trainer.model,
+            inputs.test_features,
+            collator,
+            inputs.tokenizer,
+            test,
+            args.per_device_eval_batch_size,
+            recipe,
+        )
+        metrics = _test_metrics(recipe, inputs, trainer, predictions, args, collator, output_dir)
+        metrics.update(
+            recipe=recipe.name,
+            task=inputs.info.name,
+            task_type=inputs.info.task_type,
+            method=recipe.method,
+            checkpoint=str(recipe.checkpoint),
+            train_examples=len(inputs.dataset["train"]),
+            validation_examples=len(inputs.dataset["validation"]) if inputs.validation_features is not None else 0,
+            test_examples=len(test),
+            **training,
+            **inputs.parameters,
+        )
+        save_finetuned(trainer.model, inputs.tokenizer, output_dir, recipe.method)
+        inputs.task.write_reports(output_dir, inputs.info, test, predictions, metrics)
+        # the folder this run pointed Trainer at, inside `out.path`: a fresh staging folder, or a target that was
+        # empty or absent (check_output_folder refuses a non-empty one without --overwrite, which stages)
+        shutil.rmtree(args.output_dir, ignore_errors=True)
+        write_run(
+            output_dir,
+            recipe,
+            metrics,
+            trainer.state.log_history,
+            summary=f"Sora fine-tuned ({recipe.method}) for {inputs.info.name} ({inputs.info.task_type}).",
+            pipeline_tag=inputs.task.pipeline_tag,
+            tags=[inputs.info.task_type, recipe.method],
+            dataset_name=inputs.info.description or inputs.info.name,
+            recipe_command="sora-hf finetune recipe.yaml",
+        )
+        out.commit()
+    return metrics
+
+
+def _prepare(recipe: FinetuneRecipe) -> FinetuneInputs:
+    """The task and its data checked, the tokenizer and model loaded (a student, LoRA-wrapped), the splits encoded."""
     set_seed(recipe.seed)
     dataset, info = load_task(recipe)
     check_class_count(info, dataset, recipe.data.train_file)
@@ -73,102 +141,75 @@ def _finetune(recipe: FinetuneRecipe, target: Path, overwrite: bool, callbacks: 
 
         model = prepare_student(model, recipe.distillation)
     train_features, test_features = build_features(recipe, info, dataset, tokenizer)
-    validation_features = None  # what the Trainer evaluates during training; the test split waits for the end
+    validation_features = None
     if evaluates_during_training(recipe):
         validation_features = task.encode(recipe, info, dataset["validation"], tokenizer, "validation")
     if recipe.method == "lora":
         model = apply_lora(model, recipe.lora)
     parameters = count_parameters(model)
     logger.info("%s: %s, %d of %d parameters trainable", recipe.name, recipe.method, *parameters.values())
+    return FinetuneInputs(
+        info, task, dataset, tokenizer, model, train_features, test_features, validation_features, parameters
+    )
 
-    with OutputFolder(target, overwrite=overwrite) as out:
-        output_dir = out.path
-        args = training_arguments(recipe, output_dir, info.task_type)
-        collator = task.collator(tokenizer, model)
-        trainer = make_trainer(
+
+def _trainer(recipe: FinetuneRecipe, inputs: FinetuneInputs, args, collator, callbacks: list | None):
+    """The Trainer (or the extension the recipe switches on) over the encoded splits."""
+    validation_features = inputs.validation_features
+    return make_trainer(
+        recipe,
+        inputs.info,
+        model=inputs.model,
+        args=args,
+        train_dataset=inputs.train_features.dataset,
+        eval_dataset=validation_features.dataset if validation_features is not None else None,
+        validation=(inputs.dataset["validation"], validation_features) if validation_features is not None else None,
+        data_collator=collator,
+        processing_class=inputs.tokenizer,
+        callbacks=[*training_callbacks(recipe), *(callbacks or [])],
+    )
+
+
+def _train(trainer, recipe: FinetuneRecipe, inputs: FinetuneInputs, args, collator) -> dict[str, Any]:
+    """Train; the figures of training, and the kept model's validation loss and task scores."""
+    training = train_and_measure(trainer, recipe.name)
+    training["epochs_trained"] = round(trainer.state.epoch or 0.0, 3)
+    if getattr(trainer.state, "best_global_step", None) is not None:  # load_best_model_at_end kept this one
+        training["best_step"] = trainer.state.best_global_step
+    if inputs.validation_features is not None:  # the model kept (the last, or the best with load_best_model_at_end)
+        training["validation_loss"] = trainer.evaluate()["eval_loss"]
+        validation = inputs.dataset["validation"]
+        scores = inputs.task.score(
+            inputs.info,
+            validation,
+            inputs.task.predict(
+                trainer.model, inputs.validation_features, collator, inputs.tokenizer, validation,
+                args.per_device_eval_batch_size, recipe,
+            ),
+        )  # fmt: skip
+        # the task's own scores on the validation split, what a choice between runs is made on
+        training.update({f"validation_{k[5:]}": v for k, v in scores.items() if not isinstance(v, dict | list)})
+    return training
+
+
+def _test_metrics(recipe, inputs: FinetuneInputs, trainer, predictions, args, collator, output_dir) -> dict[str, Any]:
+    """The test split scored once, at the end, with the distillation and robustness figures when switched on."""
+    test = inputs.dataset["test"]
+    metrics = inputs.task.score(inputs.info, test, predictions)
+    if recipe.distillation:
+        metrics["distillation"] = trainer.summary()
+    if recipe.robustness:
+        from ..training.robustness import evaluate_robustness
+
+        metrics["robustness"] = evaluate_robustness(
             recipe,
-            info,
-            model=model,
-            args=args,
-            train_dataset=train_features.dataset,
-            eval_dataset=validation_features.dataset if validation_features is not None else None,
-            validation=(dataset["validation"], validation_features) if validation_features is not None else None,
-            data_collator=collator,
-            processing_class=tokenizer,
-            callbacks=[*training_callbacks(recipe), *(callbacks or [])],
-        )
-        training = train_and_measure(trainer, recipe.name)
-        training["epochs_trained"] = round(trainer.state.epoch or 0.0, 3)
-        if getattr(trainer.state, "best_global_step", None) is not None:  # load_best_model_at_end kept this one
-            training["best_step"] = trainer.state.best_global_step
-        if validation_features is not None:  # the model kept (the last, or the best with load_best_model_at_end)
-            training["validation_loss"] = trainer.evaluate()["eval_loss"]
-            validation = dataset["validation"]
-            scores = task.score(
-                info,
-                validation,
-                task.predict(
-                    trainer.model, validation_features, collator, tokenizer, validation,
-                    args.per_device_eval_batch_size, recipe,
-                ),
-            )  # fmt: skip
-            # the task's own scores on the validation split, what a choice between runs is made on
-            training.update({f"validation_{k[5:]}": v for k, v in scores.items() if not isinstance(v, dict | list)})
-
-        test = dataset["test"]
-        predictions = task.predict(
+            inputs.info,
             trainer.model,
-            test_features,
-            collator,
-            tokenizer,
+            inputs.tokenizer,
             test,
+            collator,
             args.per_device_eval_batch_size,
-            recipe,
-        )
-        metrics = task.score(info, test, predictions)
-        if recipe.distillation:
-            metrics["distillation"] = trainer.summary()
-        if recipe.robustness:
-            from ..training.robustness import evaluate_robustness
-
-            metrics["robustness"] = evaluate_robustness(
-                recipe,
-                info,
-                trainer.model,
-                tokenizer,
-                test,
-                collator,
-                args.per_device_eval_batch_size,
-                metrics,
-                output_dir=output_dir,
-            )
-        metrics.update(
-            recipe=recipe.name,
-            task=info.name,
-            task_type=info.task_type,
-            method=recipe.method,
-            checkpoint=str(recipe.checkpoint),
-            train_examples=len(dataset["train"]),
-            validation_examples=len(dataset["validation"]) if validation_features is not None else 0,
-            test_examples=len(test),
-            **training,
-            **parameters,
-        )
-        save_finetuned(trainer.model, tokenizer, output_dir, recipe.method)
-        task.write_reports(output_dir, info, test, predictions, metrics)
-        # the folder this run pointed Trainer at, inside `out.path`: a fresh staging folder, or a target that was
-        # empty or absent (check_output_folder refuses a non-empty one without --overwrite, which stages)
-        shutil.rmtree(args.output_dir, ignore_errors=True)
-        write_run(
-            output_dir,
-            recipe,
             metrics,
-            trainer.state.log_history,
-            summary=f"Sora fine-tuned ({recipe.method}) for {info.name} ({info.task_type}).",
-            pipeline_tag=task.pipeline_tag,
-            tags=[info.task_type, recipe.method],
-            dataset_name=info.description or info.name,
-            recipe_command="sora-hf finetune recipe.yaml",
+            output_dir=output_dir,
         )
-        out.commit()
     return metrics

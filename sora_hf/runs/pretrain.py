@@ -68,26 +68,7 @@ def _pretrain(
     resume_from: str | None,
     callbacks: list | None,
 ) -> dict[str, Any]:
-    from ..pretraining import prepare_objective, tokenizer_template_for
-
-    set_seed(recipe.seed)
-    train_texts, eval_texts = load_corpus(recipe)
-    tokenizer = prepare_tokenizer(recipe, train_texts, tokenizer_template_for(recipe.objective))
-    config = build_config(recipe, tokenizer)
-    if resume_from is not None:
-        check_resumable(config, resume_from)
-    prepared = prepare_objective(
-        recipe.objective,
-        train_texts,
-        eval_texts,
-        tokenizer,
-        recipe.max_length,
-        seed=recipe.seed,
-        **recipe.objective_options,
-    )
-    if resume_from is not None:
-        check_same_head(resume_from, prepared.model_class.__name__, recipe.objective)
-    model = prepared.model_class(config)
+    tokenizer, prepared, model = _prepare(recipe, resume_from)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("%s: %s with %.2fM parameters", recipe.name, type(model).__name__, n_params / 1e6)
 
@@ -105,23 +86,9 @@ def _pretrain(
             processing_class=tokenizer,
             callbacks=callbacks,
         )
-        try:
-            training = train_and_measure(trainer, recipe.name, resume_from_checkpoint=resume_from)
-        except pickle.UnpicklingError as error:
-            if resume_from is None:
-                raise
-            from ..folders.checkpoints import refused_pickle
-
-            raise refused_pickle(error, resume_from) from None
-        # the run's files are written beside the checkpoints first and moved in at the end, so that a run that
-        # fails while saving (a full disk) leaves no half-written model over the one a resumed run started from
-        final = output_dir / FINAL_STAGING
+        training = _train(trainer, recipe, resume_from)
+        final = _save_final(trainer, tokenizer, output_dir)
         main_process = trainer.is_world_process_zero()
-        if main_process:  # another rank clearing it could remove what the main one is writing
-            shutil.rmtree(final, ignore_errors=True)
-        trainer.save_model(str(final))  # rank-aware: only the main process writes
-        if main_process:
-            tokenizer.save_pretrained(str(final))
 
         # every process evaluates (FSDP / ZeRO-3 forwards are collective); only the main one writes
         eval_collator = getattr(prepared, "eval_collator", None) or prepared.collator
@@ -157,6 +124,57 @@ def _pretrain(
         _move_in(final, output_dir)
         out.commit()
     return metrics
+
+
+def _prepare(recipe: PretrainRecipe, resume_from: str | None):
+    """The corpus, the tokenizer (trained or loaded), the objective's datasets and collator, and the fresh model;
+    a resumed run is checked against the checkpoint it resumes (same config, same head)."""
+    from ..pretraining import prepare_objective, tokenizer_template_for
+
+    set_seed(recipe.seed)
+    train_texts, eval_texts = load_corpus(recipe)
+    tokenizer = prepare_tokenizer(recipe, train_texts, tokenizer_template_for(recipe.objective))
+    config = build_config(recipe, tokenizer)
+    if resume_from is not None:
+        check_resumable(config, resume_from)
+    prepared = prepare_objective(
+        recipe.objective,
+        train_texts,
+        eval_texts,
+        tokenizer,
+        recipe.max_length,
+        seed=recipe.seed,
+        **recipe.objective_options,
+    )
+    if resume_from is not None:
+        check_same_head(resume_from, prepared.model_class.__name__, recipe.objective)
+    return tokenizer, prepared, prepared.model_class(config)
+
+
+def _train(trainer: Trainer, recipe: PretrainRecipe, resume_from: str | None) -> dict[str, Any]:
+    """Train (from the checkpoint a resumed run names); a checkpoint whose pickles are refused is one clear error."""
+    try:
+        return train_and_measure(trainer, recipe.name, resume_from_checkpoint=resume_from)
+    except pickle.UnpicklingError as error:
+        if resume_from is None:
+            raise
+        from ..folders.checkpoints import refused_pickle
+
+        raise refused_pickle(error, resume_from) from None
+
+
+def _save_final(trainer: Trainer, tokenizer, output_dir: Path) -> Path:
+    """The model and tokenizer into the run's staging folder for its final files: they are written beside the
+    checkpoints first and moved in at the end, so that a run that fails while saving (a full disk) leaves no
+    half-written model over the one a resumed run started from."""
+    final = output_dir / FINAL_STAGING
+    main_process = trainer.is_world_process_zero()
+    if main_process:  # another rank clearing it could remove what the main one is writing
+        shutil.rmtree(final, ignore_errors=True)
+    trainer.save_model(str(final))  # rank-aware: only the main process writes
+    if main_process:
+        tokenizer.save_pretrained(str(final))
+    return final
 
 
 FINAL_STAGING = ".sora-hf-final"  # inside the run folder: its final files, until they are all written

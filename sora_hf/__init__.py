@@ -59,9 +59,10 @@ def __getattr__(name: str) -> Any:
 
 
 # the imports after which Sora can be registered: transformers (the registration needs it, and so torch, which
-# `import sora_hf` does not load by itself), and sora_hf's model files and registration module (imported directly,
-# they import transformers half-way through their own import, before their classes exist)
-_SORA_MODULES = ("configuration_sora", "modeling_sora", "modeling_sora_multitask", "auto.registration")
+# `import sora_hf` does not load by itself), and what the registration imports: sora_hf's model files, the
+# registration module and the pipelines (imported directly, they import transformers half-way through their own
+# import, before their classes exist)
+_SORA_MODULES = ("configuration_sora", "modeling_sora", "modeling_sora_multitask", "auto.registration", "pipelines")
 _WATCHED = frozenset({"transformers", *(f"{__name__}.{module}" for module in _SORA_MODULES)})
 _finding = threading.local()
 _registering = False

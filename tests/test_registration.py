@@ -28,6 +28,9 @@ ORDERS = {
     "the config file directly": "from sora_hf.configuration_sora import SoraConfig",
     "the registration module directly (as the command line does)": "from sora_hf.auto.registration import register",
     "a class read from the package": "import sora_hf\nsora_hf.SoraForCausalLM",
+    # the registration imports the pipelines, which import transformers half-way through their own import
+    "the pipelines package directly": "import sora_hf.pipelines",
+    "the server app directly": "import sora_hf.serving.app",
 }
 
 

@@ -8,17 +8,6 @@ import transformers
 
 from .. import modeling_sora, modeling_sora_multitask
 from ..configuration_sora import SoraConfig
-from ..pipelines import (
-    AutoModelOrTextEncoder,
-    SoraAutoModelForFeatureExtraction,
-    SoraMultiTaskPipeline,
-    SoraQuestionAnsweringPipeline,
-    SoraSentenceSimilarityPipeline,
-    SoraSummarizationPipeline,
-    SoraText2TextGenerationPipeline,
-    SoraTokenClassificationPipeline,
-    SoraTranslationPipeline,
-)
 from .heads import HEADS
 
 _CODE_MODULES = {"modeling_sora": modeling_sora, "modeling_sora_multitask": modeling_sora_multitask}
@@ -123,18 +112,6 @@ def _is_module_list(modules) -> bool:
 # names it registers from that dict (a module-level dict read at call time; nothing else in transformers uses it).
 # On versions without `REMOVED_TASKS` (5.17-5.21) there is nothing to remove. `translation_xx_to_yy` task names stay
 # refused: transformers maps them to "translation" only to reject them; pass `src_lang=`/`tgt_lang=` instead.
-_PIPELINE_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        SoraQuestionAnsweringPipeline,
-        SoraSummarizationPipeline,
-        SoraTranslationPipeline,
-        SoraText2TextGenerationPipeline,
-        SoraSentenceSimilarityPipeline,
-    )
-}
-# a local registration serves any family: the embedding tasks load a folder with the head it was saved from
-_LOCAL_AUTO_CLASSES = {"AutoModelForTextEncoding": AutoModelOrTextEncoder}
 
 
 def custom_pipelines() -> list:
@@ -155,11 +132,17 @@ def register_pipelines() -> None:
     import transformers
     from transformers import pipelines as hf_pipelines
 
+    # imported here, not at the top: `sora_hf.pipelines` imports transformers, whose import registers Sora (this
+    # module) while the pipelines are still half-imported
+    from .. import pipelines
+
+    # a local registration serves any family: the embedding tasks load a folder with the head it was saved from
+    local_auto_classes = {"AutoModelForTextEncoding": pipelines.AutoModelOrTextEncoder}
     tasks = [
         (
             p.task,
-            _PIPELINE_CLASSES[p.class_name],
-            _LOCAL_AUTO_CLASSES.get(p.auto_class) or getattr(transformers, p.auto_class),
+            getattr(pipelines, p.class_name),
+            local_auto_classes.get(p.auto_class) or getattr(transformers, p.auto_class),
         )
         for p in custom_pipelines()
     ]
@@ -183,9 +166,11 @@ def _group_bmes_and_bioes_spans(registry) -> None:
     """token-classification: transformers' class -> `SoraTokenClassificationPipeline` (the same for BIO labels).
 
     Edited in place, as feature-extraction is, so that the built-in task does not become a "custom" pipeline."""
+    from .. import pipelines
+
     entry = registry.supported_tasks.get("token-classification")
     if entry is not None:
-        entry["impl"] = SoraTokenClassificationPipeline
+        entry["impl"] = pipelines.SoraTokenClassificationPipeline
 
 
 def _load_sora_embedding_folders_with_their_head(registry) -> None:
@@ -196,19 +181,22 @@ def _load_sora_embedding_folders_with_their_head(registry) -> None:
     """
     from transformers import AutoModel
 
+    from .. import pipelines
+
     entry = registry.supported_tasks.get("feature-extraction")
     if entry is None:
         return
     classes = tuple(entry.get("pt", ()))
-    entry["pt"] = tuple(SoraAutoModelForFeatureExtraction if c is AutoModel else c for c in classes)
+    entry["pt"] = tuple(pipelines.SoraAutoModelForFeatureExtraction if c is AutoModel else c for c in classes)
 
 
 def _register_multitask(registry) -> None:
     """`pipeline("multi-task", model=...)`: every head of a `SoraForMultiTask` for one text."""
+    from .. import pipelines
     from ..modeling_sora_multitask import AutoModelForMultiTask
 
     current = registry.supported_tasks.get("multi-task")
-    if current is None or current.get("impl") is not SoraMultiTaskPipeline:
+    if current is None or current.get("impl") is not pipelines.SoraMultiTaskPipeline:
         registry.register_pipeline(
-            "multi-task", pipeline_class=SoraMultiTaskPipeline, pt_model=AutoModelForMultiTask, type="text"
+            "multi-task", pipeline_class=pipelines.SoraMultiTaskPipeline, pt_model=AutoModelForMultiTask, type="text"
         )

@@ -98,16 +98,7 @@ def push(
     api = HfApi(endpoint=endpoint, token=token)
     branch = revision or constants.DEFAULT_REVISION
 
-    uploads: dict[str, bytes | Path] = dict(checkpoint.files)
-    if checkpoint.kind == "model":
-        uploads["config.json"] = _config_with_auto_map(
-            checkpoint.config, checkpoint.architecture, pushed_auto_map(checkpoint.files)
-        )
-    else:
-        base_model = _adapter_base_model(checkpoint, base_model)
-        adapter_config = {**checkpoint.config, "base_model_name_or_path": base_model}
-        uploads[ADAPTER_CONFIG] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
-    uploads["README.md"] = _model_card(checkpoint, repo_id, base_model)
+    uploads = _uploads(checkpoint, repo_id, base_model)
 
     stage = "creating the repository"
     try:
@@ -149,6 +140,22 @@ def push(
         files=sorted(uploads),
         commit_message=summary,
     )
+
+
+def _uploads(checkpoint: CheckpointFiles, repo_id: str, base_model: str | None) -> dict[str, bytes | Path]:
+    """Repo path -> local file, or the bytes of what a push writes anew (config with `auto_map`, adapter config
+    naming its base model, the card); the local folder is only read."""
+    uploads: dict[str, bytes | Path] = dict(checkpoint.files)
+    if checkpoint.kind == "model":
+        uploads["config.json"] = _config_with_auto_map(
+            checkpoint.config, checkpoint.architecture, pushed_auto_map(checkpoint.files)
+        )
+    else:
+        base_model = _adapter_base_model(checkpoint, base_model)
+        adapter_config = {**checkpoint.config, "base_model_name_or_path": base_model}
+        uploads[ADAPTER_CONFIG] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
+    uploads["README.md"] = _model_card(checkpoint, repo_id, base_model)
+    return uploads
 
 
 def _config_with_auto_map(

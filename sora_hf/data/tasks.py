@@ -37,7 +37,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1017,20 +1017,10 @@ def load_task_files(
         raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
     if task_type == "causal_lm":
         return _load_text_task(train_file, test_file, text_column, seed, test_size)
-    if tag_scheme is not None and tag_scheme not in TAG_SCHEMES:
-        raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES} or None, got {tag_scheme!r}")
-    if multi_label and regression:
-        raise ValueError("multi_label and regression cannot both be set")
-    if labels is not None and (task_type not in ("classification", "token_classification") or regression):
-        raise ValueError(f"labels name classes or tags; {task_type} {'regression ' if regression else ''}has none")
-    malformed = _Malformed(on_malformed)
+    malformed = _checked_options(task_type, tag_scheme, multi_label, regression, labels, on_malformed)
     if task_type == "similarity" and text_pair_column is None:
         text_pair_column = "text_pair"
-    files = {"train": _existing(train_file, "train")}
-    if test_file is not None:
-        files["test"] = _existing(test_file, "test")
-    if validation_file is not None:
-        files["validation"] = _existing(validation_file, "validation")
+    files = _task_files(train_file, test_file, validation_file)
     opts = _Options(
         task_type,
         text_column,
@@ -1046,31 +1036,81 @@ def load_task_files(
         [str(name) for name in labels] if labels is not None else None,
         malformed,
     )
-    if task_type in ("classification", "similarity"):
-        splits, info = _classification_splits(files, opts)
-    elif task_type == "token_classification":
-        splits, info = _token_splits(files, opts)
-    elif task_type == "question_answering":
+    splits, info = _load_splits(files, opts)
+    how = _ensure_test_split(splits, files, task_type, test_size, seed)
+    _warn_overlap(splits)
+    return _task_dataset(task_type, train_file, files, splits, info, how, malformed)
+
+
+def _checked_options(
+    task_type: str,
+    tag_scheme: str | None,
+    multi_label: bool,
+    regression: bool,
+    labels: list[str] | None,
+    on_malformed: str,
+) -> _Malformed:
+    """Refuse options that are unknown or contradict each other; the `on_malformed` policy they ask for."""
+    if tag_scheme is not None and tag_scheme not in TAG_SCHEMES:
+        raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES} or None, got {tag_scheme!r}")
+    if multi_label and regression:
+        raise ValueError("multi_label and regression cannot both be set")
+    if labels is not None and (task_type not in ("classification", "token_classification") or regression):
+        raise ValueError(f"labels name classes or tags; {task_type} {'regression ' if regression else ''}has none")
+    return _Malformed(on_malformed)
+
+
+def _task_files(train_file: PathLike, test_file: PathLike | None, validation_file: PathLike | None) -> dict[str, Path]:
+    """The given files by split, each checked to exist."""
+    files = {"train": _existing(train_file, "train")}
+    if test_file is not None:
+        files["test"] = _existing(test_file, "test")
+    if validation_file is not None:
+        files["validation"] = _existing(validation_file, "validation")
+    return files
+
+
+def _load_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, datasets.Dataset], dict]:
+    """Every file as a dataset in the schema of `opts.task_type`, with the `TaskInfo` fields that schema sets."""
+    if opts.task_type in ("classification", "similarity"):
+        return _classification_splits(files, opts)
+    if opts.task_type == "token_classification":
+        return _token_splits(files, opts)
+    if opts.task_type == "question_answering":
         features = _qa_features()
         splits = {split: datasets.Dataset.from_dict(_load_qa(p), features=features) for split, p in files.items()}
-        info = dict(description="extractive question answering (SQuAD layout)")
-    else:
-        features = datasets.Features({"source": datasets.Value("string"), "target": datasets.Value("string")})
-        splits = {
-            split: datasets.Dataset.from_dict(_load_seq2seq(p, opts), features=features) for split, p in files.items()
-        }
-        info = dict(description=f"seq2seq from columns {source_column!r} -> {target_column!r}")
+        return splits, dict(description="extractive question answering (SQuAD layout)")
+    features = datasets.Features({"source": datasets.Value("string"), "target": datasets.Value("string")})
+    splits = {
+        split: datasets.Dataset.from_dict(_load_seq2seq(p, opts), features=features) for split, p in files.items()
+    }
+    return splits, dict(description=f"seq2seq from columns {opts.source_column!r} -> {opts.target_column!r}")
 
-    if "test" not in splits:
-        train = splits["train"]
-        if len(train) < 2:
-            raise ValueError(f"{files['train']}: {len(train)} row(s), too few to split off a test set; pass test_file")
-        train_idx, test_idx = _split_train(train, task_type, test_size, seed)
-        splits["train"], splits["test"] = train.select(train_idx), train.select(test_idx)
-        how = f"test split {test_size:g} of {files['train'].name} (seed {seed})"
-    else:
-        how = f"test file {files['test'].name}"
-    _warn_overlap(splits)
+
+def _ensure_test_split(
+    splits: dict[str, datasets.Dataset], files: dict[str, Path], task_type: str, test_size: float, seed: int
+) -> str:
+    """Split a seeded test set off the training rows when no test file was given; says where the test split is from."""
+    if "test" in splits:
+        return f"test file {files['test'].name}"
+    train = splits["train"]
+    if len(train) < 2:
+        raise ValueError(f"{files['train']}: {len(train)} row(s), too few to split off a test set; pass test_file")
+    train_idx, test_idx = _split_train(train, task_type, test_size, seed)
+    splits["train"], splits["test"] = train.select(train_idx), train.select(test_idx)
+    return f"test split {test_size:g} of {files['train'].name} (seed {seed})"
+
+
+def _task_dataset(
+    task_type: str,
+    train_file: PathLike,
+    files: dict[str, Path],
+    splits: dict[str, datasets.Dataset],
+    info: dict,
+    how: str,
+    malformed: _Malformed,
+) -> tuple[datasets.DatasetDict, TaskInfo]:
+    """The splits as a `DatasetDict` in train/validation/test order with their `TaskInfo`, logged at INFO."""
     order = [s for s in ("train", "validation", "test") if s in splits]
     dataset = datasets.DatasetDict({s: splits[s] for s in order})
     description = f"{info.pop('description')} from {files['train'].name}, {how}{malformed.report()}"
@@ -1226,13 +1266,8 @@ def _token_splits(files: dict[str, Path], opts: _Options) -> tuple[dict[str, dat
     )
     splits = {}
     for split, sentences in loaded.items():
-        for sentence in sentences:
-            for i, tag in enumerate(sentence.tags):
-                if tag not in index:
-                    raise ValueError(
-                        f"{files[split]}, {sentence.at(i)}: tag {tag!r} at token {i + 1} never occurs in the "
-                        f"training file {files['train'].name} (its tags: {', '.join(names)})"
-                    )
+        why = f"never occurs in the training file {files['train'].name} (its tags: {', '.join(names)})"
+        _refuse_unknown_tags(files[split], sentences, index, why)
         data = {"tokens": [s.tokens for s in sentences], "tags": [[index[t] for t in s.tags] for s in sentences]}
         splits[split] = datasets.Dataset.from_dict(data, features=features)
     scheme = opts.tag_scheme or "unchecked"
@@ -1245,13 +1280,15 @@ def _check_recipe_tags(files: dict[str, Path], loaded: dict[str, list[_Sentence]
     """Refuse a tag of the files that the recipe's `labels` does not list, naming the file, sentence and line."""
     known = set(names)
     for split, sentences in loaded.items():
-        for sentence in sentences:
-            for i, tag in enumerate(sentence.tags):
-                if tag not in known:
-                    raise ValueError(
-                        f"{files[split]}, {sentence.at(i)}: tag {tag!r} at token {i + 1} is not one of data.labels "
-                        f"({', '.join(names)})"
-                    )
+        _refuse_unknown_tags(files[split], sentences, known, f"is not one of data.labels ({', '.join(names)})")
+
+
+def _refuse_unknown_tags(path: Path, sentences: list[_Sentence], known: Container[str], why: str) -> None:
+    """Raise on the first tag of `sentences` outside `known`, naming the file, sentence and line; `why` ends it."""
+    for sentence in sentences:
+        for i, tag in enumerate(sentence.tags):
+            if tag not in known:
+                raise ValueError(f"{path}, {sentence.at(i)}: tag {tag!r} at token {i + 1} {why}")
 
 
 def carve_validation(

@@ -436,80 +436,110 @@ def _scan_file(path: Path, text_column: str, full: bool) -> _FileCount:
     lengths = _FieldLengths()
     csv_file = None
     if builder == "text":
-        count.unit = "lines"
-        with _utf8_errors(path), path.open(encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, start=1):
-                count.rows += 1
-                text = line.rstrip("\n")
-                if not _nonempty(text):
-                    count.drop("blank line(s) skipped", f"line {lineno}")
-                    continue
-                count.examples += 1
-                lengths.add(len(text), f"line {lineno}")
-                if not full:
-                    break
-        if not count.examples:
-            raise ValueError(f"{path}: empty corpus, the file has no non-empty lines.")
+        _scan_lines(path, count, lengths, full)
     elif builder == "json":
-        columns_seen: dict[str, None] = {}
-        for where, record in _json_records(path):
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}: expected JSON objects (one per row), found {type(record).__name__}.")
-            count.rows += 1
-            value = record.get(text_column, _MISSING)
-            if value is _MISSING:
-                columns_seen.update(dict.fromkeys(record))
-                count.drop(f"without column {text_column!r}", where)
-            elif not _nonempty(value):
-                count.drop(f"with empty text in column {text_column!r}", where)
-            else:
-                count.examples += 1
-                lengths.add(len(str(value)), where)
-                if not full:
-                    break
-        if not count.examples:
-            if columns_seen and text_column not in columns_seen:
-                raise ValueError(
-                    f"{path}: no column {text_column!r}; columns found: {', '.join(map(repr, columns_seen))}. "
-                    "Pass text_column= to choose one."
-                )
-            raise ValueError(f"{path}: empty corpus, no row has non-empty text in column {text_column!r}.")
+        _scan_json(path, text_column, count, lengths, full)
     else:
-        csv_file = _CsvFile(path, delimiter)
-        rows = csv_file.rows()
-        index = None
-        for n, line, fields in rows:
-            if index is None:
-                index = _csv_text_index(csv_file, text_column)
-            where = f"row {n} (line {line})"
-            count.rows += 1
-            header = csv_file.header or []
-            if len(fields) > len(header):
-                raise ValueError(f"{path}, {where}: {len(fields)} fields but the header has {len(header)}")
-            if index >= len(fields):
-                count.drop(f"with too few fields (no {text_column!r})", where)
-            elif not _nonempty(fields[index]):
-                count.drop(f"with empty text in column {text_column!r}", where)
-            else:
-                count.examples += 1
-                lengths.add(len(fields[index]), where)
-                if not full:
-                    rows.close()
-                    break
-        if index is None:
-            _csv_text_index(csv_file, text_column)  # header-only or empty file: its own message first
-        if not count.examples:
-            raise ValueError(f"{path}: empty corpus, no row has non-empty text in column {text_column!r}.")
-        count.extra = csv_file.summary()
+        csv_file = _scan_csv(path, delimiter, text_column, count, lengths, full)
     if full:
-        count.report(logger, quiet_reasons=("blank line(s) skipped",))
-        hint = ""
-        if csv_file is not None and csv_file.quoting != csv.QUOTE_NONE:
-            hint = " (a quote that is never closed merges the rows after it into one cell)"
-        lengths.warn(logger, path, None if builder == "text" else text_column, hint)
-        if csv_file is not None:
-            csv_file.warn(logger)
+        _report_scan(path, builder, text_column, count, lengths, csv_file)
     return count
+
+
+def _scan_lines(path: Path, count: _FileCount, lengths: _FieldLengths, full: bool) -> None:
+    """Count the lines of a ``.txt`` file (one document each); raise when none has text."""
+    count.unit = "lines"
+    with _utf8_errors(path), path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            count.rows += 1
+            text = line.rstrip("\n")
+            if not _nonempty(text):
+                count.drop("blank line(s) skipped", f"line {lineno}")
+                continue
+            count.examples += 1
+            lengths.add(len(text), f"line {lineno}")
+            if not full:
+                break
+    if not count.examples:
+        raise ValueError(f"{path}: empty corpus, the file has no non-empty lines.")
+
+
+def _scan_json(path: Path, text_column: str, count: _FileCount, lengths: _FieldLengths, full: bool) -> None:
+    """Count the rows of a JSON(L) file by their ``text_column``; raise when none has text there."""
+    columns_seen: dict[str, None] = {}
+    for where, record in _json_records(path):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: expected JSON objects (one per row), found {type(record).__name__}.")
+        count.rows += 1
+        value = record.get(text_column, _MISSING)
+        if value is _MISSING:
+            columns_seen.update(dict.fromkeys(record))
+            count.drop(f"without column {text_column!r}", where)
+        elif not _nonempty(value):
+            count.drop(f"with empty text in column {text_column!r}", where)
+        else:
+            count.examples += 1
+            lengths.add(len(str(value)), where)
+            if not full:
+                break
+    if not count.examples:
+        if columns_seen and text_column not in columns_seen:
+            raise ValueError(
+                f"{path}: no column {text_column!r}; columns found: {', '.join(map(repr, columns_seen))}. "
+                "Pass text_column= to choose one."
+            )
+        raise ValueError(f"{path}: empty corpus, no row has non-empty text in column {text_column!r}.")
+
+
+def _scan_csv(
+    path: Path, delimiter: str | None, text_column: str, count: _FileCount, lengths: _FieldLengths, full: bool
+) -> _CsvFile:
+    """Count the rows of a CSV/TSV file by their ``text_column``; raise when none has text there."""
+    csv_file = _CsvFile(path, delimiter)
+    rows = csv_file.rows()
+    index = None
+    for n, line, fields in rows:
+        if index is None:
+            index = _csv_text_index(csv_file, text_column)
+        where = f"row {n} (line {line})"
+        count.rows += 1
+        header = csv_file.header or []
+        if len(fields) > len(header):
+            raise ValueError(f"{path}, {where}: {len(fields)} fields but the header has {len(header)}")
+        if index >= len(fields):
+            count.drop(f"with too few fields (no {text_column!r})", where)
+        elif not _nonempty(fields[index]):
+            count.drop(f"with empty text in column {text_column!r}", where)
+        else:
+            count.examples += 1
+            lengths.add(len(fields[index]), where)
+            if not full:
+                rows.close()
+                break
+    if index is None:
+        _csv_text_index(csv_file, text_column)  # header-only or empty file: its own message first
+    if not count.examples:
+        raise ValueError(f"{path}: empty corpus, no row has non-empty text in column {text_column!r}.")
+    count.extra = csv_file.summary()
+    return csv_file
+
+
+def _report_scan(
+    path: Path,
+    builder: str,
+    text_column: str,
+    count: _FileCount,
+    lengths: _FieldLengths,
+    csv_file: _CsvFile | None,
+) -> None:
+    """Log what a fully read file held, and warn about its dropped rows, far-too-long cells and merged rows."""
+    count.report(logger, quiet_reasons=("blank line(s) skipped",))
+    hint = ""
+    if csv_file is not None and csv_file.quoting != csv.QUOTE_NONE:
+        hint = " (a quote that is never closed merges the rows after it into one cell)"
+    lengths.warn(logger, path, None if builder == "text" else text_column, hint)
+    if csv_file is not None:
+        csv_file.warn(logger)
 
 
 def _csv_text_index(csv_file: _CsvFile, text_column: str) -> int:
@@ -579,46 +609,69 @@ def load_text_files(
     parts = []
     for (builder, delimiter), group in groups.items():
         data_files = [str(p) for p in group]
-        # local files: no download-counter request to the Hub (datasets' own switch; the README promises no
-        # network at run time, HF_HUB_OFFLINE or not)
-        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
-        try:
-            ds = datasets.load_dataset(
-                builder,
-                data_files={"train": data_files},
-                split="train",
-                streaming=streaming,
-                cache_dir=cache_dir,
-                **_builder_kwargs(builder, delimiter, text_column),
-            )
-        except DatasetGenerationError as err:
-            # The builder logs the failing file but its exception does not say which one it was.
-            shown = ", ".join(data_files[:5]) + (f" and {len(data_files) - 5} more" if len(data_files) > 5 else "")
-            raise ValueError(f"Could not read {builder} file(s) {shown}: {err.__cause__ or err}") from err
-        source_column = "text" if builder == "text" else text_column
-        ds = ds.select_columns([source_column])
-        if source_column != text_column:
-            ds = ds.rename_column(source_column, text_column)
-        # One string type everywhere (csv may infer ints, json large_string) so the parts concatenate.
-        string = datasets.Value("string")
-        if ds.features is None:
-            ds = ds.map(
-                lambda row: {text_column: _as_text(row[text_column])},
-                features=datasets.Features({text_column: string}),
-            )
-        elif ds.features[text_column] != string:
-            ds = ds.cast_column(text_column, string)
-        ds = ds.filter(lambda row: _nonempty(row[text_column]))
+        ds = _load_builder(builder, delimiter, data_files, text_column, streaming, cache_dir)
+        ds = _text_column_only(ds, builder, text_column)
         if not streaming:
-            expected = sum(counts[p].examples for p in group)
-            if len(ds) != expected:
-                logger.warning(
-                    "%s: the datasets %r builder read %d examples where reading the file(s) directly gives %d; "
-                    "check the files for unusual quoting or line breaks",
-                    ", ".join(data_files[:5]),
-                    builder,
-                    len(ds),
-                    expected,
-                )
+            _check_builder_count(ds, builder, data_files, sum(counts[p].examples for p in group))
         parts.append(ds)
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _load_builder(
+    builder: str,
+    delimiter: str | None,
+    data_files: list[str],
+    text_column: str,
+    streaming: bool,
+    cache_dir: str | os.PathLike | None,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """The files of one format through the packaged ``datasets`` builder; a builder error names the files."""
+    # local files: no download-counter request to the Hub (datasets' own switch; the README promises no
+    # network at run time, HF_HUB_OFFLINE or not)
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    try:
+        return datasets.load_dataset(
+            builder,
+            data_files={"train": data_files},
+            split="train",
+            streaming=streaming,
+            cache_dir=cache_dir,
+            **_builder_kwargs(builder, delimiter, text_column),
+        )
+    except DatasetGenerationError as err:
+        # The builder logs the failing file but its exception does not say which one it was.
+        shown = ", ".join(data_files[:5]) + (f" and {len(data_files) - 5} more" if len(data_files) > 5 else "")
+        raise ValueError(f"Could not read {builder} file(s) {shown}: {err.__cause__ or err}") from err
+
+
+def _text_column_only(
+    ds: datasets.Dataset | datasets.IterableDataset, builder: str, text_column: str
+) -> datasets.Dataset | datasets.IterableDataset:
+    """``ds`` as the one string column ``text_column``, without the rows whose text is empty."""
+    source_column = "text" if builder == "text" else text_column
+    ds = ds.select_columns([source_column])
+    if source_column != text_column:
+        ds = ds.rename_column(source_column, text_column)
+    # One string type everywhere (csv may infer ints, json large_string) so the parts concatenate.
+    string = datasets.Value("string")
+    if ds.features is None:
+        ds = ds.map(
+            lambda row: {text_column: _as_text(row[text_column])},
+            features=datasets.Features({text_column: string}),
+        )
+    elif ds.features[text_column] != string:
+        ds = ds.cast_column(text_column, string)
+    return ds.filter(lambda row: _nonempty(row[text_column]))
+
+
+def _check_builder_count(ds: datasets.Dataset, builder: str, data_files: list[str], expected: int) -> None:
+    """Warn when the builder read another number of examples than reading the files directly gave."""
+    if len(ds) != expected:
+        logger.warning(
+            "%s: the datasets %r builder read %d examples where reading the file(s) directly gives %d; "
+            "check the files for unusual quoting or line breaks",
+            ", ".join(data_files[:5]),
+            builder,
+            len(ds),
+            expected,
+        )

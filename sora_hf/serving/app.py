@@ -17,9 +17,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -242,6 +242,47 @@ def create_app(
     `state` holds `batcher`, `metrics` and `settings` for callers that embed it.
     """
     settings = settings or ServerSettings()
+    served = _prepare_serving(pipe, task, model_name, settings, batch_function)
+    batcher, metrics = served.batcher, served.metrics
+    app = FastAPI(
+        title="Sora-HF inference server",
+        version="1",
+        summary=f"transformers pipeline `{task}` over {model_name}, with dynamic batching",
+        lifespan=_lifespan(served),
+    )
+    app.state.batcher, app.state.metrics, app.state.settings, app.state.draining = batcher, metrics, settings, False
+    app.add_middleware(
+        _HTTPGuard,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        is_draining=lambda: bool(getattr(app.state, "draining", False)),
+    )
+    _add_prediction_routes(app, served)
+    _add_status_routes(app, served)
+    _add_error_handlers(app, metrics)
+    return app
+
+
+@dataclass
+class _Served:
+    """What the routes of one app share: the task, the server's settings and limits, the batcher and the metrics."""
+
+    task: str
+    model_name: str
+    settings: ServerSettings
+    spec: TaskSpec
+    max_length: int | None
+    metrics: ServingMetrics
+    batcher: DynamicBatcher
+    mask_token: str | None
+    vocab_size: int | None
+
+
+def _prepare_serving(
+    pipe: Any, task: str, model_name: str, settings: ServerSettings, batch_function: BatchFunction | None
+) -> _Served:
+    """Check the task, then build the metrics and the batcher over `batch_function` (default: the pipeline call)."""
     spec = check_task(task)
     max_length = settings.max_length or _model_max_length(pipe)
     metrics = ServingMetrics()
@@ -255,13 +296,18 @@ def create_app(
     metrics.track_queue(lambda: batcher.queue_depth)
     tokenizer = getattr(pipe, "tokenizer", None)
     mask_token = getattr(tokenizer, "mask_token", None) if task == "fill-mask" else None
-    vocab_size = _vocab_size(pipe)
+    return _Served(task, model_name, settings, spec, max_length, metrics, batcher, mask_token, _vocab_size(pipe))
+
+
+def _lifespan(served: _Served) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's startup (start the batcher) and shutdown (drain, then stop the batcher)."""
+    batcher = served.batcher
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         app.state.draining = False
-        logger.debug("serving %s (%s) with %s", model_name, task, settings)
+        logger.debug("serving %s (%s) with %s", served.model_name, served.task, served.settings)
         try:
             yield
         finally:
@@ -270,20 +316,13 @@ def create_app(
             app.state.draining = True
             await batcher.stop()
 
-    app = FastAPI(
-        title="Sora-HF inference server",
-        version="1",
-        summary=f"transformers pipeline `{task}` over {model_name}, with dynamic batching",
-        lifespan=lifespan,
-    )
-    app.state.batcher, app.state.metrics, app.state.settings, app.state.draining = batcher, metrics, settings, False
-    app.add_middleware(
-        _HTTPGuard,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout_s=settings.body_timeout_s,
-        is_draining=lambda: bool(getattr(app.state, "draining", False)),
-    )
+    return lifespan
+
+
+def _add_prediction_routes(app: FastAPI, served: _Served) -> None:
+    """`POST /v1/predict` and its alias `/predict` (left out of the OpenAPI schema)."""
+    task, model_name, spec = served.task, served.model_name, served.spec
+    settings, batcher = served.settings, served.batcher
     errors = {status: {"model": ErrorResponse} for status in (400, 408, 413, 422, 500, 503)}
 
     async def predict(request: PredictRequest) -> PredictResponse:
@@ -292,8 +331,8 @@ def create_app(
         single = not isinstance(request.inputs, list)
         items = [request.inputs] if single else request.inputs
         items = [item if isinstance(item, str) else item.model_dump() for item in items]
-        check_items(spec, items, settings.max_texts_per_request, settings.max_text_chars, mask_token)
-        parameters = check_parameters(spec, request.parameters, settings.max_new_tokens, vocab_size)
+        check_items(spec, items, settings.max_texts_per_request, settings.max_text_chars, served.mask_token)
+        parameters = check_parameters(spec, request.parameters, settings.max_new_tokens, served.vocab_size)
         try:
             outputs = await batcher.submit(items, parameters)
         except RequestError:
@@ -318,6 +357,11 @@ def create_app(
             include_in_schema=path == PREDICT_PATHS[0],
         )
 
+
+def _add_status_routes(app: FastAPI, served: _Served) -> None:
+    """`GET /healthz`, `/v1/info` and `/metrics`."""
+    task, model_name, batcher, metrics = served.task, served.model_name, served.batcher, served.metrics
+
     @app.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     async def healthz() -> JSONResponse:
         """200 while serving; 503 once shutdown has begun (take the server out of rotation)."""
@@ -330,15 +374,19 @@ def create_app(
     @app.get("/v1/info", response_model=InfoResponse)
     async def info() -> InfoResponse:
         """The served task, the parameters a request may set, and the server's limits."""
-        limits = {key: value for key, value in asdict(settings).items() if value is not None}
-        if max_length is not None:
-            limits["max_length"] = max_length
-        return InfoResponse(task=task, model=model_name, parameters=sorted(spec.parameters), limits=limits)
+        limits = {key: value for key, value in asdict(served.settings).items() if value is not None}
+        if served.max_length is not None:
+            limits["max_length"] = served.max_length
+        return InfoResponse(task=task, model=model_name, parameters=sorted(served.spec.parameters), limits=limits)
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus_metrics() -> Response:
         """Prometheus text format: requests, latency histogram, batch sizes, errors, queue depth."""
         return Response(metrics.render(), media_type=metrics.content_type)
+
+
+def _add_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
+    """Answer refused and failed requests with a JSON `{"error": ...}` body instead of FastAPI's plain defaults."""
 
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, error: RequestError) -> JSONResponse:
@@ -364,8 +412,6 @@ def create_app(
         # Starlette's ServerErrorMiddleware (outside every other middleware) answers with this instead of its
         # plain-text 500; the guard normally answers first
         return JSONResponse({"error": f"internal server error: {type(error).__name__}"}, status_code=500)
-
-    return app
 
 
 def begin_draining(app: FastAPI) -> None:

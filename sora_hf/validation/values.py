@@ -129,6 +129,11 @@ def _typed_number(key: str, shown: Any, number: int | float, kinds: Kinds) -> in
     raise RecipeError(f"{key}={shown!r} must be an integer")
 
 
+def _takes(kinds: Kinds, kind: str) -> bool:
+    """Whether a field of `kinds` takes a value of `kind` as it is written."""
+    return kind in kinds or "any" in kinds
+
+
 def typed_value(key: str, value: Any, kinds: Kinds) -> Any:
     """`value` as the type its field declares, or a RecipeError naming the dotted `key`.
 
@@ -138,10 +143,10 @@ def typed_value(key: str, value: Any, kinds: Kinds) -> Any:
     annotation does not allow is refused."""
     numbers = kinds & {"int", "float"}
     if value is None:
-        if "none" in kinds or "any" in kinds:
+        if _takes(kinds, "none"):
             return None
     elif isinstance(value, bool):
-        if "bool" in kinds or "any" in kinds:
+        if _takes(kinds, "bool"):
             return value
         if "str" in kinds:
             # YAML 1.1 reads `no` (and `off`, `false`) as false: in a string field (`eval_strategy: no`, `--set
@@ -152,7 +157,7 @@ def typed_value(key: str, value: Any, kinds: Kinds) -> Any:
     elif isinstance(value, str):
         if numbers and _NUMBER.match(value.strip()):
             return _typed_number(key, value, _number(value), kinds)
-        if "str" in kinds or "any" in kinds:
+        if _takes(kinds, "str"):
             return value
     elif isinstance(value, int | float):
         if numbers:
@@ -161,11 +166,8 @@ def typed_value(key: str, value: Any, kinds: Kinds) -> Any:
             return value
         if "str" in kinds:
             return str(value)
-    elif isinstance(value, list):
-        if "list" in kinds or "any" in kinds:
-            return value
-    elif isinstance(value, dict):
-        if "dict" in kinds or "any" in kinds:
+    elif isinstance(value, list | dict):
+        if _takes(kinds, "list" if isinstance(value, list) else "dict"):
             return value
     elif "any" in kinds:
         return value

@@ -374,6 +374,25 @@ def build_parser() -> argparse.ArgumentParser:
         recipe_parser.set_defaults(func=_run_recipe)
         return recipe_parser
 
+    _add_recipe_commands(recipe_command)
+    _add_quickstart(command)
+    _add_push(command)
+    _add_serve(command)
+    _add_export(command, common)
+    _add_convert(command)
+    _add_trim_vocab(command)
+    _add_quantize(command)
+    _add_prune(command)
+    return parser
+
+
+OVERWRITE_HELP = "replace an existing output folder (only after the new one is written)"
+TOLERANCE_HELP = "largest absolute logit difference allowed against the source (default 1e-5)"
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _add_recipe_commands(recipe_command: Command) -> None:
+    """pretrain, finetune, multitask: a recipe, `--set` overrides, the output folder and how to treat one."""
     pretrain = recipe_command(
         "pretrain", "pre-train a Sora model from a YAML recipe", "recipes/pretrain/zh-tiny-mlm.yaml"
     )
@@ -395,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     for recipe_parser in (finetune, multitask):
         recipe_parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
+
+def _add_quickstart(command: Command) -> None:
+    """quickstart: the main job on the embedded data."""
     quick = command(
         "quickstart", help="the main job: pre-train the tiny Chinese encoder, fine-tune it on sentiment, use it"
     )
@@ -414,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     quick.set_defaults(func=_quickstart)
 
+
+def _add_push(command: Command) -> None:
+    """push: a checkpoint or an adapter to the Hub."""
     push = command("push", help="push a checkpoint (or a LoRA adapter folder) to the Hugging Face Hub")
     push.add_argument("checkpoint_dir", help="a folder written by save_pretrained (model + tokenizer), or an adapter")
     push.add_argument("repo_id", help="the Hub repo, e.g. me/sora-sentiment (created when missing)")
@@ -423,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--base-model", help="adapters: the Hub repo of the base model (when trained from a folder)")
     push.set_defaults(func=_push)
 
+
+def _add_serve(command: Command) -> None:
+    """serve: this package's server (its batching flags from `ServerSettings`) or vLLM's."""
     serve = command("serve", help="serve a checkpoint over HTTP (dynamic batching, Prometheus /metrics)")
     serve.add_argument("checkpoint", help="a model folder (save_pretrained) or a Hub repo id")
     serve.add_argument(
@@ -458,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.set_defaults(func=_serve)
 
-    overwrite_help = "replace an existing output folder (only after the new one is written)"
+
+def _add_export(command: Command, common: argparse.ArgumentParser) -> None:
+    """export onnx | llama."""
     export = command("export", help="export a checkpoint for deployment")
     export_sub = export.add_subparsers(dest="format", required=True)
     onnx = export_sub.add_parser(
@@ -474,18 +504,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="fuse an encoder graph with onnxruntime's transformer optimizer (default: on)",
     )
-    onnx.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    onnx.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     onnx.set_defaults(func=_export)
-    tolerance_help = "largest absolute logit difference allowed against the source (default 1e-5)"
     llama = export_sub.add_parser(
         "llama", parents=[common], help="a Sora decoder with Llama's options as a plain LlamaForCausalLM folder"
     )
     llama.add_argument("checkpoint", help="a saved SoraForCausalLM")
     llama.add_argument("output_dir", help="folder for the Llama config, weights, tokenizer and parity.json")
-    llama.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
-    llama.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    llama.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=TOLERANCE_HELP)
+    llama.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     llama.set_defaults(func=_export_llama)
 
+
+def _add_convert(command: Command) -> None:
+    """convert: an open checkpoint into Sora, parity checked."""
     convert = command(
         "convert", help="convert a Llama/Mistral/Qwen2/Qwen3 or BERT/RoBERTa checkpoint into Sora, parity checked"
     )
@@ -502,10 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--gguf-file", help="the .gguf file in the source folder to read (transformers' GGUF loader; needs gguf)"
     )
-    convert.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=tolerance_help)
-    convert.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    convert.add_argument("--tolerance", type=_non_negative_number, default=1e-5, help=TOLERANCE_HELP)
+    convert.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     convert.set_defaults(func=_convert)
 
+
+def _add_trim_vocab(command: Command) -> None:
+    """trim-vocab: keep the pieces a corpus uses."""
     trim = command(
         "trim-vocab", help="keep only the vocabulary pieces a corpus uses (same pieces and outputs on it, checked)"
     )
@@ -522,9 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="give every CJK character a piece of its own, as BERT's Chinese tokenizers do (for character tagging: "
         "NER, segmentation, POS)",
     )
-    trim.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    trim.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     trim.set_defaults(func=_trim_vocab)
 
+
+def _add_quantize(command: Command) -> None:
+    """quantize: int8 dynamic quantization with a report."""
     quantize = command("quantize", help="int8 dynamic quantization (onnxruntime) with a before/after report")
     quantize.add_argument("source", help="a saved Sora model (exported first) or an exported ONNX folder")
     quantize.add_argument("output_dir", help="folder for the int8 model.onnx and quantization_report.json")
@@ -535,9 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--max-length", type=_positive_int, default=128, help="tokens per text")
     quantize.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     quantize.add_argument("--threads", type=_positive_int, help="intra-op threads for the latency figures")
-    quantize.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    quantize.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     quantize.set_defaults(func=_quantize)
 
+
+def _add_prune(command: Command) -> None:
+    """prune: heads and MLP width, with a report."""
     prune = command("prune", help="structured pruning of heads and MLP width, with a before/after report")
     prune.add_argument("checkpoint", help="a saved SoraForSequenceClassification")
     prune.add_argument("output_dir", help="folder for the pruned model (loads with AutoModelForX) and its report")
@@ -552,9 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--max-examples", type=_positive_int, help="score on the first N test examples (default: all)")
     prune.add_argument("--max-length", type=_positive_int, default=128, help="tokens per text")
     prune.add_argument("--threads", type=_positive_int, help="torch threads for the latency figures")
-    prune.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    prune.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     prune.set_defaults(func=_prune)
-    return parser
 
 
 def _check_arguments(args: argparse.Namespace) -> None:

@@ -78,64 +78,21 @@ def convert(
     `head`: decoders become `causal-lm`; encoders `masked-lm` (when the source has its MLM head),
     `sentence-embedding` (the default for a sentence-transformers folder: pooling as its config says), or a new
     `sequence-classification` / `token-classification` head to fine-tune."""
-    import torch
-    from transformers import AutoConfig
-
-    from .. import modeling_sora
-    from ..configuration_sora import SoraConfig
-
-    spec, gguf_file = gguf_source(source, gguf_file)
+    spec, gguf_file, config, found = _read_source_config(source, gguf_file)
     loading = {"gguf_file": gguf_file} if gguf_file else {}
-    if gguf_file:
-        with _reading_gguf(spec, gguf_file):
-            config = AutoConfig.from_pretrained(spec, **loading)
-        saved = config.to_dict()
-        found = source_of(saved.get("model_type"))
-    else:
-        spec = resolve_checkpoint(source, what="source")
-        saved = saved_config(spec)  # read as a file: no code of the source's runs, nothing is asked on a terminal
-        found = source_of(saved.get("model_type"))
-        check_saved_config(saved)
-        check_architectures(saved, where=_config_file(spec))
-        if Path(spec).is_dir():
-            check_weight_files(spec)  # truncated or damaged weights: named here, not a safetensors traceback
-        config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
     sentence = None if gguf_file else _sentence_transformers_modules(spec)
-    head = head or ("sentence-embedding" if sentence and "sentence-embedding" in found.heads else found.heads[0])
-    if head not in found.heads:
-        raise ConversionError(f"a {found.model_type} checkpoint converts to {', '.join(found.heads)}, not {head!r}")
+    head = _chosen_head(head, found, sentence)
     tokenizer = _tokenizer(spec, **loading)
     options = sora_options(config, tokenizer)
     if head == "sentence-embedding":
         options["classifier_pooling"] = _pooling(spec, sentence)
     check_output_folder(output_dir, inputs=[Path(spec) / gguf_file if gguf_file else spec], overwrite=overwrite)
 
-    saved_dtype = getattr(config, "dtype", None) or torch.float32  # a GGUF file's: float32, as dequantised
-    saved_dtype = getattr(torch, saved_dtype) if isinstance(saved_dtype, str) else saved_dtype
+    saved_dtype = _saved_dtype(config)  # a GGUF file's: float32, as dequantised
     with _reading_gguf(spec, gguf_file):
         source_model = _load_source(spec, head, found, **loading)
-    state = source_model.state_dict()
-    trained = TRAINED_HEAD_PREFIXES.get(head)
-    model = getattr(modeling_sora, HEAD_CLASSES[head])(SoraConfig(**options)).eval()
-    if found.family == "encoder":
-        renamed = {encoder_key(key): value for key, value in state.items()}
-        state = {key: value for key, value in renamed.items() if key is not None}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if not trained:  # a new head (classification, token tagging) starts untrained; the body must be complete
-        missing = [key for key in missing if key.startswith(f"{model.base_model_prefix}.")]
-    if missing or unexpected:
-        raise ConversionError(
-            f"{spec}'s weights do not fit {type(model).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    if head == "causal-lm":
-        parity = compare_causal_lms(source_model, model, tokenizer, tolerance)
-    else:
-        parity = compare_encoders(source_model, model, tokenizer, tolerance, head)
-    if not parity.passed:
-        raise ConversionError(
-            f"the converted model differs from {spec} by more than {tolerance:g} (largest absolute differences: "
-            f"{parity.figures()}); nothing was written"
-        )
+    model = _sora_model(spec, source_model, head, found, options)
+    parity = _checked_parity(spec, source_model, model, tokenizer, head, tolerance)
     licence = _gguf_licence(Path(spec) / gguf_file) if gguf_file else _licence(spec)
     name = f"{Path(spec) / gguf_file}" if gguf_file else spec
     with no_space_is_an_error(output_dir), OutputFolder(output_dir, overwrite=overwrite) as out:
@@ -151,6 +108,82 @@ def convert(
         target = out.commit()
     logger.info("converted %s (%s) into %s", name, found.model_type, target)
     return Conversion(target, name, found.model_type, head, parity, licence)
+
+
+def _read_source_config(source: str | os.PathLike[str], gguf_file: str | None) -> tuple[str, str | None, Any, Source]:
+    """(folder or Hub id, GGUF file name, transformers config, Sora source entry) for `source`, with its saved config
+    checked before transformers reads it (a GGUF file's config comes from the file)."""
+    from transformers import AutoConfig
+
+    spec, gguf_file = gguf_source(source, gguf_file)
+    if gguf_file:
+        with _reading_gguf(spec, gguf_file):
+            config = AutoConfig.from_pretrained(spec, gguf_file=gguf_file)
+        saved = config.to_dict()
+        found = source_of(saved.get("model_type"))
+    else:
+        spec = resolve_checkpoint(source, what="source")
+        saved = saved_config(spec)  # read as a file: no code of the source's runs, nothing is asked on a terminal
+        found = source_of(saved.get("model_type"))
+        check_saved_config(saved)
+        check_architectures(saved, where=_config_file(spec))
+        if Path(spec).is_dir():
+            check_weight_files(spec)  # truncated or damaged weights: named here, not a safetensors traceback
+        config = AutoConfig.from_pretrained(spec, trust_remote_code=False)
+    return spec, gguf_file, config, found
+
+
+def _chosen_head(head: Head | None, found: Source, sentence: list[dict] | None) -> Head:
+    """The head asked for, or the source's default (sentence embeddings for a sentence-transformers folder)."""
+    head = head or ("sentence-embedding" if sentence and "sentence-embedding" in found.heads else found.heads[0])
+    if head not in found.heads:
+        raise ConversionError(f"a {found.model_type} checkpoint converts to {', '.join(found.heads)}, not {head!r}")
+    return head
+
+
+def _saved_dtype(config: Any) -> Any:
+    """The torch dtype the checkpoint is written in: the source's (float32 when its config names none)."""
+    import torch
+
+    saved_dtype = getattr(config, "dtype", None) or torch.float32
+    return getattr(torch, saved_dtype) if isinstance(saved_dtype, str) else saved_dtype
+
+
+def _sora_model(spec: str, source_model: Any, head: Head, found: Source, options: dict[str, Any]) -> Any:
+    """The Sora `head` model holding the source's weights, refused when they do not fit it."""
+    from .. import modeling_sora
+    from ..configuration_sora import SoraConfig
+
+    state = source_model.state_dict()
+    trained = TRAINED_HEAD_PREFIXES.get(head)
+    model = getattr(modeling_sora, HEAD_CLASSES[head])(SoraConfig(**options)).eval()
+    if found.family == "encoder":
+        renamed = {encoder_key(key): value for key, value in state.items()}
+        state = {key: value for key, value in renamed.items() if key is not None}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not trained:  # a new head (classification, token tagging) starts untrained; the body must be complete
+        missing = [key for key in missing if key.startswith(f"{model.base_model_prefix}.")]
+    if missing or unexpected:
+        raise ConversionError(
+            f"{spec}'s weights do not fit {type(model).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    return model
+
+
+def _checked_parity(
+    spec: str, source_model: Any, model: Any, tokenizer: Any, head: Head, tolerance: float
+) -> ParityReport:
+    """The converted model's outputs against the source's, refused (nothing written) beyond `tolerance`."""
+    if head == "causal-lm":
+        parity = compare_causal_lms(source_model, model, tokenizer, tolerance)
+    else:
+        parity = compare_encoders(source_model, model, tokenizer, tolerance, head)
+    if not parity.passed:
+        raise ConversionError(
+            f"the converted model differs from {spec} by more than {tolerance:g} (largest absolute differences: "
+            f"{parity.figures()}); nothing was written"
+        )
+    return parity
 
 
 def gguf_source(source: str | os.PathLike[str], gguf_file: str | None) -> tuple[str, str | None]:
@@ -218,13 +251,26 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
     """The source in float32, as its own transformers class loads it, refused unless the checkpoint's weights are
     that model's: none of a different size, none without a place in it, and none of its parameters left to random
     initialisation (beyond what `head` drops or does not use). Parity is measured against this model."""
+    model, info = _from_pretrained(spec, head, **loading)
+    model.eval()
+    _check_sizes(spec, info)
+    _warn_dropped_head(spec, head, info)
+    missing = _check_body_weights(spec, head, found, model, info)
+    if missing:  # the head alone: transformers gave the source a random one, so there is nothing to convert
+        raise _without_head(spec, head, found, model)
+    return model
+
+
+def _from_pretrained(spec: str, head: Head, **loading: Any) -> tuple[Any, dict[str, Any]]:
+    """The source's own transformers class for `head`, loaded in float32 with its loading info; pickles that hold
+    more than tensors and unreadable safetensors refused."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     auto = {"causal-lm": AutoModelForCausalLM, "masked-lm": AutoModelForMaskedLM}.get(head, AutoModel)
     try:
         with _quiet_loading():
-            model, info = auto.from_pretrained(
+            return auto.from_pretrained(
                 spec,
                 dtype=torch.float32,
                 output_loading_info=True,
@@ -243,8 +289,10 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
         if type(error).__name__ != "SafetensorError":
             raise
         raise ConversionError(f"the weights of {spec} are not a readable safetensors file ({error})") from None
-    model.eval()
-    prefix = f"{model.base_model_prefix}."
+
+
+def _check_sizes(spec: str, info: dict[str, Any]) -> None:
+    """Refuse weights whose sizes are not the config's (transformers would give them new random values)."""
     mismatched = sorted(info.get("mismatched_keys") or [], key=str)
     if mismatched:
         name, in_weights, by_config = (list(mismatched[0]) + [None, None])[:3]
@@ -253,8 +301,10 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
             f"is {_shape(in_weights)} in the weights and {_shape(by_config)} by the config. Put back the config.json "
             "the model was saved with (hidden_size, intermediate_size, vocab_size...) and convert again"
         )
-    unused = _UNUSED_BY_MASKED_LM if head == "masked-lm" else _UNUSED_ENCODER_WEIGHTS
-    unused = unused if found.family == "encoder" else ()
+
+
+def _warn_dropped_head(spec: str, head: Head, info: dict[str, Any]) -> None:
+    """A trained task head in the source is not converted: say so, as the Sora head starts new."""
     dropped = sorted(k for k in info.get("unexpected_keys") or [] if k.startswith(("classifier.", "qa_outputs.")))
     if dropped and head != "masked-lm":
         logger.warning(
@@ -263,6 +313,14 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
             dropped[0],
             head,
         )
+
+
+def _check_body_weights(spec: str, head: Head, found: Source, model: Any, info: dict[str, Any]) -> list[str]:
+    """Refuse weights with no place in the model and body parameters the weights lack (config.json describes other
+    weights); returns the parameters missing from the weights, which are then the head's alone."""
+    prefix = f"{model.base_model_prefix}."
+    unused = _UNUSED_BY_MASKED_LM if head == "masked-lm" else _UNUSED_ENCODER_WEIGHTS
+    unused = unused if found.family == "encoder" else ()
     unexpected = sorted(
         key
         for key in info.get("unexpected_keys") or []
@@ -284,18 +342,20 @@ def _load_source(spec: str, head: Head, found: Source, **loading: Any):
             "weights: put back the config.json they were saved with (its model_type and architectures) and convert "
             "again"
         )
-    if missing:  # the head alone: transformers gave the source a random one, so there is nothing to convert
-        others = [h for h in found.heads if h not in TRAINED_HEAD_PREFIXES]
-        saved_as = ", ".join(getattr(model.config, "architectures", None) or []) or "another class"
-        advice = (
-            f"convert it with --head {others[0]} instead"
-            + (f" (or --head {' / '.join(others[1:])})" * (len(others) > 1))
-            if others
-            else f"a {found.model_type} checkpoint converts only with its language-model head: convert the "
-            f"checkpoint it came from, saved with its {head} head ({type(model).__name__})"
-        )
-        raise ConversionError(f"{spec} was saved without its {head} head ({saved_as}); {advice}")
-    return model
+    return missing
+
+
+def _without_head(spec: str, head: Head, found: Source, model: Any) -> ConversionError:
+    """The refusal of a source saved without the `head` it converts with, naming the heads it converts to instead."""
+    others = [h for h in found.heads if h not in TRAINED_HEAD_PREFIXES]
+    saved_as = ", ".join(getattr(model.config, "architectures", None) or []) or "another class"
+    advice = (
+        f"convert it with --head {others[0]} instead" + (f" (or --head {' / '.join(others[1:])})" * (len(others) > 1))
+        if others
+        else f"a {found.model_type} checkpoint converts only with its language-model head: convert the "
+        f"checkpoint it came from, saved with its {head} head ({type(model).__name__})"
+    )
+    return ConversionError(f"{spec} was saved without its {head} head ({saved_as}); {advice}")
 
 
 @contextlib.contextmanager

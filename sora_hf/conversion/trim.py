@@ -39,7 +39,7 @@ from typing import Any
 
 from ..folders.checkpoints import load_checked, read_config_file, resolve_checkpoint
 from ..folders.outputs import OutputFolder, check_output_folder
-from .convert import _quiet_loading, no_space_is_an_error
+from .convert import _quiet_loading, _saved_dtype, no_space_is_an_error
 from .sources import ConversionError
 
 logger = logging.getLogger(__name__)
@@ -488,6 +488,55 @@ def _sample(texts: list[str], size: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Source:
+    """The checkpoint as read for trimming: its configs, tokenizer and parsed `tokenizer.json`, and the corpus."""
+
+    spec: str
+    texts: list[str]
+    saved: dict[str, Any]
+    config: Any
+    tokenizer: Any
+    data: dict[str, Any]
+    kind: str
+
+
+@dataclass
+class _Vocabulary:
+    """The ids kept (in their old order) and the trimmed tokenizer that numbers them from 0."""
+
+    size: int
+    pieces_before: int
+    kept: list[int]
+    tokenizer: Any
+    same: int  # corpus texts that encode to the same pieces as before
+
+
+@dataclass
+class _Comparison:
+    """The corpus sample as both tokenizers batch it, and the trimmed model's outputs against the untrimmed one's."""
+
+    sample: list[str]
+    batch_size: int
+    max_length: int
+    old_batches: list[dict[str, Any]]
+    new_batches: list[dict[str, Any]]
+    after: list[dict[str, Any]]
+    differences: dict[str, float]
+    worst: float
+
+
+@dataclass
+class _Costs:
+    """Parameters of both models and their CPU time on the sample's batches."""
+
+    parameters_before: int
+    parameters_after: int
+    tokens: int
+    seconds_before: float
+    seconds_after: float
+
+
 def trim_vocabulary(
     checkpoint: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -504,8 +553,62 @@ def trim_vocabulary(
     `trim_report.json`). Refused, with nothing written, when a text would encode to other pieces or the outputs on
     the sample differ by more than `tolerance`. `cjk_characters`: split every CJK character into a piece of its own
     first (`split_cjk_characters`), for character tagging."""
-    import torch
+    source = _read_source(checkpoint, output_dir, texts, overwrite=overwrite, cjk_characters=cjk_characters)
+    vocabulary = _trim_tokenizer(source, generic=cjk_characters)
+    model_class = _model_class(source.saved, source.spec)
+    original, model = _load_and_trim(model_class, source.spec, vocabulary)
+    saved_dtype = _saved_dtype(source.config)
+    comparison = _compare_outputs(
+        source, vocabulary, original, model, sample_size=sample_size, batch_size=batch_size, tolerance=tolerance
+    )
+    costs = _measure_costs(original, model, comparison, repeats)
+    del original
 
+    with no_space_is_an_error(output_dir), OutputFolder(output_dir, overwrite=overwrite) as out:
+        model.to(saved_dtype).save_pretrained(out.path)
+        vocabulary.tokenizer.save_pretrained(out.path)
+        _keep_sentence_files(source.spec, out.path)
+        reloaded_gap = _check_reloaded(out.path, model_class, vocabulary, comparison, tolerance)
+        report = TrimReport(
+            output_dir=str(Path(output_dir)),
+            source=source.spec,
+            tokenizer_model=source.kind,
+            pieces_before=vocabulary.pieces_before,
+            pieces_after=len(vocabulary.kept),
+            parameters_before=costs.parameters_before,
+            parameters_after=costs.parameters_after,
+            file_bytes_before=_weight_bytes(source.spec),
+            file_bytes_after=_weight_bytes(str(out.path)),
+            texts=len(source.texts),
+            texts_same_pieces=vocabulary.same,
+            texts_compared=len(comparison.sample),
+            tolerance=tolerance,
+            max_abs_difference=comparison.differences,
+            reloaded_max_abs_difference=reloaded_gap,
+            batch_size=batch_size,
+            ms_per_batch_before=1000 * costs.seconds_before / len(comparison.old_batches),
+            ms_per_batch_after=1000 * costs.seconds_after / len(comparison.new_batches),
+            tokens_per_s_before=costs.tokens / costs.seconds_before,
+            tokens_per_s_after=costs.tokens / costs.seconds_after,
+            split_cjk_characters=cjk_characters,
+        )
+        (out.path / "trim_report.json").write_text(report.to_json(), encoding="utf-8")
+        (out.path / "README.md").write_text(_model_card(report), encoding="utf-8")
+        out.commit()
+    _log_trimmed(report, comparison.worst)
+    return report
+
+
+def _read_source(
+    checkpoint: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    texts: Iterable[str],
+    *,
+    overwrite: bool,
+    cjk_characters: bool,
+) -> _Source:
+    """The checkpoint's config and tokenizer (CJK characters split when asked) and the corpus' texts; refused, before
+    the model is loaded, for an empty corpus, an output folder in the way, or a tokenizer trimming cannot handle."""
     spec = resolve_checkpoint(checkpoint, what="checkpoint")
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
@@ -528,113 +631,134 @@ def trim_vocabulary(
             f"{spec}'s tokenizer is a {kind or type(tokenizer).__name__} model; trimming handles a `tokenizers` "
             f"{', '.join(TOKENIZER_MODELS)} model (tokenizer.json)"
         )
-    size = int(config.vocab_size)
-    pieces_before = len(_vocab_list(data["model"]))
-    encoded = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-    kept = _kept_ids(tokenizer, data, (i for ids in encoded for i in ids), config)
+    return _Source(spec, texts, saved, config, tokenizer, data, kind)
+
+
+def _trim_tokenizer(source: _Source, *, generic: bool) -> _Vocabulary:
+    """The ids the corpus needs and the tokenizer trimmed to them (written to a scratch folder and loaded back),
+    refused unless every corpus text encodes to the same pieces as before."""
+    size = int(source.config.vocab_size)
+    pieces_before = len(_vocab_list(source.data["model"]))
+    encoded = source.tokenizer(source.texts, add_special_tokens=True, verbose=False)["input_ids"]
+    kept = _kept_ids(source.tokenizer, source.data, (i for ids in encoded for i in ids), source.config)
     if kept[-1] >= size:
-        raise TrimError(f"{spec}'s tokenizer gives id {kept[-1]}, outside the model's vocabulary ({size})")
+        raise TrimError(f"{source.spec}'s tokenizer gives id {kept[-1]}, outside the model's vocabulary ({size})")
     remap = {old: new for new, old in enumerate(kept)}
-    new_data = trimmed_tokenizer_json(data, kept)
+    new_data = trimmed_tokenizer_json(source.data, kept)
 
     with tempfile.TemporaryDirectory(prefix="sora-hf-trim-") as scratch:
-        trimmed_tokenizer = _write_tokenizer(tokenizer, new_data, remap, Path(scratch), generic=cjk_characters)
-        if len(trimmed_tokenizer) != len(kept):
-            raise TrimError(f"the trimmed tokenizer has {len(trimmed_tokenizer)} tokens, not the {len(kept)} kept")
-        old_pieces = tokenizer.convert_ids_to_tokens(kept)
-        if trimmed_tokenizer.convert_ids_to_tokens(list(range(len(kept)))) != old_pieces:
-            raise TrimError("the trimmed tokenizer numbers its pieces differently from the kept order")
-        new_encoded = trimmed_tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-        same = sum(1 for old, new in zip(encoded, new_encoded, strict=True) if _remapped(old, remap) == new)
-        if same != len(texts):
-            first = next(
-                i for i, (o, n) in enumerate(zip(encoded, new_encoded, strict=True)) if _remapped(o, remap) != n
-            )
-            raise TrimError(
-                f"{len(texts) - same} of {len(texts)} corpus texts encode to other pieces after trimming (the first: "
-                f"text {first}, {texts[first][:40]!r}); nothing was written"
-            )
+        trimmed_tokenizer = _write_tokenizer(source.tokenizer, new_data, remap, Path(scratch), generic=generic)
+        same = _check_same_pieces(source, trimmed_tokenizer, encoded, kept, remap)
+    return _Vocabulary(size, pieces_before, kept, trimmed_tokenizer, same)
 
-    model_class = _model_class(saved, spec)
+
+def _check_same_pieces(
+    source: _Source, trimmed_tokenizer: Any, encoded: list[list[int]], kept: list[int], remap: dict[int, int]
+) -> int:
+    """Refuse a trimmed tokenizer that numbers the kept pieces otherwise or encodes a corpus text to other pieces;
+    the number of texts that encode the same (all of them)."""
+    texts = source.texts
+    if len(trimmed_tokenizer) != len(kept):
+        raise TrimError(f"the trimmed tokenizer has {len(trimmed_tokenizer)} tokens, not the {len(kept)} kept")
+    old_pieces = source.tokenizer.convert_ids_to_tokens(kept)
+    if trimmed_tokenizer.convert_ids_to_tokens(list(range(len(kept)))) != old_pieces:
+        raise TrimError("the trimmed tokenizer numbers its pieces differently from the kept order")
+    new_encoded = trimmed_tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+    same = sum(1 for old, new in zip(encoded, new_encoded, strict=True) if _remapped(old, remap) == new)
+    if same != len(texts):
+        first = next(i for i, (o, n) in enumerate(zip(encoded, new_encoded, strict=True)) if _remapped(o, remap) != n)
+        raise TrimError(
+            f"{len(texts) - same} of {len(texts)} corpus texts encode to other pieces after trimming (the first: "
+            f"text {first}, {texts[first][:40]!r}); nothing was written"
+        )
+    return same
+
+
+def _load_and_trim(model_class: Any, spec: str, vocabulary: _Vocabulary) -> tuple[Any, Any]:
+    """The untrimmed model in float32 (what the trimmed one is compared with) and a copy trimmed to the kept ids."""
+    import torch
+
     with _quiet_loading():
         original = load_checked(model_class, spec, heads="complete", expected_model_type=None, dtype=torch.float32)
     original.eval()
-    saved_dtype = getattr(config, "dtype", None) or torch.float32
-    saved_dtype = getattr(torch, saved_dtype) if isinstance(saved_dtype, str) else saved_dtype
     model = copy.deepcopy(original)
-    _trim_model(model, kept, size)
+    _trim_model(model, vocabulary.kept, vocabulary.size)
     model.eval()
+    return original, model
 
-    sample = _sample(texts, sample_size)
-    max_length = _max_length(config, tokenizer)
-    old_batches = _batches(tokenizer, sample, batch_size, max_length)
-    new_batches = _batches(trimmed_tokenizer, sample, batch_size, max_length)
-    index = torch.tensor(kept, dtype=torch.long)
+
+def _compare_outputs(
+    source: _Source,
+    vocabulary: _Vocabulary,
+    original: Any,
+    model: Any,
+    *,
+    sample_size: int,
+    batch_size: int,
+    tolerance: float,
+) -> _Comparison:
+    """Both models' outputs on a sample of the corpus, refused unless the batches hold the same ids and the outputs
+    agree within `tolerance`."""
+    import torch
+
+    sample = _sample(source.texts, sample_size)
+    max_length = _max_length(source.config, source.tokenizer)
+    old_batches = _batches(source.tokenizer, sample, batch_size, max_length)
+    new_batches = _batches(vocabulary.tokenizer, sample, batch_size, max_length)
+    index = torch.tensor(vocabulary.kept, dtype=torch.long)
     for old, new in zip(old_batches, new_batches, strict=True):
         if not torch.equal(index[new["input_ids"]], old["input_ids"]):
             raise TrimError("the sample's padded batches differ in their ids after trimming; nothing was written")
     before = _run(original, old_batches)
     after = _run(model, new_batches)
-    differences = _differences(before, after, index, size)
+    differences = _differences(before, after, index, vocabulary.size)
     worst = max(differences.values(), default=float("inf"))
     if not differences or not worst <= tolerance:
         raise TrimError(
-            f"the trimmed model's outputs differ from {spec}'s by more than {tolerance:g} on the corpus sample "
+            f"the trimmed model's outputs differ from {source.spec}'s by more than {tolerance:g} on the corpus sample "
             f"({', '.join(f'{k}: {v:.3g}' for k, v in differences.items()) or 'nothing compared'}); nothing was "
             "written"
         )
-    tokens = sum(int(batch["attention_mask"].sum()) for batch in old_batches)
-    seconds_before = _time(original, old_batches, repeats)
-    seconds_after = _time(model, new_batches, repeats)
-    parameters_before, parameters_after = _parameters(original), _parameters(model)
-    del original
+    return _Comparison(sample, batch_size, max_length, old_batches, new_batches, after, differences, worst)
 
-    with no_space_is_an_error(output_dir), OutputFolder(output_dir, overwrite=overwrite) as out:
-        model.to(saved_dtype).save_pretrained(out.path)
-        trimmed_tokenizer.save_pretrained(out.path)
-        _keep_sentence_files(spec, out.path)
-        with _quiet_loading():
-            reloaded = load_checked(
-                model_class, out.path, heads="complete", expected_model_type=None, dtype=torch.float32
-            )
-        reloaded_tokenizer = AutoTokenizer.from_pretrained(out.path, trust_remote_code=False)
-        check = _batches(reloaded_tokenizer, sample[:batch_size], batch_size, max_length)
-        if not torch.equal(check[0]["input_ids"], new_batches[0]["input_ids"]):
-            raise TrimError("the saved tokenizer encodes the sample otherwise once reloaded; nothing was written")
-        again = _differences(_run(reloaded.eval(), check), after[:1], torch.arange(len(kept)), len(kept))
-        reloaded_gap = max(again.values(), default=float("inf"))
-        if not reloaded_gap <= tolerance:
-            raise TrimError(f"the saved trimmed model differs once reloaded ({again}); nothing was written")
-        report = TrimReport(
-            output_dir=str(Path(output_dir)),
-            source=spec,
-            tokenizer_model=kind,
-            pieces_before=pieces_before,
-            pieces_after=len(kept),
-            parameters_before=parameters_before,
-            parameters_after=parameters_after,
-            file_bytes_before=_weight_bytes(spec),
-            file_bytes_after=_weight_bytes(str(out.path)),
-            texts=len(texts),
-            texts_same_pieces=same,
-            texts_compared=len(sample),
-            tolerance=tolerance,
-            max_abs_difference=differences,
-            reloaded_max_abs_difference=reloaded_gap,
-            batch_size=batch_size,
-            ms_per_batch_before=1000 * seconds_before / len(old_batches),
-            ms_per_batch_after=1000 * seconds_after / len(new_batches),
-            tokens_per_s_before=tokens / seconds_before,
-            tokens_per_s_after=tokens / seconds_after,
-            split_cjk_characters=cjk_characters,
-        )
-        (out.path / "trim_report.json").write_text(report.to_json(), encoding="utf-8")
-        (out.path / "README.md").write_text(_model_card(report), encoding="utf-8")
-        out.commit()
+
+def _measure_costs(original: Any, model: Any, comparison: _Comparison, repeats: int) -> _Costs:
+    """Time both models on the sample's batches (the report's speed-up) and count their parameters."""
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in comparison.old_batches)
+    seconds_before = _time(original, comparison.old_batches, repeats)
+    seconds_after = _time(model, comparison.new_batches, repeats)
+    return _Costs(_parameters(original), _parameters(model), tokens, seconds_before, seconds_after)
+
+
+def _check_reloaded(
+    folder: Path, model_class: Any, vocabulary: _Vocabulary, comparison: _Comparison, tolerance: float
+) -> float:
+    """Reload the saved model and tokenizer as a user will and compare them once more on the sample's first batch;
+    the largest difference."""
+    import torch
+    from transformers import AutoTokenizer
+
+    with _quiet_loading():
+        reloaded = load_checked(model_class, folder, heads="complete", expected_model_type=None, dtype=torch.float32)
+    reloaded_tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    batch_size = comparison.batch_size
+    check = _batches(reloaded_tokenizer, comparison.sample[:batch_size], batch_size, comparison.max_length)
+    if not torch.equal(check[0]["input_ids"], comparison.new_batches[0]["input_ids"]):
+        raise TrimError("the saved tokenizer encodes the sample otherwise once reloaded; nothing was written")
+    kept = vocabulary.kept
+    again = _differences(_run(reloaded.eval(), check), comparison.after[:1], torch.arange(len(kept)), len(kept))
+    reloaded_gap = max(again.values(), default=float("inf"))
+    if not reloaded_gap <= tolerance:
+        raise TrimError(f"the saved trimmed model differs once reloaded ({again}); nothing was written")
+    return reloaded_gap
+
+
+def _log_trimmed(report: TrimReport, worst: float) -> None:
+    """One line of what was trimmed, checked and measured."""
     logger.info(
         "trimmed %s: %d -> %d pieces, %d -> %d parameters, %d -> %d weight bytes; %d corpus texts encode to the same "
         "pieces; outputs on %d texts within %.3g; %.1f -> %.1f ms per batch of %d (CPU)",
-        spec,
+        report.source,
         report.pieces_before,
         report.pieces_after,
         report.parameters_before,
@@ -646,9 +770,8 @@ def trim_vocabulary(
         worst,
         report.ms_per_batch_before,
         report.ms_per_batch_after,
-        batch_size,
+        report.batch_size,
     )
-    return report
 
 
 def _keep_sentence_files(spec: str, folder: Path) -> None:

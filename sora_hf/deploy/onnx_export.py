@@ -26,6 +26,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -327,21 +328,46 @@ def export_onnx(
         raise OnnxExportError(f"exporter={exporter!r} is not supported; use one of {EXPORTERS}")
     inputs = [model_or_checkpoint] if isinstance(model_or_checkpoint, (str, Path)) else []
     target = check_output_folder(output_dir, inputs=inputs, overwrite=overwrite, what="output folder")
-    if isinstance(model_or_checkpoint, (str, Path)):
-        checkpoint = Path(resolve_checkpoint(model_or_checkpoint))
-        model = load_for_export(checkpoint, tokenizer_required=tokenizer is None)
-        if tokenizer is None:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=False)
-            except (OSError, ValueError) as error:
-                raise OnnxExportError(
-                    f"the tokenizer of {checkpoint} does not load ({' '.join(str(error).split())}); an exported "
-                    "graph without its tokenizer cannot be fed: save the tokenizer there (tokenizer.save_pretrained)"
-                ) from None
-    else:
-        model = model_or_checkpoint.eval()
+    model, tokenizer = _model_and_tokenizer(model_or_checkpoint, tokenizer)
     if tokenizer is not None:
         check_tokenizer_fits(tokenizer, model.config)  # the exported folder would fail at its first long id
+    spec = _prepare_for_export(model, exporter)
+
+    with OutputFolder(target, overwrite=overwrite) as out:
+        output_dir = out.path
+        info = _export_graph(model, spec, output_dir / ONNX_FILE, opset=opset, exporter=exporter, optimize=optimize)
+        model.config.save_pretrained(output_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+        if check:
+            _check_graph_parity(info, model, output_dir / ONNX_FILE, target)
+        (output_dir / EXPORT_INFO_FILE).write_text(info.to_json() + "\n", encoding="utf-8")
+        out.commit()
+    return info
+
+
+def _model_and_tokenizer(
+    model_or_checkpoint: PreTrainedModel | str | Path, tokenizer: Any
+) -> tuple[PreTrainedModel, Any]:
+    """The model to export, loaded when given as a folder, and its tokenizer (the folder's when none is given)."""
+    if not isinstance(model_or_checkpoint, (str, Path)):
+        return model_or_checkpoint.eval(), tokenizer
+    checkpoint = Path(resolve_checkpoint(model_or_checkpoint))
+    model = load_for_export(checkpoint, tokenizer_required=tokenizer is None)
+    if tokenizer is None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=False)
+        except (OSError, ValueError) as error:
+            raise OnnxExportError(
+                f"the tokenizer of {checkpoint} does not load ({' '.join(str(error).split())}); an exported "
+                "graph without its tokenizer cannot be fed: save the tokenizer there (tokenizer.save_pretrained)"
+            ) from None
+    return model, tokenizer
+
+
+def _prepare_for_export(model: PreTrainedModel, exporter: str) -> HeadSpec:
+    """The head's export recipe, refused where `exporter` cannot export it; the model set to an attention that
+    exports."""
     spec = head_spec(model)
     if exporter == "dynamo" and spec.kind == "decoder_step":
         raise OnnxExportError(
@@ -351,62 +377,66 @@ def export_onnx(
     # eager and sdpa both export; sdpa is the model's default and becomes one fused-friendly graph
     if model.config._attn_implementation not in ("eager", "sdpa"):
         model.set_attn_implementation("sdpa")
+    return spec
 
-    with OutputFolder(target, overwrite=overwrite) as out:
-        output_dir = out.path
-        wrapper = _wrap(model, spec)
-        names_in, names_out = input_names(model, spec), output_names(model, spec)
-        past = 3 if spec.kind == "decoder_step" else 0
-        example = sample_inputs(model.config, spec, 2, 8, past=past, token_types=_uses_token_types(model))
-        axes = _dynamic_axes(model, spec)
-        start = time.perf_counter()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*aten::index.*")
-            args = tuple(example[name] for name in names_in)
-            if exporter == "torchscript":
-                dynamic = dict(dynamic_axes=axes, dynamo=False)
-            else:
-                batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-                shapes = {name: {0: batch, 1: seq} for name in names_in}
-                dynamic = dict(dynamic_shapes=shapes, dynamo=True, verbose=False)
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(output_dir / ONNX_FILE),
-                input_names=names_in,
-                output_names=names_out,
-                opset_version=opset,
-                **dynamic,
-            )
-        fused = optimize_graph(output_dir / ONNX_FILE, model.config) if optimize and spec.kind == "encoder" else {}
-        info = ExportInfo(
-            fused_operators=fused,
-            architecture=spec.architecture,
-            task=spec.task,
-            kind=spec.kind,
-            opset=opset,
-            exporter=exporter,
-            inputs=names_in,
-            outputs=names_out,
-            dynamic_axes={name: {str(k): v for k, v in dims.items()} for name, dims in axes.items()},
-            export_seconds=round(time.perf_counter() - start, 3),
+
+def _export_graph(
+    model: PreTrainedModel, spec: HeadSpec, path: Path, *, opset: int, exporter: str, optimize: bool
+) -> ExportInfo:
+    """Trace the head into `path` (an encoder graph then optimized); what was exported, and in how many seconds."""
+    wrapper = _wrap(model, spec)
+    names_in, names_out = input_names(model, spec), output_names(model, spec)
+    past = 3 if spec.kind == "decoder_step" else 0
+    example = sample_inputs(model.config, spec, 2, 8, past=past, token_types=_uses_token_types(model))
+    axes = _dynamic_axes(model, spec)
+    start = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*aten::index.*")
+        args = tuple(example[name] for name in names_in)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=names_in,
+            output_names=names_out,
+            opset_version=opset,
+            **_exporter_options(exporter, axes, names_in),
         )
-        model.config.save_pretrained(output_dir)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(output_dir)
-        if check:
-            info.parity_checks = check_parity(model, output_dir / ONNX_FILE)
-            info.max_abs_diff = max(c["max_abs_diff"] for c in info.parity_checks)
-            if info.max_abs_diff > PARITY_ATOL:
-                raise OnnxExportError(
-                    f"onnxruntime disagrees with torch by {info.max_abs_diff:.2e} (> {PARITY_ATOL}) for "
-                    f"{spec.architecture}; nothing was written to {target}"
-                )
-        (output_dir / EXPORT_INFO_FILE).write_text(info.to_json() + "\n", encoding="utf-8")
-        out.commit()
-    return info
+    fused = optimize_graph(path, model.config) if optimize and spec.kind == "encoder" else {}
+    return ExportInfo(
+        fused_operators=fused,
+        architecture=spec.architecture,
+        task=spec.task,
+        kind=spec.kind,
+        opset=opset,
+        exporter=exporter,
+        inputs=names_in,
+        outputs=names_out,
+        dynamic_axes={name: {str(k): v for k, v in dims.items()} for name, dims in axes.items()},
+        export_seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def _exporter_options(exporter: str, axes: dict[str, dict[int, str]], names_in: list[str]) -> dict:
+    """`torch.onnx.export`'s arguments for the exporter: dynamic axes (TorchScript) or dynamic shapes (dynamo)."""
+    if exporter == "torchscript":
+        return dict(dynamic_axes=axes, dynamo=False)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    shapes = {name: {0: batch, 1: seq} for name in names_in}
+    return dict(dynamic_shapes=shapes, dynamo=True, verbose=False)
+
+
+def _check_graph_parity(info: ExportInfo, model: PreTrainedModel, onnx_path: Path, target: Path) -> None:
+    """Record onnxruntime's differences to torch in `info`, refusing (nothing written) a graph beyond `PARITY_ATOL`."""
+    info.parity_checks = check_parity(model, onnx_path)
+    info.max_abs_diff = max(c["max_abs_diff"] for c in info.parity_checks)
+    if info.max_abs_diff > PARITY_ATOL:
+        raise OnnxExportError(
+            f"onnxruntime disagrees with torch by {info.max_abs_diff:.2e} (> {PARITY_ATOL}) for "
+            f"{info.architecture}; nothing was written to {target}"
+        )
 
 
 def optimize_graph(path: Path, config) -> dict[str, int]:

@@ -25,6 +25,7 @@ __all__ = [
     "SoraConfig",
     "SoraPreTrainedModel",
     "SoraModel",
+    "SoraDecoderModel",
     "SoraForMaskedLM",
     "SoraForPreTraining",
     "SoraForCausalLM",

@@ -7,8 +7,8 @@ over the pooled vectors of every layer instead of the last layer alone (`config.
 
 One class has one shape, as in T5Gemma: `SoraSelfAttention` and `SoraCrossAttention`; `SoraLayer` (pre-norm
 self-attention block), `SoraPostNormLayer` (BERT's post-norm block) and `SoraDecoderLayer` (self- plus
-cross-attention); `SoraModel` (the encoder, or the causal decoder of `SoraForCausalLM`) and `SoraSeq2SeqDecoder` (the
-cross-attending decoder of `SoraSeq2SeqModel`). The multi-task model lives in `modeling_sora_multitask.py`, the CRF of
+cross-attention); the stacks `SoraModel` (the encoder), `SoraDecoderModel` (the causal decoder of `SoraForCausalLM`)
+and `SoraSeq2SeqDecoder` (the cross-attending decoder of `SoraSeq2SeqModel`), the first two over one `SoraStack`. The multi-task model lives in `modeling_sora_multitask.py`, the CRF of
 the token-classification head in `crf.py`, the `modules.json` an embedding folder needs for sentence-transformers in
 `sentence_transformers_folder.py`.
 
@@ -681,26 +681,20 @@ class SoraModelOutput(BaseModelOutputWithPast):
     pooler_output: torch.FloatTensor | None = None
 
 
-class SoraModel(SoraPreTrainedModel):
-    """The bare Sora stack: embeddings, self-attention blocks and a final RMSNorm.
+class SoraStack(SoraPreTrainedModel):
+    """What the encoder and the causal decoder share: the embeddings (tokens, with segments in the encoder; learned
+    positions and an embedding norm in BERT's layout), the blocks and the final norm. Build one with
+    `sora_stack(config)`, or as `AutoModel` does."""
 
-    Bidirectional (an encoder, with segment embeddings) unless `config.is_decoder`, then causal (the decoder of
-    `SoraForCausalLM`); `is_causal` overrides the config for heads that are encoders whatever it says (masked LM,
-    replaced-token detection, the encoder of `SoraSeq2SeqModel`). The decoder of an encoder-decoder, which also
-    attends to the encoder, is `SoraSeq2SeqDecoder`.
-    """
-
+    is_causal: bool
     _can_record_outputs = {
         "hidden_states": [SoraLayer, SoraPostNormLayer],
         "attentions": OutputRecorder(SoraSelfAttention, index=1),
     }
 
-    def __init__(self, config: SoraConfig, is_causal: bool | None = None):
+    def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.is_causal = config.is_decoder if is_causal is None else is_causal
         self.attention_types = set(config.layer_types)
-        if "sliding_attention" in self.attention_types and not self.is_causal:
-            raise ValueError("SoraConfig.sliding_window is for decoders (SoraForCausalLM); an encoder attends to all.")
         self.padding_idx = config.pad_token_id
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.token_type_embeddings = (
@@ -723,26 +717,86 @@ class SoraModel(SoraPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """As for BART: the bare model of an encoder-decoder checkpoint (what `AutoModel` loads) is the
-        encoder-decoder `SoraSeq2SeqModel`, not an encoder stack that would drop half the weights."""
-        config = kwargs.get("config")
-        if cls is SoraModel and isinstance(config, SoraConfig) and config.is_encoder_decoder:
-            return SoraSeq2SeqModel.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-
-    @classmethod
-    def _from_config(cls, config: SoraConfig, **kwargs):
-        if cls is SoraModel and config.is_encoder_decoder:
-            return SoraSeq2SeqModel._from_config(config, **kwargs)
-        return super()._from_config(config, **kwargs)
-
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_tokens = value
+
+    def _embed(self, input_ids, token_type_ids, inputs_embeds) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                inputs_embeds = inputs_embeds + self.token_type_embeddings.weight[0]
+            else:
+                inputs_embeds = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        return inputs_embeds
+
+    def _add_positions(self, inputs_embeds, position_ids, attention_mask, cache) -> torch.Tensor:
+        """Learned positions (BERT, RoBERTa) and the embedding norm, where the layout has them."""
+        if self.embed_positions is not None:
+            past_seen = cache.get_seq_length() if cache is not None else 0
+            positions = _absolute_positions_of(self.config, position_ids, attention_mask, past_seen, inputs_embeds)
+            inputs_embeds = inputs_embeds + self.embed_positions(positions)
+        if self.embed_norm is not None:
+            inputs_embeds = self.embed_norm(inputs_embeds)
+        return inputs_embeds
+
+    def _blocks(self, hidden_states, masks, position_ids, cache, use_cache, **kwargs) -> torch.Tensor:
+        """Every block, then the final norm."""
+        position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                masks[layer.self_attn.attention_type],
+                position_embeddings=position_embeddings,
+                cache=cache,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        return self.norm(hidden_states)
+
+
+class SoraModel(SoraStack):
+    """The bare Sora encoder: bidirectional attention, segment embeddings, a parameter-free `pooler_output`.
+
+    `AutoModel` (and `SoraModel.from_pretrained` / `from_config`) gives the stack a config describes: this encoder,
+    `SoraDecoderModel` for a decoder (`config.is_decoder`), `SoraSeq2SeqModel` for an encoder-decoder. Built
+    directly, `SoraModel(config)` refuses a decoder config rather than build an encoder from it silently.
+    """
+
+    is_causal = False
+
+    def __init__(self, config: SoraConfig):
+        if config.is_decoder:
+            raise ValueError(
+                "SoraModel is Sora's encoder and this config describes a decoder (is_decoder=True): build "
+                "SoraDecoderModel(config), or AutoModel.from_config(config), which picks the stack the config describes"
+            )
+        if "sliding_attention" in set(config.layer_types):
+            raise ValueError("SoraConfig.sliding_window is for decoders (SoraForCausalLM); an encoder attends to all.")
+        super().__init__(config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As for BART: the bare model of an encoder-decoder checkpoint (what `AutoModel` loads) is the
+        encoder-decoder `SoraSeq2SeqModel`, not an encoder stack that would drop half the weights; a decoder's is
+        `SoraDecoderModel`."""
+        if cls is SoraModel:
+            config = kwargs.get("config")
+            if not isinstance(config, SoraConfig):
+                config = _saved_config(pretrained_model_name_or_path, kwargs)
+            target = _bare_model_class(config)
+            if target is not SoraModel:
+                return target.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def _from_config(cls, config: SoraConfig, **kwargs):
+        if cls is SoraModel and _bare_model_class(config) is not SoraModel:
+            return _bare_model_class(config)._from_config(config, **kwargs)
+        return super()._from_config(config, **kwargs)
 
     def forward(
         self,
@@ -755,9 +809,8 @@ class SoraModel(SoraPreTrainedModel):
         use_cache: bool | None = None,
         cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> BaseModelOutputWithPast:
-        r"""cache / past_key_values: the KV cache of earlier steps (one argument under two names: transformers 5.24
-        calls it `cache`, earlier releases `past_key_values`)."""
+    ) -> SoraModelOutput:
+        r"""cache / past_key_values, use_cache: accepted as every stack takes them; an encoder keeps no cache."""
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         cache = _one_cache(cache, past_key_values)
@@ -775,20 +828,18 @@ class SoraModel(SoraPreTrainedModel):
                 position_ids=position_ids,
                 cache=cache,
                 inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
                 return_dict=True,
                 **kwargs,
             )
-        if not self.is_causal:
-            outputs["pooler_output"] = pool_tokens(
-                outputs.last_hidden_state, attention_mask, self.config.classifier_pooling
-            )
+        outputs["pooler_output"] = pool_tokens(
+            outputs.last_hidden_state, attention_mask, self.config.classifier_pooling
+        )
         return outputs if return_dict else outputs.to_tuple()
 
     def _runs_padding_free(self, attention_mask, position_ids, cache, kwargs) -> bool:
         """Unpad only a padded encoder batch whose outputs can be padded back (no attention maps, no cache), and
         never in a traced graph (torch.compile, ONNX export), whose shapes must not hang on one batch's padding."""
-        if self.is_causal or cache is not None:
+        if cache is not None:
             return False
         wanted = self.config.padding_free
         implementation = self.config._attn_implementation
@@ -812,10 +863,6 @@ class SoraModel(SoraPreTrainedModel):
             # about what an eighth of the batch in padding does (measured on CPU, benchmarks/cpu_speed.py)
             return pads >= attention_mask.numel() * PADDING_FREE_MIN_PAD_SHARE
         return pads > 0
-
-    def _absolute_positions(self, position_ids, attention_mask, cache, inputs_embeds) -> torch.Tensor:
-        past_seen = cache.get_seq_length() if cache is not None else 0
-        return _absolute_positions_of(self.config, position_ids, attention_mask, past_seen, inputs_embeds)
 
     def _padding_free_forward(self, input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs):
         """Run only the real tokens, packed into one row with per-sequence positions, then pad the outputs back."""
@@ -872,54 +919,24 @@ class SoraModel(SoraPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> BaseModelOutputWithPast:
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
-        if self.token_type_embeddings is not None:
-            if token_type_ids is None:
-                inputs_embeds = inputs_embeds + self.token_type_embeddings.weight[0]
-            else:
-                inputs_embeds = inputs_embeds + self.token_type_embeddings(token_type_ids)
-
-        keep = None  # a padded encoder batch: 1 at the real tokens, 0 at the pads, `(batch, seq, 1)`
-        if not self.is_causal:
-            use_cache = False
-            if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
-                real = attention_mask[:, -inputs_embeds.shape[1] :]  # a prefix (peft) has mask columns too
-                keep = real[..., None].to(inputs_embeds.dtype)
-                if position_ids is None:
-                    # one rule on both paths (the padding-free one packs the real tokens): a row's positions count
-                    # its real tokens, so neither left padding nor the rows around it change what a row gives
-                    position_ids = (real.long().cumsum(-1) - 1).clamp(min=0)
-        if use_cache and cache is None and not self.training:
-            # training never reads a cache back, and without one packed sequences (position ids restarting,
-            # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
-            cache = DynamicCache(config=self.config)
-
-        if self.embed_positions is not None:
-            inputs_embeds = inputs_embeds + self.embed_positions(
-                self._absolute_positions(position_ids, attention_mask, cache, inputs_embeds)
-            )
-        if self.embed_norm is not None:
-            inputs_embeds = self.embed_norm(inputs_embeds)
-
+    ) -> SoraModelOutput:
+        inputs_embeds = self._embed(input_ids, token_type_ids, inputs_embeds)
+        keep = None  # a padded batch: 1 at the real tokens, 0 at the pads, `(batch, seq, 1)`
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+            real = attention_mask[:, -inputs_embeds.shape[1] :]  # a prefix (peft) has mask columns too
+            keep = real[..., None].to(inputs_embeds.dtype)
+            if position_ids is None:
+                # one rule on both paths (the padding-free one packs the real tokens): a row's positions count
+                # its real tokens, so neither left padding nor the rows around it change what a row gives
+                position_ids = (real.long().cumsum(-1) - 1).clamp(min=0)
+        inputs_embeds = self._add_positions(inputs_embeds, position_ids, attention_mask, cache)
         if position_ids is None:
             past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        if isinstance(attention_mask, dict):  # `generate` made them already, one per layer type
+        if isinstance(attention_mask, dict):  # made by the caller already, one per layer type
             masks = attention_mask
-        elif self.is_causal:
-            mask_kwargs = {
-                "config": self.config,
-                "inputs_embeds": inputs_embeds,
-                "attention_mask": attention_mask,
-                "position_ids": position_ids,
-                CACHE_ARG: cache,
-            }
-            builders = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
-            masks = {kind: builders[kind](**mask_kwargs) for kind in self.attention_types}
         else:
             # several sequences packed into one row (padding-free, or transformers' DataCollatorWithFlattening):
             # the position ids restart at each sequence, and each sequence attends only to itself
@@ -940,20 +957,109 @@ class SoraModel(SoraPreTrainedModel):
             # and the next norm would keep onnxruntime from fusing them (SkipLayerNormalization)
             hidden_states = hidden_states * keep
             kwargs["token_keep"] = keep
-        position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
-        for layer in self.layers:
-            hidden_states = layer(
-                hidden_states,
-                masks[layer.self_attn.attention_type],
-                position_embeddings=position_embeddings,
-                cache=cache,
-                use_cache=use_cache,
-                **kwargs,
-            )
-        hidden_states = self.norm(hidden_states)
+        hidden_states = self._blocks(hidden_states, masks, position_ids, cache, False, **kwargs)
         if keep is not None:
             hidden_states = hidden_states * keep
-        return SoraModelOutput(last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None})
+        return SoraModelOutput(last_hidden_state=hidden_states, **{CACHE_FIELD: None})
+
+
+class SoraDecoderModel(SoraStack):
+    """The bare Sora causal decoder (of `SoraForCausalLM`, and of pooled heads built on a decoder config): causal
+    self-attention, optionally sliding-window, with a KV cache. `AutoModel` loads a decoder checkpoint as this."""
+
+    is_causal = True
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        cache: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPast:
+        r"""cache / past_key_values: the KV cache of earlier steps (one argument under two names: transformers 5.24
+        calls it `cache`, earlier releases `past_key_values`). token_type_ids: accepted as every stack takes them;
+        a decoder has no segments."""
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        return_dict = kwargs.pop("return_dict", None)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        outputs = self._forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=_one_cache(cache, past_key_values),
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        return outputs if return_dict else outputs.to_tuple()
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def _forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPast:
+        inputs_embeds = self._embed(input_ids, None, inputs_embeds)
+        if use_cache and cache is None and not self.training:
+            # training never reads a cache back, and without one packed sequences (position ids restarting,
+            # as transformers' DataCollatorWithFlattening makes them) get their block-diagonal causal mask
+            cache = DynamicCache(config=self.config)
+        inputs_embeds = self._add_positions(inputs_embeds, position_ids, attention_mask, cache)
+        if position_ids is None:
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = position_ids.unsqueeze(0)
+
+        if isinstance(attention_mask, dict):  # `generate` made them already, one per layer type
+            masks = attention_mask
+        else:
+            mask_kwargs = {
+                "config": self.config,
+                "inputs_embeds": inputs_embeds,
+                "attention_mask": attention_mask,
+                "position_ids": position_ids,
+                CACHE_ARG: cache,
+            }
+            builders = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
+            masks = {kind: builders[kind](**mask_kwargs) for kind in self.attention_types}
+
+        hidden_states = _dropout(self.embed_dropout, inputs_embeds)
+        hidden_states = self._blocks(hidden_states, masks, position_ids, cache, use_cache, **kwargs)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_FIELD: cache if use_cache else None})
+
+
+def sora_stack(config: SoraConfig) -> SoraStack:
+    """The stack a head builds on: the causal decoder for a decoder config, else the encoder."""
+    return SoraDecoderModel(config) if config.is_decoder else SoraModel(config)
+
+
+def _bare_model_class(config: SoraConfig | None) -> type[SoraPreTrainedModel]:
+    """What `AutoModel` gives for `config`: the encoder-decoder, the decoder or the encoder."""
+    if config is not None and config.is_encoder_decoder:
+        return SoraSeq2SeqModel
+    return SoraDecoderModel if config is not None and config.is_decoder else SoraModel
+
+
+def _saved_config(path, kwargs: dict) -> SoraConfig | None:
+    """The config saved at `path` (None where it cannot be read here: `from_pretrained` then says why)."""
+    keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+    try:
+        return SoraConfig.from_pretrained(path, **{key: kwargs[key] for key in keys if key in kwargs})
+    except (OSError, ValueError):
+        return None
 
 
 def _absolute_positions_of(
@@ -1000,8 +1106,9 @@ class SoraForMaskedLM(SoraPreTrainedModel):
     _fsdp_plan = {"head": "keep_full_weight", "decoder": "keep_full_weight"}
 
     def __init__(self, config: SoraConfig):
-        super().__init__(config)
-        self.model = SoraModel(config, is_causal=False)
+        super().__init__(_with_shape(config, is_decoder=False))  # an encoder, whatever the config says
+        config = self.config
+        self.model = SoraModel(config)
         self.head = SoraMLMHead(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.post_init()
@@ -1095,8 +1202,9 @@ class SoraForPreTraining(SoraPreTrainedModel):
     """
 
     def __init__(self, config: SoraConfig):
-        super().__init__(config)
-        self.model = SoraModel(config, is_causal=False)
+        super().__init__(_with_shape(config, is_decoder=False))  # an encoder, whatever the config says
+        config = self.config
+        self.model = SoraModel(config)
         self.discriminator_head = SoraDiscriminatorHead(config)
         self.generator = SoraForMaskedLM(config.generator_config())
         # the generator's config is a copy, not a sub-config: it follows the attention the model was built with
@@ -1202,7 +1310,7 @@ class SoraForCausalLM(SoraPreTrainedModel, GenerationMixin):
         # a causal LM is a decoder whatever the config said; record it (on a copy: the caller's config stays an
         # encoder's) so that AutoModel reloads the checkpoint as a decoder
         super().__init__(_with_shape(config, is_decoder=True))
-        self.model = SoraModel(self.config)
+        self.model = SoraDecoderModel(self.config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -1378,9 +1486,9 @@ class SoraSeq2SeqModel(SoraPreTrainedModel):
     _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
 
     def __init__(self, config: SoraConfig):
-        super().__init__(_with_shape(config, is_encoder_decoder=True))
+        super().__init__(_with_shape(config, is_encoder_decoder=True, is_decoder=False))
         config = self.config
-        self.encoder = SoraModel(config, is_causal=False)
+        self.encoder = SoraModel(config)
         self.decoder = SoraSeq2SeqDecoder(config)
         self.post_init()
 
@@ -1470,7 +1578,7 @@ class SoraForSeq2SeqLM(SoraPreTrainedModel, GenerationMixin):
     _fsdp_plan = {"lm_head": "keep_full_weight"}
 
     def __init__(self, config: SoraConfig):
-        super().__init__(_with_shape(config, is_encoder_decoder=True))
+        super().__init__(_with_shape(config, is_encoder_decoder=True, is_decoder=False))
         self.model = SoraSeq2SeqModel(self.config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
@@ -1558,7 +1666,7 @@ class SoraForSequenceClassification(SoraPreTrainedModel):
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.model = SoraModel(config)
+        self.model = sora_stack(config)
         self.classifier = SoraClassificationHead(config, config.num_labels)
         self.post_init()
 
@@ -1603,7 +1711,7 @@ class SoraForMultipleChoice(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.model = SoraModel(config)
+        self.model = sora_stack(config)
         self.classifier = SoraClassificationHead(config, 1)
         self.post_init()
 
@@ -1661,7 +1769,7 @@ class SoraForTokenClassification(SoraPreTrainedModel):
     def __init__(self, config: SoraConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.model = SoraModel(config)
+        self.model = sora_stack(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.crf = SoraCRF(config) if getattr(config, "use_crf", False) else None
@@ -1727,7 +1835,7 @@ class SoraForQuestionAnswering(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.model = SoraModel(config)
+        self.model = sora_stack(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -1788,7 +1896,7 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
 
     def __init__(self, config: SoraConfig):
         super().__init__(config)
-        self.model = SoraModel(config)
+        self.model = sora_stack(config)
         self.pooler = SoraPooler(config)
         self.post_init()
 
@@ -1831,7 +1939,9 @@ class SoraForSentenceEmbedding(SoraPreTrainedModel):
 
 __all__ = [
     "SoraPreTrainedModel",
+    "SoraStack",
     "SoraModel",
+    "SoraDecoderModel",
     "SoraForMaskedLM",
     "SoraForPreTraining",
     "SoraForCausalLM",

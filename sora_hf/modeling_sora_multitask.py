@@ -23,7 +23,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
 from .configuration_sora import MULTITASK_TYPES, SoraConfig
-from .modeling_sora import SoraClassificationHead, SoraModel, SoraPreTrainedModel, _needs_all_layers
+from .modeling_sora import SoraClassificationHead, SoraPreTrainedModel, _needs_all_layers, sora_stack
 
 # The entry `save_pretrained` writes for `SoraForMultiTask` (transformers writes it from `_auto_class`); the Hub push
 # writes it too when it uploads this file.
@@ -218,7 +218,7 @@ class SoraForMultiTask(SoraPreTrainedModel):
                 "['negative', 'positive']}}"
             )
         self.task_names = sorted(config.tasks)  # config.json stores the mapping with sorted keys
-        self.model = SoraModel(config)
+        self.model = sora_stack(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.heads = nn.ModuleDict(
             {name: self.head_type(name).build(config, config.tasks[name]) for name in self.task_names}

@@ -21,7 +21,8 @@ from sora_hf.training.lora import model as lora
 
 # what sora_hf exports that is no model class with an Auto class: the config, the abstract base class, sora_hf's
 # multi-task Auto class (the Auto class of the SoraForMultiTask row) and the registration function
-NOT_HEADS = {"SoraConfig", "SoraPreTrainedModel", "AutoModelForMultiTask", "register"}
+# SoraDecoderModel: the bare decoder, which AutoModel (SoraModel) gives for a decoder config; no Auto class of its own
+NOT_HEADS = {"SoraConfig", "SoraPreTrainedModel", "SoraDecoderModel", "AutoModelForMultiTask", "register"}
 MULTITASK_TASKS = {"sentiment": {"type": "classification", "labels": ["neg", "pos"]}}
 
 

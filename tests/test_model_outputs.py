@@ -10,6 +10,7 @@ from helpers import random_batch, tiny_config_kwargs
 
 from sora_hf import (
     SoraConfig,
+    SoraDecoderModel,
     SoraForCausalLM,
     SoraForMaskedLM,
     SoraForMultipleChoice,
@@ -97,8 +98,10 @@ def test_encoder_returns_pooler_output_as_bert_does(pooling):
     torch.testing.assert_close(out.pooler_output, expected)
     torch.testing.assert_close(out.pooler_output[2:], alone.pooler_output, atol=1e-5, rtol=1e-5)
     assert any(t is not None and torch.equal(t, out.pooler_output) for t in as_tuple)
-    decoder = _model(SoraModel, is_decoder=True, type_vocab_size=0)
-    assert decoder(input_ids=ids).pooler_output is None  # as Llama's: no pooled output
+    decoder = _model(SoraDecoderModel, is_decoder=True, type_vocab_size=0)
+    assert "pooler_output" not in decoder(input_ids=ids) and not hasattr(
+        decoder(input_ids=ids), "pooler_output"
+    )  # as Llama
 
 
 def _bert_like(padding_free):

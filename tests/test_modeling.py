@@ -444,6 +444,16 @@ def test_each_stack_has_one_shape():
         assert type(layer) is SoraDecoderLayer
         assert type(layer.self_attn) is SoraSelfAttention and layer.self_attn.is_causal
         assert type(layer.cross_attn) is SoraCrossAttention and not layer.cross_attn.is_causal
+    # the encoder and the causal decoder are two classes over one stack: what one holds the other lacks
+    from sora_hf.modeling_sora import SoraDecoderModel, SoraStack
+
+    decoder = make_model(SoraForCausalLM).model
+    assert type(decoder) is SoraDecoderModel and isinstance(decoder, SoraStack) and decoder.is_causal
+    assert decoder.token_type_embeddings is None and not hasattr(decoder, "_padding_free_forward")
+    encoder = make_model(SoraForMaskedLM, is_decoder=True).model  # a masked LM is an encoder of any config
+    assert type(encoder) is SoraModel and not encoder.is_causal
+    with pytest.raises(ValueError, match=r"SoraModel is Sora's encoder .* SoraDecoderModel\(config\)"):
+        make_model(SoraModel, is_decoder=True)
     # what device maps keep whole (transformers gathers the submodels' lists): only layers the model has
     assert set(make_model(SoraForSeq2SeqLM)._no_split_modules) == {"SoraLayer", "SoraDecoderLayer"}
     assert set(make_model(SoraForMaskedLM)._no_split_modules) == {"SoraLayer"}
@@ -461,3 +471,29 @@ def test_seq2seq_records_decoder_cross_and_encoder_outputs_apart():
     assert len(out.encoder_hidden_states) == 3 and len(out.decoder_hidden_states) == 4
     assert out.cross_attentions[0][0, :, :, 5:].abs().max() == 0  # padded source tokens get no attention
     assert torch.all(out.decoder_attentions[0].triu(1) == 0)  # the decoder's self-attention is causal
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [({}, "SoraModel"), ({"is_decoder": True}, "SoraDecoderModel"), ({"num_decoder_layers": 1}, "SoraSeq2SeqModel")],
+)
+def test_the_bare_model_of_a_checkpoint_is_the_stack_it_was_saved_with(shape, expected, tmp_path):
+    """`AutoModel` and `SoraModel.from_pretrained` (with or without a config) give the stack the checkpoint holds:
+    every weight used, the same last hidden state as the head's own stack."""
+    from transformers import AutoModel
+
+    head_class = {"SoraModel": SoraForMaskedLM, "SoraDecoderModel": SoraForCausalLM}.get(expected, SoraForSeq2SeqLM)
+    head = make_model(head_class, **shape).eval()
+    head.save_pretrained(tmp_path)
+    for loaded in (
+        AutoModel.from_pretrained(tmp_path),
+        SoraModel.from_pretrained(tmp_path),
+        AutoModel.from_config(head.config),
+    ):
+        assert type(loaded).__name__ == expected
+    model, info = SoraModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"], info
+    if expected != "SoraSeq2SeqModel":
+        ids = torch.randint(7, 100, (2, 6))
+        with torch.no_grad():
+            assert torch.equal(model.eval()(ids).last_hidden_state, head.model(ids).last_hidden_state)

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from ..folders.checkpoints import CheckpointError, check_checkpoint_folder, load_checked, resolve_checkpoint
 from ..folders.outputs import OutputFolder, check_output_folder
-from ..modeling_sora import SoraForPreTraining, SoraForSeq2SeqLM, SoraModel
+from ..modeling_sora import SoraForPreTraining, SoraForSeq2SeqLM, SoraStack
 from ..tokenizer import check_tokenizer_fits
 
 logger = logging.getLogger(__name__)
@@ -40,15 +41,15 @@ class PruningError(ValueError):
 
 
 def sora_layers(model: nn.Module) -> nn.ModuleList:
-    """The blocks whose heads and MLP units are pruned: those of the model's single `SoraModel` stack."""
+    """The blocks whose heads and MLP units are pruned: those of the model's single stack (`SoraModel` or `SoraDecoderModel`)."""
     if isinstance(model, (SoraForSeq2SeqLM, SoraForPreTraining)):
         raise PruningError(
             f"pruning {type(model).__name__} is not supported (it holds two Sora stacks with separate sizes); "
             "prune encoder heads, SoraModel, SoraForMaskedLM or SoraForCausalLM"
         )
-    base = model if isinstance(model, SoraModel) else getattr(model, "model", None)
-    if not isinstance(base, SoraModel):
-        raise PruningError(f"{type(model).__name__} is not a Sora model: pruning needs its SoraModel blocks")
+    base = model if isinstance(model, SoraStack) else getattr(model, "model", None)
+    if not isinstance(base, SoraStack):
+        raise PruningError(f"{type(model).__name__} is not a Sora model: pruning needs its stack's blocks")
     return base.layers
 
 
@@ -274,22 +275,11 @@ def run_pruning(
     """
     import sora_hf
 
-    from .evaluation import accuracy, classification_data, file_size_mb, latency_inputs, torch_latency_ms, torch_logits
+    from .evaluation import classification_data, file_size_mb
 
     checkpoint = Path(resolve_checkpoint(checkpoint))
     target = check_output_folder(output_dir, inputs=[checkpoint], overwrite=overwrite, what="output folder")
-    try:
-        check_checkpoint_folder(checkpoint)
-    except CheckpointError as error:
-        raise PruningError(str(error)) from None
-    config = AutoConfig.from_pretrained(checkpoint)
-    architecture = (config.architectures or ["?"])[0]
-    if architecture != "SoraForSequenceClassification":
-        raise PruningError(
-            f"`prune` scores and evaluates on a classification task, so it takes a SoraForSequenceClassification "
-            f"checkpoint; {checkpoint} holds {architecture}. Other heads: use compute_importance / "
-            "prune_by_importance with batches that give a loss"
-        )
+    config, architecture = _classifier_config(checkpoint)
     remove_groups = fraction_to_count(heads, config.num_key_value_heads, "heads")
     remove_mlp = fraction_to_count(mlp, config.intermediate_size, "mlp")
     model = load_checked(getattr(sora_hf, architecture), checkpoint).eval()
@@ -298,15 +288,7 @@ def run_pruning(
     train = classification_data(task, config, "train")
     test = classification_data(task, config, "test", max_eval_examples)
 
-    def measure(m: nn.Module) -> dict:
-        logits = torch_logits(m, tokenizer, test.texts, max_length=max_length)
-        latency = {
-            f"batch_{b}": torch_latency_ms(m, latency_inputs(tokenizer, test.texts, b, max_length), repeats)
-            for b in (1, 32)
-        }
-        return {"accuracy": accuracy(logits, test.labels), "parameters": parameter_count(m), "latency_ms": latency}
-
-    before = measure(model)
+    before = _measure(model, tokenizer, test, max_length, repeats)
     before["size_mb"] = file_size_mb(checkpoint)
     batches = classification_batches(tokenizer, train.texts, train.labels, batch_size, max_length, importance_batches)
     importance = compute_importance(model, batches)
@@ -315,7 +297,7 @@ def run_pruning(
         output_dir = out.path
         model.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
-        after = measure(model)
+        after = _measure(model, tokenizer, test, max_length, repeats)
         after["size_mb"] = file_size_mb(output_dir)
         report = {
             "source": str(checkpoint),
@@ -337,6 +319,36 @@ def run_pruning(
         (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         out.commit()
     return report
+
+
+def _classifier_config(checkpoint: Path) -> tuple[Any, str]:
+    """The checkpoint's config and architecture, refused unless it is a SoraForSequenceClassification folder (the
+    task's accuracy is what `run_pruning` measures)."""
+    try:
+        check_checkpoint_folder(checkpoint)
+    except CheckpointError as error:
+        raise PruningError(str(error)) from None
+    config = AutoConfig.from_pretrained(checkpoint)
+    architecture = (config.architectures or ["?"])[0]
+    if architecture != "SoraForSequenceClassification":
+        raise PruningError(
+            f"`prune` scores and evaluates on a classification task, so it takes a SoraForSequenceClassification "
+            f"checkpoint; {checkpoint} holds {architecture}. Other heads: use compute_importance / "
+            "prune_by_importance with batches that give a loss"
+        )
+    return config, architecture
+
+
+def _measure(model: nn.Module, tokenizer: Any, test: Any, max_length: int, repeats: int) -> dict:
+    """Accuracy on the test split, parameter count and latency at batch sizes 1 and 32 (before and after pruning)."""
+    from .evaluation import accuracy, latency_inputs, torch_latency_ms, torch_logits
+
+    logits = torch_logits(model, tokenizer, test.texts, max_length=max_length)
+    latency = {
+        f"batch_{b}": torch_latency_ms(model, latency_inputs(tokenizer, test.texts, b, max_length), repeats)
+        for b in (1, 32)
+    }
+    return {"accuracy": accuracy(logits, test.labels), "parameters": parameter_count(model), "latency_ms": latency}
 
 
 __all__ = [

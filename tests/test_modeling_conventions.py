@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 from helpers import random_batch, tiny_config_kwargs
-from test_modeling import HEADS, head_case, make_model
+from model_tester import HEADS, head_case, make_model
 from transformers import AutoModel, AutoModelForSequenceClassification, DynamicCache
 from transformers.utils import logging as hf_logging
 

@@ -153,26 +153,24 @@ class SoraQuestionAnsweringPipeline(TextPipelineMixin, ChunkPipeline):
     ) -> tuple[dict, dict, dict]:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected arguments: {sorted(kwargs)}")
-        preprocess: dict[str, Any] = {}
-        postprocess: dict[str, Any] = {}
-        if doc_stride is not None:
-            if doc_stride < 0:
-                raise ValueError(f"doc_stride must be >= 0 (got {doc_stride})")
-            preprocess["doc_stride"] = doc_stride
-        if max_seq_len is not None:
-            preprocess["max_seq_len"] = max_seq_len
-        if align_to_words is not None:
-            preprocess["align_to_words"] = align_to_words
-        if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"top_k must be >= 1 (got {top_k})")
-            postprocess["top_k"] = top_k
-        if max_answer_len is not None:
-            if max_answer_len < 1:
-                raise ValueError(f"max_answer_len must be >= 1 (got {max_answer_len})")
-            postprocess["max_answer_len"] = max_answer_len
-        if handle_impossible_answer is not None:
-            postprocess["handle_impossible_answer"] = handle_impossible_answer
+        for name, value, low in (
+            ("doc_stride", doc_stride, 0),
+            ("top_k", top_k, 1),
+            ("max_answer_len", max_answer_len, 1),
+        ):
+            if value is not None and value < low:
+                raise ValueError(f"{name} must be >= {low} (got {value})")
+        given = {
+            "doc_stride": doc_stride,
+            "max_seq_len": max_seq_len,
+            "align_to_words": align_to_words,
+            "top_k": top_k,
+            "max_answer_len": max_answer_len,
+            "handle_impossible_answer": handle_impossible_answer,
+        }
+        given = {name: value for name, value in given.items() if value is not None}
+        preprocess = {k: given[k] for k in ("doc_stride", "max_seq_len", "align_to_words") if k in given}
+        postprocess = {k: given[k] for k in ("top_k", "max_answer_len", "handle_impossible_answer") if k in given}
         return preprocess, {}, postprocess
 
     @staticmethod

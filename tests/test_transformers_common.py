@@ -23,6 +23,7 @@ from transformers.models.auto import modeling_auto
 import sora_hf  # noqa: F401  (registers Sora with the Auto classes)
 from sora_hf import SoraConfig
 from sora_hf.modeling_sora import (
+    SoraDecoderModel,
     SoraForCausalLM,
     SoraForMaskedLM,
     SoraForMultipleChoice,
@@ -147,7 +148,7 @@ _TOKEN_LABELS = ("ForTokenClassification", "ForCausalLM", "ForMaskedLM", "LMHead
 # model is not, so Sora's heads are named there while its tests run. A sentence-embedding head is what
 # `AutoModelForTextEncoding` loads, a base model in transformers' own table (BertModel): no loss of its own.
 SORA_AUTO_NAMES = {
-    "MODEL_MAPPING_NAMES": ("SoraModel", "SoraForSentenceEmbedding"),
+    "MODEL_MAPPING_NAMES": ("SoraModel", "SoraDecoderModel", "SoraForSentenceEmbedding"),
     "MODEL_FOR_MASKED_LM_MAPPING_NAMES": "SoraForMaskedLM",
     "MODEL_FOR_PRETRAINING_MAPPING_NAMES": "SoraForPreTraining",
     "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": "SoraForCausalLM",
@@ -225,7 +226,7 @@ class SoraEncoderCommonTest(CommonTests, unittest.TestCase):
 class SoraDecoderCommonTest(CommonTests, GenerationTesterMixin, unittest.TestCase):
     make_config = staticmethod(_sora_decoder_config)
     use_token_type_ids = False
-    all_model_classes = (SoraModel, SoraForCausalLM, SoraForSequenceClassification)
+    all_model_classes = (SoraDecoderModel, SoraForCausalLM, SoraForSequenceClassification)
 
 
 class BertCommonTest(CommonTests, unittest.TestCase):

@@ -743,6 +743,12 @@ class SoraStack(SoraPreTrainedModel):
             inputs_embeds = self.embed_norm(inputs_embeds)
         return inputs_embeds
 
+    @staticmethod
+    def _columns(inputs_embeds: torch.Tensor, cache: Cache | None) -> torch.Tensor:
+        """The rotary positions of a batch given none: its columns, after what the cache holds."""
+        past_seen_tokens = cache.get_seq_length() if cache is not None else 0
+        return (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens).unsqueeze(0)
+
     def _blocks(self, hidden_states, masks, position_ids, cache, use_cache, **kwargs) -> torch.Tensor:
         """Every block, then the final norm."""
         position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
@@ -931,9 +937,7 @@ class SoraModel(SoraStack):
                 position_ids = (real.long().cumsum(-1) - 1).clamp(min=0)
         inputs_embeds = self._add_positions(inputs_embeds, position_ids, attention_mask, cache)
         if position_ids is None:
-            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
-            position_ids = position_ids.unsqueeze(0)
+            position_ids = self._columns(inputs_embeds, cache)
 
         if isinstance(attention_mask, dict):  # made by the caller already, one per layer type
             masks = attention_mask
@@ -1019,9 +1023,7 @@ class SoraDecoderModel(SoraStack):
             cache = DynamicCache(config=self.config)
         inputs_embeds = self._add_positions(inputs_embeds, position_ids, attention_mask, cache)
         if position_ids is None:
-            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
-            position_ids = position_ids.unsqueeze(0)
+            position_ids = self._columns(inputs_embeds, cache)
 
         if isinstance(attention_mask, dict):  # `generate` made them already, one per layer type
             masks = attention_mask

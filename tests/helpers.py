@@ -52,3 +52,19 @@ def logits_of(model, input_ids, attention_mask):
 def batch_with_labels(seed=0):
     input_ids, attention_mask = random_batch(4, 12, seed=seed, pad_rows={1: 5, 3: 2})
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 2, 1])}
+
+
+def import_model_code(root, fixture, package: str, modules: tuple[str, ...]) -> dict:
+    """The model code kept as text in `fixture` (`<module>.py.txt`), importable as `package` from `root`: its own
+    classes, nothing registered. The caller removes `root` from `sys.path` when done."""
+    import importlib
+    import shutil
+    import sys
+
+    folder = root / package
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    for name in (*modules, "configuration_sora"):
+        shutil.copy(fixture / f"{name}.py.txt", folder / f"{name}.py")
+    sys.path.insert(0, str(root))
+    return {name: importlib.import_module(f"{package}.{name}") for name in modules}

@@ -1,14 +1,12 @@
 """Checkpoints saved by the model code before the layout change of issue 14 (tests/fixtures/sora_70862a8, the code
 at 70862a8) load into today's classes with every weight used and give the same outputs."""
 
-import importlib
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import random_batch, tiny_config_kwargs
+from helpers import import_model_code, random_batch, tiny_config_kwargs
 
 import sora_hf
 
@@ -37,14 +35,8 @@ HEADS = {
 def legacy(tmp_path_factory):
     """The old code as an importable package `sora_70862a8` (its own classes, nothing registered)."""
     root = tmp_path_factory.mktemp("legacy-code")
-    package = root / "sora_70862a8"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    for name in ("modeling_sora", "configuration_sora"):
-        shutil.copy(FIXTURE / f"{name}.py.txt", package / f"{name}.py")
-    sys.path.insert(0, str(root))
     try:
-        yield importlib.import_module("sora_70862a8.modeling_sora")
+        yield import_model_code(root, FIXTURE, "sora_70862a8", ("modeling_sora",))["modeling_sora"]
     finally:
         sys.path.remove(str(root))
 

@@ -3,14 +3,12 @@ the code at a6b611d), on the same weights and inputs: the old classes save, toda
 hidden state and attention map must be `torch.equal`, in every layout the config offers (Sora's pre-norm rotary
 blocks, BERT's post-norm and learned positions, decoders, padding-free, CRF, multi-level pooling)."""
 
-import importlib
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import random_batch, tiny_config_kwargs
+from helpers import import_model_code, random_batch, tiny_config_kwargs
 
 import sora_hf
 
@@ -66,17 +64,8 @@ CASES += [(h, layout) for h in DECODER_HEADS for layout in DECODER_LAYOUTS]
 def old_code(tmp_path_factory):
     """The code at a6b611d as an importable package `sora_a6b611d` (its own classes, nothing registered)."""
     root = tmp_path_factory.mktemp("old-code")
-    package = root / "sora_a6b611d"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    for name in ("modeling_sora", "modeling_sora_multitask", "configuration_sora"):
-        shutil.copy(FIXTURE / f"{name}.py.txt", package / f"{name}.py")
-    sys.path.insert(0, str(root))
     try:
-        yield {
-            "modeling_sora": importlib.import_module("sora_a6b611d.modeling_sora"),
-            "modeling_sora_multitask": importlib.import_module("sora_a6b611d.modeling_sora_multitask"),
-        }
+        yield import_model_code(root, FIXTURE, "sora_a6b611d", ("modeling_sora", "modeling_sora_multitask"))
     finally:
         sys.path.remove(str(root))
 
